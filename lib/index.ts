@@ -1,0 +1,11 @@
+/**
+ * deepseek-native: DeepSeek-V3.2 inference for Node.js. The one export list of the package.
+ */
+export * as ops from './ops/index.js';
+export { Tensor, tensor, zeros, DTYPES } from './runtime/tensor.js';
+export type { DType, DeviceName, HostArray, HostArrays, TensorOptions } from './runtime/tensor.js';
+export { devices, memoryStats, releaseCache, synchronize } from './runtime/device.js';
+export type { DeviceInfo, MemoryStats } from './runtime/device.js';
+export { runtimeInfo } from './runtime/info.js';
+export type { RuntimeInfo } from './runtime/info.js';
+export { AddonLoadError, DisposedError } from './runtime/errors.js';

@@ -1,0 +1,141 @@
+/**
+ * Loading the native addon. Two builds may be present: the cmake-js build with the CUDA backend
+ * (`prebuilds/cuda/<platform>-<arch>/` when installed, `build-cuda/Release/` from source) and the
+ * node-gyp CPU build (found by node-gyp-build in `prebuilds/<platform>-<arch>/` or `build/Release/`).
+ * The CUDA build is preferred when a CUDA driver is present; `DEEPSEEK_NATIVE_BUILD=cpu|cuda`
+ * forces one. When nothing loads, one error names every build tried and why it failed.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { AddonLoadError } from './errors.js';
+
+/** The native tensor handle (see native/runtime/tensor.h). */
+export interface NativeTensor {
+  readonly dtype: string;
+  readonly shape: number[];
+  readonly device: string;
+  readonly byteLength: number;
+  readonly disposed: boolean;
+  dispose(): void;
+  read(asFloat32: boolean): Promise<ArrayBuffer>;
+  reshape(shape: number[]): NativeTensor;
+  rows(start: number, count: number): NativeTensor;
+}
+
+export interface NativeDeviceInfo {
+  name: string;
+  kind: 'cpu' | 'cuda';
+  description: string;
+  memoryBytes: number;
+  threads?: number;
+  simd?: string;
+  computeCapability?: string;
+}
+
+export interface NativeBuildInfo {
+  backends: string[];
+  cudaArchitectures: string;
+  simd: string;
+  threads: number;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type NativeOp = (...args: any[]) => any;
+
+export interface NativeAddon {
+  NativeTensor: new () => NativeTensor;
+  createTensor(dtype: string, shape: number[], device: string, data?: ArrayBufferView | ArrayBuffer): NativeTensor;
+  devices(): NativeDeviceInfo[];
+  memoryStats(device: string): { inUseBytes: number; cachedBytes: number; peakBytes: number };
+  releaseCache(device: string): void;
+  synchronize(device: string): Promise<ArrayBuffer>;
+  buildInfo(): NativeBuildInfo;
+  probe(kind: 'readBandwidth' | 'fmaPeak' | 'cudaCopyBandwidth', bytes?: number, device?: string): Promise<ArrayBuffer>;
+  ops: Record<string, NativeOp>;
+}
+
+/** The package root: the nearest folder above this file whose package.json is ours. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if (JSON.parse(readFileSync(pkg, 'utf8')).name === 'deepseek-native') return dir;
+      } catch {
+        /* keep looking */
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new AddonLoadError('deepseek-native: cannot find the package root');
+    dir = up;
+  }
+}
+
+/** True when an NVIDIA driver is installed (the CUDA build can then find a GPU). */
+export function cudaDriverPresent(): boolean {
+  if (existsSync('/proc/driver/nvidia/version')) return true;
+  return ['/usr/lib/x86_64-linux-gnu/libcuda.so.1', '/usr/lib64/libcuda.so.1', '/usr/local/cuda/compat/libcuda.so.1'].some(
+    (p) => existsSync(p),
+  );
+}
+
+let loaded: { addon: NativeAddon; file: string } | undefined;
+
+/** Loads the addon once; throws AddonLoadError naming each build tried and why it failed. */
+export function loadAddon(): { addon: NativeAddon; file: string } {
+  if (loaded) return loaded;
+  const root = packageRoot();
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  const platform = `${process.platform}-${process.arch}`;
+  const force = process.env.DEEPSEEK_NATIVE_BUILD;
+  const wantCuda = force === 'cuda' || (force !== 'cpu' && cudaDriverPresent());
+
+  if (wantCuda) {
+    for (const file of [join(root, 'prebuilds', 'cuda', platform, 'deepseek_native.node'), join(root, 'build-cuda', 'Release', 'deepseek_native.node')]) {
+      if (!existsSync(file)) {
+        tried.push(`${file}: not present`);
+        continue;
+      }
+      try {
+        loaded = { addon: require(file) as NativeAddon, file };
+        return loaded;
+      } catch (e) {
+        tried.push(`${file}: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+  } else {
+    tried.push(`CUDA build: skipped (${force === 'cpu' ? 'DEEPSEEK_NATIVE_BUILD=cpu' : 'no CUDA driver found'})`);
+  }
+  if (force !== 'cuda') {
+    try {
+      const nodeGypBuild = require('node-gyp-build') as { (dir: string): unknown; resolve(dir: string): string };
+      const file = nodeGypBuild.resolve(root);
+      loaded = { addon: require(file) as NativeAddon, file };
+      return loaded;
+    } catch (e) {
+      tried.push(`CPU build (node-gyp-build in ${join(root, 'prebuilds', platform)} and ${join(root, 'build', 'Release')}): ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new AddonLoadError(
+    [
+      `Could not load the deepseek-native addon for ${platform} (Node ${process.version}).`,
+      'Tried:',
+      ...tried.map((t) => `  - ${t}`),
+      'Possible solutions:',
+      '  - Install a published release, which carries prebuilt linux-x64 binaries: npm install deepseek-native',
+      '  - Build from source (needs a C++17 compiler): npm run build',
+      '  - For the CUDA backend (needs nvcc and cmake): npm run build:cuda',
+      '  - Unset DEEPSEEK_NATIVE_BUILD, or set it to cpu or cuda to pick a build',
+    ].join('\n'),
+  );
+}
+
+/** The loaded addon. */
+export function native(): NativeAddon {
+  return loadAddon().addon;
+}

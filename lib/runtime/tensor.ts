@@ -1,0 +1,173 @@
+/**
+ * Tensor: a typed handle over native device memory. Creation copies host data in; `read()` and
+ * `toFloat32Array()` are the sync points (they resolve once every op queued before them has run,
+ * and reject with the first error those ops raised). `dispose()` (or `using`) hands the storage back
+ * once queued ops are done with it; a garbage-collection finalizer is only the backstop.
+ */
+import { DisposedError, invalidArgument, isNonNegativeInteger } from './errors.js';
+import { type NativeTensor, native } from './native.js';
+
+export type DType = 'f32' | 'bf16' | 'f16' | 'f8e4m3' | 'i32' | 'i64' | 'u8';
+export const DTYPES: readonly DType[] = ['f32', 'bf16', 'f16', 'f8e4m3', 'i32', 'i64', 'u8'];
+
+/** A device name: 'cpu', 'cuda' (= 'cuda:0') or 'cuda:N'. */
+export type DeviceName = 'cpu' | 'cuda' | `cuda:${number}`;
+
+/** The host array a dtype reads back as: bf16/f16 as raw Uint16Array bits, f8e4m3 as Uint8Array codes. */
+export interface HostArrays {
+  f32: Float32Array;
+  bf16: Uint16Array;
+  f16: Uint16Array;
+  f8e4m3: Uint8Array;
+  i32: Int32Array;
+  i64: BigInt64Array;
+  u8: Uint8Array;
+}
+export type HostArray = HostArrays[DType];
+
+const BYTES: Record<DType, number> = { f32: 4, bf16: 2, f16: 2, f8e4m3: 1, i32: 4, i64: 8, u8: 1 };
+
+function hostView(dtype: DType, buf: ArrayBuffer): HostArray {
+  switch (dtype) {
+    case 'f32': return new Float32Array(buf);
+    case 'bf16': case 'f16': return new Uint16Array(buf);
+    case 'i32': return new Int32Array(buf);
+    case 'i64': return new BigInt64Array(buf);
+    default: return new Uint8Array(buf);
+  }
+}
+
+export interface TensorOptions {
+  /** Element type; default 'f32' for Float32Array data, else required for raw bytes. */
+  dtype?: DType;
+  /** Dimensions; default: one dimension of the data's length. */
+  shape?: readonly number[];
+  /** Device; default 'cpu'. */
+  device?: DeviceName | string;
+}
+
+export class Tensor {
+  #handle: NativeTensor | undefined;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly device: string;
+
+  /** @internal Wraps a native handle; use `tensor()` / `zeros()` or an op to make tensors. */
+  constructor(handle: NativeTensor) {
+    this.#handle = handle;
+    this.dtype = handle.dtype as DType;
+    this.shape = Object.freeze(handle.shape);
+    this.device = handle.device;
+  }
+
+  /** @internal The native handle; throws DisposedError after dispose(). */
+  handle(where = 'Tensor'): NativeTensor {
+    if (!this.#handle) throw new DisposedError(`${where}: the tensor was disposed and cannot be used`);
+    return this.#handle;
+  }
+
+  get disposed(): boolean {
+    return this.#handle === undefined;
+  }
+
+  /** Number of elements. */
+  get size(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+
+  get byteLength(): number {
+    return this.size * BYTES[this.dtype];
+  }
+
+  /** The elements, after every op queued before this call has run (raw bits for bf16/f16/f8e4m3). */
+  async read<D extends DType = DType>(): Promise<HostArrays[D]> {
+    const buf = await this.handle('Tensor.read').read(false);
+    return hostView(this.dtype, buf) as HostArrays[D];
+  }
+
+  /** The elements converted to f32 (bf16, f16 and f8e4m3 decoded exactly). */
+  async toFloat32Array(): Promise<Float32Array> {
+    return new Float32Array(await this.handle('Tensor.toFloat32Array').read(true));
+  }
+
+  /** A view with another shape over the same storage (one dimension may be -1). */
+  reshape(shape: readonly number[]): Tensor {
+    return new Tensor(this.handle('Tensor.reshape').reshape([...shape]));
+  }
+
+  /** A view of rows [start, start + count) of dimension 0, over the same storage. */
+  rows(start: number, count: number): Tensor {
+    return new Tensor(this.handle('Tensor.rows').rows(start, count));
+  }
+
+  /** Returns the storage to the device's pool once queued ops no longer need it. Safe twice. */
+  dispose(): void {
+    this.#handle?.dispose();
+    this.#handle = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype}, [${this.shape.join(', ')}], ${this.device}${this.disposed ? ', disposed' : ''})`;
+  }
+}
+
+function checkShape(where: string, shape: readonly number[]): void {
+  if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger))
+    throw invalidArgument(where, 'shape', 'an array of non-negative integers', shape);
+}
+
+function inferDtype(data: ArrayBufferView): DType | undefined {
+  if (data instanceof Float32Array) return 'f32';
+  if (data instanceof Int32Array) return 'i32';
+  if (data instanceof BigInt64Array) return 'i64';
+  return undefined;
+}
+
+/**
+ * A tensor holding a copy of `data`. bf16/f16 take raw bits (Uint16Array), f8e4m3 raw codes
+ * (Uint8Array); a Float32Array may also be given for any float dtype and is rounded to it.
+ */
+export function tensor(data: ArrayBufferView | readonly number[], options: TensorOptions = {}): Tensor {
+  const where = 'tensor';
+  let view: ArrayBufferView = Array.isArray(data) ? new Float32Array(data as number[]) : (data as ArrayBufferView);
+  if (!ArrayBuffer.isView(view)) throw invalidArgument(where, 'data', 'a TypedArray or an array of numbers', data);
+  const dtype = options.dtype ?? inferDtype(view);
+  if (!dtype || !DTYPES.includes(dtype)) throw invalidArgument(where, 'dtype', `one of ${DTYPES.join(', ')}`, options.dtype);
+  const device = options.device ?? 'cpu';
+  const n = view.byteLength / (view instanceof Float32Array && dtype !== 'f32' ? 4 : BYTES[dtype]);
+  const shape = options.shape ?? [n];
+  checkShape(where, shape);
+  if (view instanceof Float32Array && dtype !== 'f32') {
+    // Round f32 data to the target float dtype on the device, exactly as `cast` does.
+    if (dtype === 'i32' || dtype === 'i64' || dtype === 'u8')
+      throw invalidArgument(where, 'data', `an integer TypedArray for dtype ${dtype}`, data);
+    const f = new Tensor(native().createTensor('f32', [...shape], device, view));
+    try {
+      return new Tensor(native().ops.cast(f.handle(), dtype));
+    } finally {
+      f.dispose();
+    }
+  }
+  return new Tensor(native().createTensor(dtype, [...shape], device, view));
+}
+
+/** A zero-filled tensor. */
+export function zeros(shape: readonly number[], options: Omit<TensorOptions, 'shape'> = {}): Tensor {
+  checkShape('zeros', shape);
+  return new Tensor(native().createTensor(options.dtype ?? 'f32', [...shape], options.device ?? 'cpu'));
+}
+
+/** @internal The native handle of a tensor argument, with the op and argument named on misuse. */
+export function handleOf(t: Tensor, op: string, arg: string): NativeTensor {
+  if (!(t instanceof Tensor)) throw invalidArgument(op, arg, 'a Tensor', t);
+  return t.handle(`${op}: ${arg}`);
+}
+
+/** @internal Wraps what a native op returned. */
+export function wrap(h: NativeTensor): Tensor {
+  return new Tensor(h);
+}

@@ -1,0 +1,209 @@
+// The addon's one surface: the NativeTensor class, tensor creation, devices and their allocators,
+// stream synchronisation, build information, roofline probes, and every op under `ops`.
+#include <napi.h>
+
+#include <cstring>
+
+#include "cpu/probe.h"
+#include "cpu/simd.h"
+#include "ops/args.h"
+#include "runtime/tensor.h"
+
+namespace dsn {
+
+Napi::Value deferredOnWorker(Napi::Env env, const std::function<void(std::function<void(std::vector<uint8_t>&&, const StreamError*)>)>& start);
+
+#ifdef DSN_WITH_CUDA
+std::vector<std::string> cudaDeviceInfo(int index);  // name, memory bytes, compute capability
+std::string cudaArchitectures();
+std::string cudaCopyBandwidth(int index, size_t bytes, double* gbPerSecond);
+#endif
+
+namespace {
+
+DeviceId deviceArg(const OpArgs& a, int i) { return parseDevice(a.string(i, "device")); }
+
+/** createTensor(dtype, shape, device, bytes?) -> NativeTensor; zero-filled without bytes. */
+Napi::Value CreateTensor(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "tensor");
+    DType dtype = a.dtype(0, "dtype");
+    if (!info[1].IsArray()) throwType("tensor: expected an array of dimensions for shape");
+    Napi::Array arr = info[1].As<Napi::Array>();
+    std::vector<int64_t> shape(arr.Length());
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Value v = arr[i];
+      double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 0) || d != double(int64_t(d)) || d > double(int64_t(1) << 53))
+        throwType("tensor: dimension ", i, " of shape must be a non-negative integer");
+      shape[i] = int64_t(d);
+    }
+    DeviceId dev = deviceArg(a, 2);
+    TensorRef t = newTensor(dtype, shape, dev);
+    size_t n = t->nbytes();
+    if (a.has(3)) {
+      const uint8_t* src = nullptr;
+      size_t len = 0;
+      if (info[3].IsArrayBuffer()) {
+        auto ab = info[3].As<Napi::ArrayBuffer>();
+        src = static_cast<const uint8_t*>(ab.Data());
+        len = ab.ByteLength();
+      } else if (info[3].IsTypedArray() || info[3].IsDataView()) {
+        auto ta = info[3].As<Napi::TypedArray>();
+        auto ab = ta.ArrayBuffer();
+        src = static_cast<const uint8_t*>(ab.Data()) + ta.ByteOffset();
+        len = ta.ByteLength();
+      } else if (info[3].IsBuffer()) {
+        auto b = info[3].As<Napi::Buffer<uint8_t>>();
+        src = b.Data();
+        len = b.Length();
+      } else {
+        throwType("tensor: data must be a TypedArray or ArrayBuffer");
+      }
+      if (len != n)
+        throwRange("tensor: data has ", len, " bytes but a ", dtypeName(dtype), " tensor of shape ", t->shapeString(),
+                   " needs ", n, " bytes");
+      if (n) t->backend().copyFromHost(t->data(), src, n);
+    } else if (n) {
+      std::vector<uint8_t> zeros(n, 0);
+      t->backend().copyFromHost(t->data(), zeros.data(), n);
+    }
+    return NativeTensor::Wrap(info.Env(), t);
+  });
+}
+
+Napi::Value Devices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array list = Napi::Array::New(env);
+  Napi::Object cpu = Napi::Object::New(env);
+  cpu.Set("name", "cpu");
+  cpu.Set("kind", "cpu");
+  cpu.Set("description", CpuBackend::get().description());
+  cpu.Set("memoryBytes", double(CpuBackend::get().totalMemoryBytes()));
+  cpu.Set("threads", CpuBackend::get().pool().threads());
+  cpu.Set("simd", cpu::simdName(cpu::simdLevel()));
+  list[uint32_t(0)] = cpu;
+#ifdef DSN_WITH_CUDA
+  for (int i = 0; i < cudaDeviceCount(); ++i) {
+    auto d = cudaDeviceInfo(i);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", "cuda:" + std::to_string(i));
+    o.Set("kind", "cuda");
+    o.Set("description", d[0]);
+    o.Set("memoryBytes", std::stod(d[1]));
+    o.Set("computeCapability", d[2]);
+    list[uint32_t(i + 1)] = o;
+  }
+#endif
+  return list;
+}
+
+Napi::Value MemoryStatsFn(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "memoryStats");
+    MemoryStats s = backendFor(deviceArg(a, 0)).allocator().stats();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("inUseBytes", double(s.inUseBytes));
+    o.Set("cachedBytes", double(s.cachedBytes));
+    o.Set("peakBytes", double(s.peakBytes));
+    return o;
+  });
+}
+
+Napi::Value ReleaseCache(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "releaseCache");
+    Backend& b = backendFor(deviceArg(a, 0));
+    b.allocator().emptyCache();
+    b.allocator().resetPeak();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "synchronize");
+    Backend* b = &backendFor(deviceArg(a, 0));
+    return deferredOnWorker(info.Env(), [b](std::function<void(std::vector<uint8_t>&&, const StreamError*)> done) {
+      b->synchronize([done](const StreamError* err) { done({}, err); });
+    });
+  });
+}
+
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array backends = Napi::Array::New(env);
+  backends[uint32_t(0)] = Napi::String::New(env, "cpu");
+#ifdef DSN_WITH_CUDA
+  backends[uint32_t(1)] = Napi::String::New(env, "cuda");
+  o.Set("cudaArchitectures", cudaArchitectures());
+#else
+  o.Set("cudaArchitectures", "");
+#endif
+  o.Set("backends", backends);
+  o.Set("simd", cpu::simdName(cpu::simdLevel()));
+  o.Set("threads", CpuBackend::get().pool().threads());
+  return o;
+}
+
+/** probe('readBandwidth' | 'fmaPeak', bytes?) -> Promise<ArrayBuffer holding one f64> */
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "probe");
+    std::string what = a.string(0, "kind");
+    if (what != "readBandwidth" && what != "fmaPeak" && what != "cudaCopyBandwidth")
+      throwType("probe: kind must be 'readBandwidth', 'fmaPeak' or 'cudaCopyBandwidth' but received '", what, "'");
+    size_t bytes = a.has(1) ? size_t(a.integer(1, "bytes", 1 << 20, int64_t(1) << 36)) : size_t(512) << 20;
+    if (what == "cudaCopyBandwidth") {
+#ifdef DSN_WITH_CUDA
+      DeviceId dev = a.has(2) ? deviceArg(a, 2) : DeviceId{DeviceType::CUDA, 0};
+      backendFor(dev);  // throws when the device is missing
+      return deferredOnWorker(info.Env(), [dev, bytes](std::function<void(std::vector<uint8_t>&&, const StreamError*)> done) {
+        CpuBackend::get().enqueue("probe", [dev, bytes, done] {
+          double v = 0;
+          std::string err = cudaCopyBandwidth(dev.index, bytes, &v);
+          if (!err.empty()) {
+            StreamError se{ErrorKind::Error, "cudaCopyBandwidth: " + err};
+            return done({}, &se);
+          }
+          std::vector<uint8_t> out(8);
+          std::memcpy(out.data(), &v, 8);
+          done(std::move(out), nullptr);
+        });
+      });
+#else
+      throwRange("probe: cudaCopyBandwidth needs the CUDA build");
+#endif
+    }
+    return deferredOnWorker(info.Env(), [what, bytes](std::function<void(std::vector<uint8_t>&&, const StreamError*)> done) {
+      CpuBackend::get().enqueue("probe", [what, bytes, done] {
+        auto& pool = CpuBackend::get().pool();
+        double v = what == "fmaPeak" ? cpu::probeFmaPeak(pool) : cpu::probeReadBandwidth(pool, bytes, 5);
+        std::vector<uint8_t> out(8);
+        std::memcpy(out.data(), &v, 8);
+        done(std::move(out), nullptr);
+      });
+    });
+  });
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeTensor", NativeTensor::Init(env));
+  exports.Set("createTensor", Napi::Function::New(env, CreateTensor, "createTensor"));
+  exports.Set("devices", Napi::Function::New(env, Devices, "devices"));
+  exports.Set("memoryStats", Napi::Function::New(env, MemoryStatsFn, "memoryStats"));
+  exports.Set("releaseCache", Napi::Function::New(env, ReleaseCache, "releaseCache"));
+  exports.Set("synchronize", Napi::Function::New(env, Synchronize, "synchronize"));
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
+  registerOps(env, exports);
+  return exports;
+}
+
+}  // namespace dsn
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return dsn::Init(env, exports); }
+NODE_API_MODULE(deepseek_native, InitAddon)

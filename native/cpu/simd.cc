@@ -1,0 +1,40 @@
+#include "simd.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace dsn::cpu {
+
+static Simd detect() {
+  Simd best = Simd::Scalar;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Simd::Avx2;
+  if (best == Simd::Avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+    best = Simd::Avx512;
+#endif
+  if (const char* env = std::getenv("DEEPSEEK_NATIVE_SIMD")) {
+    Simd cap = best;
+    if (!std::strcmp(env, "scalar")) cap = Simd::Scalar;
+    else if (!std::strcmp(env, "avx2")) cap = Simd::Avx2;
+    else if (!std::strcmp(env, "avx512")) cap = Simd::Avx512;
+    if (int(cap) < int(best)) best = cap;
+  }
+  return best;
+}
+
+Simd simdLevel() {
+  static const Simd level = detect();
+  return level;
+}
+
+const char* simdName(Simd s) {
+  switch (s) {
+    case Simd::Avx512: return "avx512";
+    case Simd::Avx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+}  // namespace dsn::cpu

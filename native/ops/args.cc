@@ -1,0 +1,129 @@
+#include "args.h"
+
+#include <cmath>
+#include <map>
+
+namespace dsn {
+
+static std::string describe(const Napi::Value& v) {
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsNumber()) return cat(v.As<Napi::Number>().DoubleValue(), " of type number");
+  if (v.IsString()) return cat("'", v.As<Napi::String>().Utf8Value(), "' of type string");
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
+  if (NativeTensor::IsTensor(v)) return "a Tensor";
+  if (v.IsArray()) return "an array";
+  if (v.IsObject()) return "an object";
+  return "a value of another type";
+}
+
+TensorRef OpArgs::tensor(int i, const char* name) const {
+  Napi::Value v = info_.Length() > size_t(i) ? info_[i] : info_.Env().Undefined();
+  TensorImpl* t = NativeTensor::FromValue(v, op_, name);
+  if (!t) throwType(op_, ": expected a Tensor for ", name, " but received ", describe(v));
+  return NativeTensor::Unwrap(v.As<Napi::Object>())->ref();
+}
+
+TensorRef OpArgs::optTensor(int i, const char* name) const {
+  if (!has(i)) return nullptr;
+  return tensor(i, name);
+}
+
+double OpArgs::number(int i, const char* name) const {
+  Napi::Value v = info_.Length() > size_t(i) ? info_[i] : info_.Env().Undefined();
+  if (!v.IsNumber()) throwType(op_, ": expected a number for ", name, " but received ", describe(v));
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) throwRange(op_, ": expected a finite number for ", name, " but received ", d);
+  return d;
+}
+
+int64_t OpArgs::integer(int i, const char* name, int64_t lo, int64_t hi) const {
+  Napi::Value v = info_.Length() > size_t(i) ? info_[i] : info_.Env().Undefined();
+  if (!v.IsNumber()) throwType(op_, ": expected an integer for ", name, " but received ", describe(v));
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d == std::floor(d)) || d < double(lo) || d > double(hi))
+    throwRange(op_, ": expected an integer between ", lo, " and ", hi, " for ", name, " but received ", d);
+  return int64_t(d);
+}
+
+bool OpArgs::boolean(int i, const char* name) const {
+  Napi::Value v = info_.Length() > size_t(i) ? info_[i] : info_.Env().Undefined();
+  if (!v.IsBoolean()) throwType(op_, ": expected a boolean for ", name, " but received ", describe(v));
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::string OpArgs::string(int i, const char* name) const {
+  Napi::Value v = info_.Length() > size_t(i) ? info_[i] : info_.Env().Undefined();
+  if (!v.IsString()) throwType(op_, ": expected a string for ", name, " but received ", describe(v));
+  return v.As<Napi::String>().Utf8Value();
+}
+
+DType OpArgs::dtype(int i, const char* name) const {
+  std::string s = string(i, name);
+  DType t;
+  if (!parseDtype(s, &t))
+    throwType(op_, ": expected a dtype (f32, bf16, f16, f8e4m3, i32, i64, u8) for ", name, " but received '", s, "'");
+  return t;
+}
+
+void OpArgs::expectDtype(const TensorImpl& t, const char* name, std::initializer_list<DType> allowed) const {
+  for (DType d : allowed)
+    if (t.dtype == d) return;
+  std::string list;
+  size_t k = 0;
+  for (DType d : allowed) {
+    list += (k == 0 ? "" : (k + 1 == allowed.size() ? " or " : ", "));
+    list += dtypeName(d);
+    ++k;
+  }
+  throwType(op_, ": ", name, " must have dtype ", list, " but received ", dtypeName(t.dtype));
+}
+
+void OpArgs::expectRank(const TensorImpl& t, const char* name, int rank) const {
+  if (t.rank() != rank)
+    throwRange(op_, ": ", name, " must have ", rank, " dimensions but received shape ", t.shapeString());
+}
+
+void OpArgs::expectDim(const TensorImpl& t, const char* name, int dim, int64_t value) const {
+  int d = dim < 0 ? t.rank() + dim : dim;
+  if (d < 0 || d >= t.rank() || t.shape[d] != value)
+    throwRange(op_, ": ", name, " must have size ", value, " in dimension ", dim, " but received shape ", t.shapeString());
+}
+
+void OpArgs::expectShape(const TensorImpl& t, const char* name, std::initializer_list<int64_t> shape) const {
+  bool ok = t.shape.size() == shape.size();
+  size_t i = 0;
+  for (int64_t d : shape) ok = ok && t.shape[i++] == d;
+  if (!ok) {
+    TensorImpl want;
+    want.shape.assign(shape.begin(), shape.end());
+    throwRange(op_, ": ", name, " must have shape ", want.shapeString(), " but received ", t.shapeString());
+  }
+}
+
+void OpArgs::expectSameDevice(const TensorImpl& a, const char* an, const TensorImpl& b, const char* bn) const {
+  if (a.device != b.device)
+    throwType(op_, ": ", bn, " must be on the same device as ", an, " (", a.device.name(), ") but is on ", b.device.name());
+}
+
+Napi::Value wrapAll(Napi::Env env, std::initializer_list<TensorRef> ts) {
+  Napi::Array a = Napi::Array::New(env, ts.size());
+  uint32_t i = 0;
+  for (auto& t : ts) a[i++] = NativeTensor::Wrap(env, t);
+  return a;
+}
+
+static std::map<std::string, OpFunction>& registry() {
+  static std::map<std::string, OpFunction> r;
+  return r;
+}
+
+OpRegistration::OpRegistration(const char* name, OpFunction fn) { registry()[name] = fn; }
+
+void registerOps(Napi::Env env, Napi::Object exports) {
+  Napi::Object ops = Napi::Object::New(env);
+  for (auto& kv : registry()) ops.Set(kv.first, Napi::Function::New(env, kv.second, kv.first));
+  exports.Set("ops", ops);
+}
+
+}  // namespace dsn

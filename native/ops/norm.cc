@@ -1,0 +1,62 @@
+// rmsNorm: RMSNorm over the last dimension, optionally fused with the residual add of the reference
+// (x + residual is normalised and also returned, rounded to x's dtype).
+#include "../cpu/norm.h"
+
+#include "args.h"
+#include "dispatch.h"
+#ifdef DSN_WITH_CUDA
+#include "../../cuda/norm.cuh"
+#endif
+
+namespace dsn {
+
+/** rmsNorm(x [.., dim], weight [dim], eps, residual? [.., dim]) -> out | [out, residualOut] */
+static Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "rmsNorm");
+    TensorRef x = a.tensor(0, "x");
+    TensorRef w = a.tensor(1, "weight");
+    double eps = a.number(2, "eps");
+    TensorRef res = a.optTensor(3, "residual");
+    a.expectDtype(*x, "x", {DType::f32, DType::bf16, DType::f16});
+    a.expectDtype(*w, "weight", {DType::f32, DType::bf16});
+    if (x->rank() < 1) throwRange("rmsNorm: x must have at least 1 dimension but received shape ", x->shapeString());
+    int64_t dim = x->dim(-1);
+    if (dim < 1) throwRange("rmsNorm: the last dimension of x must be >= 1 but received shape ", x->shapeString());
+    a.expectShape(*w, "weight", {dim});
+    a.expectSameDevice(*x, "x", *w, "weight");
+    if (eps < 0) throwRange("rmsNorm: eps must be >= 0 but received ", eps);
+    if (res) {
+      a.expectSameDevice(*x, "x", *res, "residual");
+      if (res->dtype != x->dtype) throwType("rmsNorm: residual must have the dtype of x (", dtypeName(x->dtype), ") but received ", dtypeName(res->dtype));
+      if (res->shape != x->shape) throwRange("rmsNorm: residual must have the shape of x ", x->shapeString(), " but received ", res->shapeString());
+    }
+    TensorRef out = newTensor(x->dtype, x->shape, x->device);
+    TensorRef resOut = res ? newTensor(x->dtype, x->shape, x->device) : nullptr;
+
+    cpu::RmsNormParams p;
+    p.x = x->data(); p.xType = x->dtype;
+    p.residual = res ? res->data() : nullptr;
+    p.weight = w->data(); p.wType = w->dtype;
+    p.out = out->data();
+    p.residualOut = resOut ? resOut->data() : nullptr;
+    p.rows = x->numel() / dim; p.dim = dim; p.eps = float(eps);
+
+    if (x->device.type == DeviceType::CPU) {
+      enqueueCpu("rmsNorm", {x, w, res, out, resOut}, [p](ThreadPool& pool) { cpu::rmsNorm(p, pool); });
+    } else {
+#ifdef DSN_WITH_CUDA
+      cuda::RmsNormParams q;
+      q.x = p.x; q.xType = p.xType; q.residual = p.residual; q.weight = p.weight; q.wType = p.wType;
+      q.out = p.out; q.residualOut = p.residualOut; q.rows = p.rows; q.dim = p.dim; q.eps = p.eps;
+      q.stream = cudaStreamFor(x->device);
+      checkLaunch("rmsNorm", cuda::rmsNormLaunch(q));
+#endif
+    }
+    return res ? wrapAll(info.Env(), {out, resOut}) : NativeTensor::Wrap(info.Env(), out);
+  });
+}
+
+DSN_OP("rmsNorm", RmsNorm);
+
+}  // namespace dsn

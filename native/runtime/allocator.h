@@ -1,0 +1,47 @@
+// A caching allocator per device: freed blocks go to a cache keyed by size and are handed out again
+// for requests they fit (at most twice the size asked for), so a forward pass that allocates the
+// same shapes every step stops calling the system allocator after its first step.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace dsn {
+
+struct MemoryStats {
+  uint64_t inUseBytes = 0;   // bytes in live blocks
+  uint64_t cachedBytes = 0;  // bytes held in the cache, free for reuse
+  uint64_t peakBytes = 0;    // largest inUseBytes seen since start or the last resetPeak()
+};
+
+class CachingAllocator {
+ public:
+  explicit CachingAllocator(std::string deviceName) : device_(std::move(deviceName)) {}
+  virtual ~CachingAllocator() = default;
+  /** Returns a block of at least `bytes` (its real size in *blockBytes); throws a RangeError naming
+   *  the device and the bytes asked for when the device has no memory left. */
+  void* allocate(size_t bytes, size_t* blockBytes);
+  void release(void* p, size_t blockBytes);
+  /** Frees every cached block back to the system. */
+  void emptyCache();
+  MemoryStats stats();
+  void resetPeak();
+  const std::string& device() const { return device_; }
+
+ protected:
+  virtual void* rawAlloc(size_t bytes) = 0;  // nullptr when out of memory
+  virtual void rawFree(void* p) = 0;
+
+ private:
+  std::string device_;
+  std::mutex mu_;
+  std::multimap<size_t, void*> cache_;
+  MemoryStats stats_;
+};
+
+/** Rounds a request up to the allocator's granule (512 B below 1 MiB, 64 KiB above). */
+size_t roundAllocation(size_t bytes);
+
+}  // namespace dsn

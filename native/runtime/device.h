@@ -1,0 +1,131 @@
+// Devices, their storage and their streams.
+//
+// Each device has a Backend: a caching allocator and an ordered stream. The CPU stream is a worker
+// thread that runs queued ops in order, each op on the intra-op ThreadPool. The CUDA stream is a
+// cudaStream_t; its Backend also owns a host worker that waits on the stream for reads, so no wait
+// ever happens on the JavaScript thread.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "allocator.h"
+#include "errors.h"
+#include "threadpool.h"
+
+namespace dsn {
+
+enum class DeviceType { CPU, CUDA };
+
+struct DeviceId {
+  DeviceType type = DeviceType::CPU;
+  int index = 0;
+  std::string name() const { return type == DeviceType::CPU ? "cpu" : "cuda:" + std::to_string(index); }
+  bool operator==(const DeviceId& o) const { return type == o.type && index == o.index; }
+  bool operator!=(const DeviceId& o) const { return !(*this == o); }
+};
+
+/** An error raised while a queued op ran, kept until the next sync point reports it. */
+struct StreamError {
+  ErrorKind kind = ErrorKind::Error;
+  std::string message;  // "<op>: <what went wrong>"
+};
+
+/** A thread that runs tasks in the order they were pushed. A task that throws records the first
+ *  error (with the op's name); later tasks still run, and takeError() hands the error to a sync. */
+class Worker {
+ public:
+  explicit Worker(std::string name);
+  ~Worker();
+  void push(const char* op, std::function<void()> fn);
+  bool takeError(StreamError* out);
+  /** Blocks until every task pushed so far has run. Not for the JavaScript thread's hot paths. */
+  void drain();
+
+ private:
+  struct Task {
+    const char* op;
+    std::function<void()> fn;
+  };
+  void loop();
+  std::string name_;
+  std::mutex mu_;
+  std::condition_variable cv_, idle_;
+  std::deque<Task> queue_;
+  bool busy_ = false, stop_ = false;
+  bool hasError_ = false;
+  StreamError error_;
+  std::thread thread_;
+};
+
+class Backend;
+
+/** Device memory: a block from the device's caching allocator, or memory owned by someone else
+ *  (a memory-mapped checkpoint) kept alive by `owner`. */
+struct Storage {
+  Backend* backend = nullptr;
+  void* data = nullptr;
+  size_t bytes = 0;
+  size_t blockBytes = 0;
+  std::shared_ptr<void> owner;  // set for borrowed memory; the allocator is not involved then
+  ~Storage();
+};
+
+using ReadDone = std::function<void(std::vector<uint8_t>&& bytes, const StreamError* error)>;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual DeviceId id() const = 0;
+  virtual CachingAllocator& allocator() = 0;
+  /** Allocates `bytes` on this device. */
+  std::shared_ptr<Storage> allocate(size_t bytes);
+  /** Copies host bytes into fresh device memory that no queued op uses yet. */
+  virtual void copyFromHost(void* dst, const void* src, size_t bytes) = 0;
+  /** Queues a copy of device bytes to the host after all queued work; `done` runs on a worker
+   *  thread with the bytes, or with the first error the stream recorded since the last sync. */
+  virtual void readToHost(std::shared_ptr<Storage> keep, const void* src, size_t bytes, ReadDone done) = 0;
+  /** Runs `done` on a worker thread once all queued work has finished. */
+  virtual void synchronize(std::function<void(const StreamError*)> done) = 0;
+  /** Human-readable name of the hardware. */
+  virtual std::string description() const = 0;
+  virtual uint64_t totalMemoryBytes() const = 0;
+};
+
+/** The CPU backend: its stream worker and intra-op pool. */
+class CpuBackend : public Backend {
+ public:
+  static CpuBackend& get();
+  DeviceId id() const override { return {DeviceType::CPU, 0}; }
+  CachingAllocator& allocator() override;
+  void copyFromHost(void* dst, const void* src, size_t bytes) override;
+  void readToHost(std::shared_ptr<Storage> keep, const void* src, size_t bytes, ReadDone done) override;
+  void synchronize(std::function<void(const StreamError*)> done) override;
+  std::string description() const override;
+  uint64_t totalMemoryBytes() const override;
+  /** Queues an op on the CPU stream. */
+  void enqueue(const char* op, std::function<void()> fn) { worker_.push(op, std::move(fn)); }
+  ThreadPool& pool() { return pool_; }
+
+ private:
+  CpuBackend();
+  ThreadPool pool_;
+  Worker worker_;
+};
+
+/** Backend of a device by id: throws a RangeError when the device does not exist here. */
+Backend& backendFor(const DeviceId& id);
+/** Parses "cpu", "cuda", "cuda:N"; throws a TypeError on anything else. */
+DeviceId parseDevice(const std::string& s);
+/** CUDA devices visible to this build (0 when CUDA is not compiled in or no driver/GPU). */
+int cudaDeviceCount();
+/** True when this addon was compiled with the CUDA backend. */
+bool cudaCompiled();
+
+}  // namespace dsn

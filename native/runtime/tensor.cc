@@ -1,0 +1,240 @@
+#include "tensor.h"
+
+#include <sstream>
+
+#include "../ops/args.h"
+
+namespace dsn {
+
+std::string TensorImpl::shapeString() const {
+  std::ostringstream s;
+  s << "[";
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  s << "]";
+  return s.str();
+}
+
+TensorRef newTensor(DType dtype, std::vector<int64_t> shape, const DeviceId& device) {
+  auto t = std::make_shared<TensorImpl>();
+  t->dtype = dtype;
+  t->shape = std::move(shape);
+  t->device = device;
+  uint64_t n = 1;
+  for (int64_t d : t->shape) {
+    if (d < 0) throwRange("tensor dimensions must be >= 0 but received ", t->shapeString());
+    if (d != 0 && n > (uint64_t(1) << 56) / uint64_t(d)) throwRange("tensor of shape ", t->shapeString(), " is too large");
+    n *= uint64_t(d);
+  }
+  t->storage = backendFor(device).allocate(size_t(n) * dtypeSize(dtype));
+  return t;
+}
+
+static Napi::FunctionReference* g_ctor = nullptr;
+
+Napi::Function NativeTensor::Init(Napi::Env env) {
+  Napi::Function f = DefineClass(env, "NativeTensor",
+                                 {
+                                     InstanceAccessor<&NativeTensor::Dtype>("dtype"),
+                                     InstanceAccessor<&NativeTensor::Shape>("shape"),
+                                     InstanceAccessor<&NativeTensor::Device>("device"),
+                                     InstanceAccessor<&NativeTensor::ByteLength>("byteLength"),
+                                     InstanceAccessor<&NativeTensor::Disposed>("disposed"),
+                                     InstanceMethod<&NativeTensor::Dispose>("dispose"),
+                                     InstanceMethod<&NativeTensor::Read>("read"),
+                                     InstanceMethod<&NativeTensor::Reshape>("reshape"),
+                                     InstanceMethod<&NativeTensor::Rows>("rows"),
+                                 });
+  g_ctor = new Napi::FunctionReference(Napi::Persistent(f));
+  return f;
+}
+
+NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTensor>(info) {
+  // Constructed from native code only (Wrap); a bare `new NativeTensor()` from JS is an empty,
+  // disposed tensor.
+  if (info.Length() == 1 && info[0].IsExternal()) {
+    auto* ref = info[0].As<Napi::External<TensorRef>>().Data();
+    t_ = *ref;
+  }
+}
+
+Napi::Object NativeTensor::Wrap(Napi::Env env, TensorRef t) {
+  TensorRef copy = std::move(t);
+  return g_ctor->New({Napi::External<TensorRef>::New(env, &copy)});
+}
+
+bool NativeTensor::IsTensor(const Napi::Value& v) {
+  return v.IsObject() && g_ctor && v.As<Napi::Object>().InstanceOf(g_ctor->Value());
+}
+
+TensorImpl* NativeTensor::FromValue(const Napi::Value& v, const char* op, const char* arg) {
+  if (!IsTensor(v)) return nullptr;
+  NativeTensor* nt = NativeTensor::Unwrap(v.As<Napi::Object>());
+  if (!nt->t_) throwError(op, ": ", arg, " is a disposed tensor and cannot be used");
+  return nt->t_.get();
+}
+
+TensorImpl& NativeTensor::live(const char* what) {
+  if (!t_) throwError("Tensor.", what, ": the tensor was disposed and cannot be used");
+  return *t_;
+}
+
+Napi::Value NativeTensor::Dtype(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return Napi::String::New(info.Env(), dtypeName(live("dtype").dtype)); });
+}
+
+Napi::Value NativeTensor::Shape(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    auto& t = live("shape");
+    Napi::Array a = Napi::Array::New(info.Env(), t.shape.size());
+    for (size_t i = 0; i < t.shape.size(); ++i) a[i] = Napi::Number::New(info.Env(), double(t.shape[i]));
+    return a;
+  });
+}
+
+Napi::Value NativeTensor::Device(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return Napi::String::New(info.Env(), live("device").device.name()); });
+}
+
+Napi::Value NativeTensor::ByteLength(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return Napi::Number::New(info.Env(), double(live("byteLength").nbytes())); });
+}
+
+Napi::Value NativeTensor::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !t_); }
+
+Napi::Value NativeTensor::Dispose(const Napi::CallbackInfo& info) {
+  t_.reset();  // storage returns to the pool once queued ops holding it have run
+  return info.Env().Undefined();
+}
+
+namespace {
+
+/** Converts raw device bytes of `dtype` to f32 in place of the output vector. */
+std::vector<uint8_t> toF32Bytes(DType dtype, const std::vector<uint8_t>& in) {
+  size_t n = in.size() / dtypeSize(dtype);
+  std::vector<uint8_t> out(n * 4);
+  float* o = reinterpret_cast<float*>(out.data());
+  switch (dtype) {
+    case DType::f32: std::memcpy(o, in.data(), n * 4); break;
+    case DType::bf16: for (size_t i = 0; i < n; ++i) o[i] = bf16ToF32(reinterpret_cast<const uint16_t*>(in.data())[i]); break;
+    case DType::f16: for (size_t i = 0; i < n; ++i) o[i] = f16ToF32(reinterpret_cast<const uint16_t*>(in.data())[i]); break;
+    case DType::f8e4m3: for (size_t i = 0; i < n; ++i) o[i] = f8e4m3ToF32(in[i]); break;
+    case DType::i32: for (size_t i = 0; i < n; ++i) o[i] = float(reinterpret_cast<const int32_t*>(in.data())[i]); break;
+    case DType::i64: for (size_t i = 0; i < n; ++i) o[i] = float(reinterpret_cast<const int64_t*>(in.data())[i]); break;
+    case DType::u8: for (size_t i = 0; i < n; ++i) o[i] = float(in[i]); break;
+  }
+  return out;
+}
+
+struct ReadState {
+  Napi::Promise::Deferred deferred;
+  Napi::ThreadSafeFunction tsfn;
+  std::vector<uint8_t> bytes;
+  bool failed = false;
+  StreamError error;
+  explicit ReadState(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+void settle(Napi::Env env, ReadState* st) {
+  if (st->failed) {
+    Napi::Error e = st->error.kind == ErrorKind::Type    ? Napi::TypeError::New(env, st->error.message)
+                    : st->error.kind == ErrorKind::Range ? Napi::RangeError::New(env, st->error.message)
+                                                         : Napi::Error::New(env, st->error.message);
+    st->deferred.Reject(e.Value());
+  } else {
+    auto* heap = new std::vector<uint8_t>(std::move(st->bytes));
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+        env, heap->data(), heap->size(), [](Napi::Env, void*, std::vector<uint8_t>* v) { delete v; }, heap);
+    st->deferred.Resolve(ab);
+  }
+}
+
+}  // namespace
+
+/** Promise that resolves (on the JS thread) once `start` has called the callback it receives. */
+Napi::Value deferredOnWorker(Napi::Env env, const std::function<void(std::function<void(std::vector<uint8_t>&&, const StreamError*)>)>& start) {
+  auto* st = new ReadState(env);
+  Napi::Promise promise = st->deferred.Promise();
+  st->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "deepseek-native", 0, 1);
+  start([st](std::vector<uint8_t>&& bytes, const StreamError* err) {
+    if (err) {
+      st->failed = true;
+      st->error = *err;
+    } else {
+      st->bytes = std::move(bytes);
+    }
+    st->tsfn.BlockingCall([st](Napi::Env env, Napi::Function) {
+      settle(env, st);
+      st->tsfn.Release();
+      delete st;
+    });
+  });
+  return promise;
+}
+
+Napi::Value NativeTensor::Read(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    live("read");
+    TensorRef t = t_;
+    bool asF32 = info.Length() > 0 && info[0].ToBoolean();
+    return deferredOnWorker(info.Env(), [t, asF32](std::function<void(std::vector<uint8_t>&&, const StreamError*)> done) {
+      t->backend().readToHost(t->storage, t->data(), t->nbytes(),
+                              [t, asF32, done](std::vector<uint8_t>&& bytes, const StreamError* err) {
+                                if (err) return done({}, err);
+                                if (asF32 && t->dtype != DType::f32) return done(toF32Bytes(t->dtype, bytes), nullptr);
+                                done(std::move(bytes), nullptr);
+                              });
+    });
+  });
+}
+
+Napi::Value NativeTensor::Reshape(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    auto& t = live("reshape");
+    if (info.Length() < 1 || !info[0].IsArray()) throwType("Tensor.reshape: expected an array of dimensions");
+    Napi::Array a = info[0].As<Napi::Array>();
+    std::vector<int64_t> shape(a.Length());
+    int infer = -1;
+    int64_t known = 1;
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      Napi::Value v = a[i];
+      double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -2;
+      if (d == -1 && infer < 0) {
+        infer = int(i);
+        shape[i] = 1;
+        continue;
+      }
+      if (!(d >= 0) || d != double(int64_t(d)))
+        throwType("Tensor.reshape: dimension ", i, " must be a non-negative integer (or one -1)");
+      shape[i] = int64_t(d);
+      known *= shape[i];
+    }
+    if (infer >= 0) {
+      if (known == 0 || t.numel() % known != 0)
+        throwRange("Tensor.reshape: cannot infer dimension ", infer, " for ", t.numel(), " elements");
+      shape[infer] = t.numel() / known;
+      known *= shape[infer];
+    }
+    if (known != t.numel())
+      throwRange("Tensor.reshape: a tensor of shape ", t.shapeString(), " (", t.numel(), " elements) cannot take a shape of ",
+                 known, " elements");
+    auto v = std::make_shared<TensorImpl>(t);
+    v->shape = shape;
+    return Wrap(info.Env(), v);
+  });
+}
+
+Napi::Value NativeTensor::Rows(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    auto& t = live("rows");
+    if (t.rank() < 1) throwRange("Tensor.rows: a scalar has no rows");
+    OpArgs args(info, "Tensor.rows");
+    int64_t start = args.integer(0, "start", 0, t.shape[0]);
+    int64_t count = args.integer(1, "count", 0, t.shape[0] - start);
+    auto v = std::make_shared<TensorImpl>(t);
+    v->shape[0] = count;
+    v->offset = t.offset + size_t(start) * (t.nbytes() / size_t(t.shape[0] ? t.shape[0] : 1));
+    return Wrap(info.Env(), v);
+  });
+}
+
+}  // namespace dsn

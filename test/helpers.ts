@@ -1,0 +1,100 @@
+/** Shared test helpers: seeded random inputs, float64 reference rounding, the devices to run on. */
+import { devices } from '../lib/index.js';
+
+/** A small seeded PRNG (mulberry32); every suite logs its seed so a failure can be replayed. */
+export function rng(seed = (Date.now() ^ (Math.random() * 0x7fffffff)) >>> 0) {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return {
+    seed,
+    next,
+    /** Uniform in [lo, hi). */
+    uniform: (lo = -1, hi = 1) => lo + (hi - lo) * next(),
+    /** Standard normal (Box–Muller). */
+    normal: () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next()),
+    int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo)),
+    floats(n: number, scale = 1) {
+      const a = new Float32Array(n);
+      for (let i = 0; i < n; ++i) a[i] = this.normal() * scale;
+      return a;
+    },
+  };
+}
+export type Rng = ReturnType<typeof rng>;
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** Rounds to the nearest bf16 (ties to even), as a number. */
+export function roundBf16(x: number): number {
+  f32[0] = x;
+  let u = u32[0];
+  if ((u & 0x7fffffff) > 0x7f800000) return NaN;
+  u = (u + 0x7fff + ((u >>> 16) & 1)) >>> 0;
+  u32[0] = (u >>> 16) << 16;
+  return f32[0];
+}
+
+/** Rounds to the nearest f16 (ties to even), as a number, via Math.fround-free exact arithmetic. */
+export function roundF16(x: number): number {
+  if (!Number.isFinite(x)) return x;
+  const a = Math.abs(x);
+  if (a >= 65520) return Math.sign(x) * Infinity;
+  const e = a < 2 ** -14 ? -14 : Math.floor(Math.log2(a));
+  const ulp = 2 ** (e - 10);
+  return Math.sign(x) * roundHalfEven(a / ulp) * ulp;
+}
+
+export function roundHalfEven(v: number): number {
+  const f = Math.floor(v);
+  const d = v - f;
+  if (d > 0.5) return f + 1;
+  if (d < 0.5) return f;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+/** Rounds to the nearest f8 E4M3 value (ties to even, saturating at ±448). */
+export function roundE4m3(x: number): number {
+  if (Number.isNaN(x)) return NaN;
+  const a = Math.min(Math.abs(x), 448);
+  const e = a < 2 ** -6 ? -6 : Math.floor(Math.log2(a));
+  const ulp = 2 ** (e - 3);
+  return Math.sign(x) * Math.min(448, roundHalfEven(a / ulp) * ulp);
+}
+
+export function roundTo(dtype: string, x: number): number {
+  switch (dtype) {
+    case 'bf16': return roundBf16(x);
+    case 'f16': return roundF16(x);
+    case 'f8e4m3': return roundE4m3(x);
+    case 'f32': return Math.fround(x);
+    default: return x;
+  }
+}
+
+/** The largest |a - b| over the arrays, and where. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): { diff: number; index: number } {
+  let diff = 0, index = -1;
+  for (let i = 0; i < a.length; ++i) {
+    const d = Math.abs(a[i] - b[i]);
+    if (d > diff || Number.isNaN(d)) { diff = d; index = i; }
+  }
+  return { diff, index };
+}
+
+/** Devices the op suites run on. CUDA suites appear as skipped, with the reason, where there is no GPU. */
+export function suiteDevices(): { device: string; skip: string | false }[] {
+  const cuda = devices().filter((d) => d.kind === 'cuda');
+  return [
+    { device: 'cpu', skip: false },
+    ...(cuda.length
+      ? cuda.slice(0, 1).map((d) => ({ device: d.name, skip: false as const }))
+      : [{ device: 'cuda:0', skip: 'no CUDA GPU present (or the addon was built without CUDA)' }]),
+  ];
+}

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 600_000,
+    // Native work is multi-threaded already; one test file at a time keeps timings honest.
+    fileParallelism: false,
+    reporters: ['verbose'],
+  },
+});
