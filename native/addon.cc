@@ -188,6 +188,17 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   });
 }
 
+/** setSimdCap('scalar' | 'avx2' | 'avx512') -> the path now in use. For tests. */
+Napi::Value SetSimdCap(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "setSimdCap");
+    std::string s = a.string(0, "level");
+    cpu::Simd cap = s == "scalar" ? cpu::Simd::Scalar : s == "avx2" ? cpu::Simd::Avx2 : s == "avx512" ? cpu::Simd::Avx512 : cpu::Simd(-1);
+    if (int(cap) < 0) throwType("setSimdCap: level must be 'scalar', 'avx2' or 'avx512' but received '", s, "'");
+    return Napi::String::New(info.Env(), cpu::simdName(cpu::setSimdCap(cap)));
+  });
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -199,6 +210,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("synchronize", Napi::Function::New(env, Synchronize, "synchronize"));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
+  exports.Set("setSimdCap", Napi::Function::New(env, SetSimdCap, "setSimdCap"));
   registerOps(env, exports);
   return exports;
 }

@@ -54,6 +54,8 @@ export interface NativeAddon {
   synchronize(device: string): Promise<ArrayBuffer>;
   buildInfo(): NativeBuildInfo;
   probe(kind: 'readBandwidth' | 'fmaPeak' | 'cudaCopyBandwidth', bytes?: number, device?: string): Promise<ArrayBuffer>;
+  /** Caps the CPU SIMD path (tests); returns the path now in use. */
+  setSimdCap(level: 'scalar' | 'avx2' | 'avx512'): string;
   ops: Record<string, NativeOp>;
 }
 

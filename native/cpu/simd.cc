@@ -1,5 +1,6 @@
 #include "simd.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -24,8 +25,26 @@ static Simd detect() {
   return best;
 }
 
+static Simd bestSupported() {
+  static const Simd best = detect();
+  return best;
+}
+
+static std::atomic<int> g_level{-1};
+
 Simd simdLevel() {
-  static const Simd level = detect();
+  int v = g_level.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = int(bestSupported());
+    g_level.store(v, std::memory_order_relaxed);
+  }
+  return Simd(v);
+}
+
+Simd setSimdCap(Simd cap) {
+  Simd best = bestSupported();
+  Simd level = int(cap) < int(best) ? cap : best;
+  g_level.store(int(level), std::memory_order_relaxed);
   return level;
 }
 

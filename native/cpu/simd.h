@@ -9,6 +9,9 @@ enum class Simd { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 /** The path in use: the best the CPU supports, capped by DEEPSEEK_NATIVE_SIMD. */
 Simd simdLevel();
 const char* simdName(Simd s);
+/** Caps the path (tests run every kernel on every path the CPU has); returns the path now in use.
+ *  Only call while no op is running. */
+Simd setSimdCap(Simd cap);
 
 // Function attributes for per-ISA kernels (no -march flags in what ships).
 #define DSN_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
