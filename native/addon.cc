@@ -188,7 +188,7 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   });
 }
 
-/** setSimdCap('scalar' | 'avx2' | 'avx512') -> the path now in use. For tests. */
+/** setSimdCap(level) -> the path now in use. For tests; call only while the CPU stream is idle. */
 Napi::Value SetSimdCap(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "setSimdCap");
