@@ -1,3 +1,4 @@
 /** Every kernel, one typed function each: `lib/ops/x.ts` → `native/ops/x.cc` → `native/cpu/x.cc` | `cuda/x.cu`. */
 export { cast } from './cast.js';
 export { addRmsNorm, rmsNorm } from './norm.js';
+export { actQuant, type ActQuantOptions, fp8Dequant } from './quant.js';
