@@ -2,3 +2,4 @@
 export { cast } from './cast.js';
 export { addRmsNorm, rmsNorm } from './norm.js';
 export { actQuant, type ActQuantOptions, fp8Dequant } from './quant.js';
+export { bmmHeads, fp8Gemm, gemm, type GemmOutDtype, groupedFp8Gemm } from './gemm.js';
