@@ -1,0 +1,81 @@
+/**
+ * Matrix products, all accumulating in f32 and rounding once to `outDtype`: the FP8 block-scaled
+ * linear (dense and grouped by MoE expert), the plain f32/bf16 product (router, LM head, indexer
+ * weights_proj) and MLA's per-head batched product.
+ */
+import { type DType, handleOf, type Tensor, wrap } from '../runtime/tensor.js';
+import { native } from '../runtime/native.js';
+
+export type GemmOutDtype = Extract<DType, 'bf16' | 'f32'>;
+
+/**
+ * FP8 linear with 1×128 activation and 128×128 weight scales (DeepSeek's `fp8_gemm`):
+ * y[m, n] = Σ_kb (Σ_{k∈kb} a[m, k]·w[n, k]) · aScales[m, kb] · wScales[⌊n/128⌋, kb].
+ * Products of E4M3 values are exact; each 128-block sum accumulates in f32, is multiplied by
+ * aScales·wScales (one f32 product) and added to the f32 total, rounded once to outDtype.
+ * @param a `[..., K]` f8e4m3 (codes from actQuant), K a multiple of 128
+ * @param aScales `[..., K/128]` f32
+ * @param w `[N, K]` f8e4m3, any N ≥ 1
+ * @param wScales `[⌈N/128⌉, K/128]` f32
+ * @returns `[..., N]` of outDtype
+ */
+export function fp8Gemm(a: Tensor, aScales: Tensor, w: Tensor, wScales: Tensor, outDtype: GemmOutDtype): Tensor {
+  const op = 'fp8Gemm';
+  return wrap(
+    native().ops.fp8Gemm(handleOf(a, op, 'a'), handleOf(aScales, op, 'aScales'), handleOf(w, op, 'w'), handleOf(wScales, op, 'wScales'), outDtype),
+  );
+}
+
+/**
+ * fp8Gemm per MoE expert over expert-contiguous rows: rows offsets[e] ≤ r < offsets[e+1] use
+ * expert e's weight. Experts without rows cost nothing. offsets are checked when the kernel runs
+ * (offsets[0] = 0, non-decreasing, offsets[E] = R); a bad one rejects the next read with
+ * "groupedFp8Gemm: offsets …".
+ * @param a `[R, K]` f8e4m3, K a multiple of 128
+ * @param aScales `[R, K/128]` f32
+ * @param w `[E, N, K]` f8e4m3
+ * @param wScales `[E, ⌈N/128⌉, K/128]` f32
+ * @param offsets `[E + 1]` i32
+ * @returns `[R, N]` of outDtype
+ */
+export function groupedFp8Gemm(
+  a: Tensor,
+  aScales: Tensor,
+  w: Tensor,
+  wScales: Tensor,
+  offsets: Tensor,
+  outDtype: GemmOutDtype,
+): Tensor {
+  const op = 'groupedFp8Gemm';
+  return wrap(
+    native().ops.groupedFp8Gemm(
+      handleOf(a, op, 'a'),
+      handleOf(aScales, op, 'aScales'),
+      handleOf(w, op, 'w'),
+      handleOf(wScales, op, 'wScales'),
+      handleOf(offsets, op, 'offsets'),
+      outDtype,
+    ),
+  );
+}
+
+/**
+ * y = x · wᵀ with f32 accumulation (any K, N; f32 and bf16 operands may be mixed).
+ * @param x `[..., K]` f32 | bf16
+ * @param w `[N, K]` f32 | bf16
+ * @returns `[..., N]` of outDtype
+ */
+export function gemm(x: Tensor, w: Tensor, outDtype: GemmOutDtype): Tensor {
+  return wrap(native().ops.gemm(handleOf(x, 'gemm', 'x'), handleOf(w, 'gemm', 'w'), outDtype));
+}
+
+/**
+ * Per-head batched product (MLA's absorbed projections): y[t, h, b] = Σ_a x[t, h, a] · w[h, a, b],
+ * f32 accumulation.
+ * @param x `[T, H, A]` f32 | bf16
+ * @param w `[H, A, B]` f32 | bf16
+ * @returns `[T, H, B]` of outDtype
+ */
+export function bmmHeads(x: Tensor, w: Tensor, outDtype: GemmOutDtype): Tensor {
+  return wrap(native().ops.bmmHeads(handleOf(x, 'bmmHeads', 'x'), handleOf(w, 'bmmHeads', 'w'), outDtype));
+}

@@ -1,0 +1,73 @@
+// The blocked GEMM engine behind fp8Gemm, groupedFp8Gemm, gemm and bmmHeads (internal to native/cpu).
+//
+// Every product is y[m, n] = Σ_kb (Σ_{k ∈ kb} A[m, k] · W[n, k]) · sa[m, kb] · sw[⌊n/128⌋, kb] over
+// k-blocks of 128, accumulated in f32 and rounded once to y's dtype; without scales sa = sw = 1.
+// A task owns a block of rows × a range of 128-aligned column panels: per k-block it packs its A rows
+// and W panels into a kernel set's layout (f32, or bf16 pairs for the AVX512-BF16 dot product), runs
+// the register-tiled micro-kernel, and writes its tile once at the end. One parallel region runs all
+// tasks of a batch of problems (the experts of a grouped GEMM, the heads of bmmHeads).
+#pragma once
+#include <cstdint>
+
+#include "../runtime/dtype.h"
+#include "../runtime/threadpool.h"
+
+namespace dsn::cpu::gemmk {
+
+/** k-block of the FP8 scales (and of the engine's accumulation). */
+constexpr int64_t kBlockK = 128;
+
+struct Problem {
+  int64_t M = 0, N = 0, K = 0;
+  const void* a = nullptr;         // A[m, k] = a[m * lda + k], dtype aType (f8e4m3 | bf16 | f32)
+  DType aType = DType::f32;
+  int64_t lda = 0;
+  const float* aScales = nullptr;  // sa[m, kb] = aScales[m * ldas + kb]; nullptr: 1 (K % 128 == 0 when set)
+  int64_t ldas = 0;
+  const void* w = nullptr;         // W[n, k] = w[n * ldw + k] (or w[k * ldw + n] when wKN), dtype wType
+  DType wType = DType::f32;
+  int64_t ldw = 0;
+  bool wKN = false;
+  const float* wScales = nullptr;  // sw[nb, kb] = wScales[nb * ldws + kb]; nullptr: 1
+  int64_t ldws = 0;
+  void* y = nullptr;               // y[m * ldy + n], dtype yType (f32 | bf16)
+  DType yType = DType::f32;
+  int64_t ldy = 0;
+};
+
+/** Runs independent problems in one parallel region. Products of zero size are skipped. */
+void run(const Problem* problems, int64_t count, ThreadPool& pool);
+
+/** The AVX512-BF16 dot-product kernels are used when the CPU has them, the SIMD cap allows AVX-512
+ *  and this is on (the default); tests turn it off to cover the f32 AVX-512 kernels too. */
+bool setBf16Dot(bool enabled);
+bool bf16DotAvailable();
+
+// ---- kernel sets (gemm_engine.cc: scalar; gemm_x86.cc: AVX2, AVX-512, AVX512-BF16) ----
+
+/** Packed operands are 32-bit slots: one f32 (k) or, with bf16Pairs, two bf16 (k, k+1). */
+struct KernelSet {
+  const char* name;
+  int mr, nr;       // register tile: mr rows of A × nr columns of W; nr divides 128
+  bool bf16Pairs;
+  /** A rows [m0, m0 + rows), k in [k0, k0 + klen) → dst[ir][slot][mr] (rows padded to mr with 0). */
+  void (*packA)(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst);
+  /** W columns [n0, n0 + nr) (zero past N), same k range → dst[slot][nr]. */
+  void (*packW)(const Problem& p, int64_t n0, int64_t k0, int64_t klen, uint32_t* dst);
+  /** c[i][j] += (Σ_slot ap[slot][i] · wp[slot][j]) · scale[i] for an mr × nr tile. */
+  void (*micro)(int64_t slots, const uint32_t* ap, const uint32_t* wp, const float* scale, float* c, int64_t ldc);
+  /** Optional: the whole product for few rows of A (M ≤ 8) straight from W, or nullptr. Returns
+   *  false when it does not handle this problem. Runs columns [n0, n1) only. */
+  bool (*smallM)(const Problem& p, int64_t n0, int64_t n1);
+};
+
+extern const KernelSet kScalarSet;
+const KernelSet* avx2Set();         // nullptr when not compiled for x86
+const KernelSet* avx512Set();
+const KernelSet* avx512Bf16Set();
+
+// Generic packers (plain C++), used by every set for the layouts it does not specialise.
+void packAGeneric(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, int mr, bool pairs, uint32_t* dst);
+void packWGeneric(const Problem& p, int64_t n0, int64_t k0, int64_t klen, int nr, bool pairs, uint32_t* dst);
+
+}  // namespace dsn::cpu::gemmk

@@ -1,0 +1,184 @@
+// Matrix products: fp8Gemm, groupedFp8Gemm (MoE experts), gemm (f32 / bf16) and bmmHeads (MLA's
+// per-head products). CPU kernels only so far.
+#include "../cpu/gemm.h"
+
+#include "args.h"
+#include "dispatch.h"
+
+namespace dsn {
+
+namespace {
+
+std::string shapeText(const std::vector<int64_t>& shape) {
+  TensorImpl t;
+  t.shape = shape;
+  return t.shapeString();
+}
+
+void expectShapeVec(const OpArgs& a, const TensorImpl& t, const char* name, const std::vector<int64_t>& shape) {
+  if (t.shape != shape) throwRange(a.op(), ": ", name, " must have shape ", shapeText(shape), " but received ", t.shapeString());
+}
+
+DType outDtype(const OpArgs& a, int i) {
+  DType t = a.dtype(i, "outDtype");
+  if (t != DType::f32 && t != DType::bf16) throwType(a.op(), ": outDtype must be bf16 or f32 but received ", dtypeName(t));
+  return t;
+}
+
+/** The shape of x with its last dimension replaced by n. */
+std::vector<int64_t> withLast(const TensorImpl& x, int64_t n) {
+  std::vector<int64_t> s = x.shape;
+  s.back() = n;
+  return s;
+}
+
+/** Checks the FP8 activation pair (codes [.., K], scales [.., K/128]) and returns K. */
+int64_t checkFp8Activation(const OpArgs& a, const TensorImpl& x, const TensorImpl& s) {
+  a.expectDtype(x, "a", {DType::f8e4m3});
+  a.expectDtype(s, "aScales", {DType::f32});
+  if (x.rank() < 1) throwRange(a.op(), ": a must have at least 1 dimension but received shape ", x.shapeString());
+  int64_t K = x.dim(-1);
+  if (K < 128 || K % 128 != 0)
+    throwRange(a.op(), ": the last dimension of a (K) must be a positive multiple of 128 but received shape ", x.shapeString());
+  expectShapeVec(a, s, "aScales", withLast(x, K / 128));
+  a.expectSameDevice(x, "a", s, "aScales");
+  return K;
+}
+
+}  // namespace
+
+/** fp8Gemm(a [.., K] f8e4m3, aScales [.., K/128] f32, w [N, K] f8e4m3, wScales [ceil(N/128), K/128] f32, outDtype) -> [.., N] */
+static Napi::Value Fp8Gemm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "fp8Gemm");
+    TensorRef x = a.tensor(0, "a");
+    TensorRef xs = a.tensor(1, "aScales");
+    TensorRef w = a.tensor(2, "w");
+    TensorRef ws = a.tensor(3, "wScales");
+    DType out = outDtype(a, 4);
+    int64_t K = checkFp8Activation(a, *x, *xs);
+    a.expectDtype(*w, "w", {DType::f8e4m3});
+    a.expectDtype(*ws, "wScales", {DType::f32});
+    a.expectRank(*w, "w", 2);
+    a.expectDim(*w, "w", 1, K);
+    int64_t N = w->dim(0);
+    if (N < 1) throwRange("fp8Gemm: w must have at least 1 row but received shape ", w->shapeString());
+    expectShapeVec(a, *ws, "wScales", {(N + 127) / 128, K / 128});
+    a.expectSameDevice(*x, "a", *w, "w");
+    a.expectSameDevice(*x, "a", *ws, "wScales");
+    a.requireCpu(*x, "a");
+    TensorRef y = newTensor(out, withLast(*x, N), x->device);
+    cpu::Fp8GemmParams p;
+    p.a = x->ptr<uint8_t>(); p.aScales = xs->ptr<float>(); p.w = w->ptr<uint8_t>(); p.wScales = ws->ptr<float>();
+    p.y = y->data(); p.yType = out; p.M = x->numel() / K; p.N = N; p.K = K;
+    enqueueCpu("fp8Gemm", {x, xs, w, ws, y}, [p](ThreadPool& pool) { cpu::fp8Gemm(p, pool); });
+    return NativeTensor::Wrap(info.Env(), y);
+  });
+}
+
+/** groupedFp8Gemm(a [R, K], aScales [R, K/128], w [E, N, K], wScales [E, ceil(N/128), K/128], offsets [E+1] i32, outDtype) -> [R, N] */
+static Napi::Value GroupedFp8Gemm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "groupedFp8Gemm");
+    TensorRef x = a.tensor(0, "a");
+    TensorRef xs = a.tensor(1, "aScales");
+    TensorRef w = a.tensor(2, "w");
+    TensorRef ws = a.tensor(3, "wScales");
+    TensorRef off = a.tensor(4, "offsets");
+    DType out = outDtype(a, 5);
+    a.expectRank(*x, "a", 2);
+    int64_t K = checkFp8Activation(a, *x, *xs);
+    int64_t R = x->dim(0);
+    a.expectDtype(*w, "w", {DType::f8e4m3});
+    a.expectDtype(*ws, "wScales", {DType::f32});
+    a.expectDtype(*off, "offsets", {DType::i32});
+    a.expectRank(*w, "w", 3);
+    a.expectDim(*w, "w", 2, K);
+    int64_t E = w->dim(0), N = w->dim(1);
+    if (E < 1 || N < 1) throwRange("groupedFp8Gemm: w must have at least 1 expert and 1 row but received shape ", w->shapeString());
+    expectShapeVec(a, *ws, "wScales", {E, (N + 127) / 128, K / 128});
+    expectShapeVec(a, *off, "offsets", {E + 1});
+    a.expectSameDevice(*x, "a", *w, "w");
+    a.expectSameDevice(*x, "a", *ws, "wScales");
+    a.expectSameDevice(*x, "a", *off, "offsets");
+    a.requireCpu(*x, "a");
+    TensorRef y = newTensor(out, {R, N}, x->device);
+    cpu::GroupedFp8GemmParams p;
+    p.a = x->ptr<uint8_t>(); p.aScales = xs->ptr<float>(); p.w = w->ptr<uint8_t>(); p.wScales = ws->ptr<float>();
+    p.offsets = off->ptr<int32_t>(); p.y = y->data(); p.yType = out; p.R = R; p.E = E; p.N = N; p.K = K;
+    enqueueCpu("groupedFp8Gemm", {x, xs, w, ws, off, y}, [p](ThreadPool& pool) { cpu::groupedFp8Gemm(p, pool); });
+    return NativeTensor::Wrap(info.Env(), y);
+  });
+}
+
+/** gemm(x [.., K] f32|bf16, w [N, K] f32|bf16, outDtype) -> [.., N] */
+static Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "gemm");
+    TensorRef x = a.tensor(0, "x");
+    TensorRef w = a.tensor(1, "w");
+    DType out = outDtype(a, 2);
+    a.expectDtype(*x, "x", {DType::f32, DType::bf16});
+    a.expectDtype(*w, "w", {DType::f32, DType::bf16});
+    if (x->rank() < 1) throwRange("gemm: x must have at least 1 dimension but received shape ", x->shapeString());
+    int64_t K = x->dim(-1);
+    a.expectRank(*w, "w", 2);
+    a.expectDim(*w, "w", 1, K);
+    int64_t N = w->dim(0);
+    a.expectSameDevice(*x, "x", *w, "w");
+    a.requireCpu(*x, "x");
+    TensorRef y = newTensor(out, withLast(*x, N), x->device);
+    cpu::GemmParams p;
+    p.x = x->data(); p.xType = x->dtype; p.w = w->data(); p.wType = w->dtype; p.y = y->data(); p.yType = out;
+    p.M = K > 0 ? x->numel() / K : 0; p.N = N; p.K = K;
+    if (K == 0) {
+      p.M = 1;
+      for (int i = 0; i + 1 < x->rank(); ++i) p.M *= x->shape[i];
+    }
+    enqueueCpu("gemm", {x, w, y}, [p](ThreadPool& pool) { cpu::gemm(p, pool); });
+    return NativeTensor::Wrap(info.Env(), y);
+  });
+}
+
+/** bmmHeads(x [T, H, A] f32|bf16, w [H, A, B] f32|bf16, outDtype) -> [T, H, B] */
+static Napi::Value BmmHeads(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "bmmHeads");
+    TensorRef x = a.tensor(0, "x");
+    TensorRef w = a.tensor(1, "w");
+    DType out = outDtype(a, 2);
+    a.expectDtype(*x, "x", {DType::f32, DType::bf16});
+    a.expectDtype(*w, "w", {DType::f32, DType::bf16});
+    a.expectRank(*x, "x", 3);
+    a.expectRank(*w, "w", 3);
+    int64_t T = x->dim(0), H = x->dim(1), A = x->dim(2);
+    a.expectDim(*w, "w", 0, H);
+    a.expectDim(*w, "w", 1, A);
+    int64_t B = w->dim(2);
+    a.expectSameDevice(*x, "x", *w, "w");
+    a.requireCpu(*x, "x");
+    TensorRef y = newTensor(out, {T, H, B}, x->device);
+    cpu::BmmHeadsParams p;
+    p.x = x->data(); p.xType = x->dtype; p.w = w->data(); p.wType = w->dtype; p.y = y->data(); p.yType = out;
+    p.T = T; p.H = H; p.A = A; p.B = B;
+    enqueueCpu("bmmHeads", {x, w, y}, [p](ThreadPool& pool) { cpu::bmmHeads(p, pool); });
+    return NativeTensor::Wrap(info.Env(), y);
+  });
+}
+
+/** gemmSetBf16Dot(enabled) -> whether the AVX512-BF16 kernels are now used. Tests only; call while
+ *  the CPU stream is idle. Not part of the public ops list. */
+static Napi::Value GemmSetBf16Dot(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "gemmSetBf16Dot");
+    return Napi::Boolean::New(info.Env(), cpu::setGemmBf16Dot(a.boolean(0, "enabled")));
+  });
+}
+
+DSN_OP("fp8Gemm", Fp8Gemm);
+DSN_OP("groupedFp8Gemm", GroupedFp8Gemm);
+DSN_OP("gemm", Gemm);
+DSN_OP("bmmHeads", BmmHeads);
+DSN_OP("gemmSetBf16Dot", GemmSetBf16Dot);
+
+}  // namespace dsn

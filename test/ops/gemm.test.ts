@@ -1,0 +1,384 @@
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { ops, synchronize, tensor, type Tensor } from '../../lib/index.js';
+import { native } from '../../lib/runtime/native.js';
+import { rng, roundBf16, type Rng } from '../helpers.js';
+
+/**
+ * Kernel paths: AVX-512 with the BF16 dot product (where the CPU has it), AVX-512 f32, AVX2, scalar.
+ * Tolerance of every product: |got − ref| ≤ 1e-5 · Σ|terms| (f32 accumulation, and for f32 operands
+ * the rounding of each product) + half an ulp of outDtype at the result (the one final rounding).
+ */
+const PATHS = [
+  { simd: 'avx512', bf16Dot: true },
+  { simd: 'avx512', bf16Dot: false },
+  { simd: 'avx2', bf16Dot: false },
+  { simd: 'scalar', bf16Dot: false },
+] as const;
+type Path = (typeof PATHS)[number];
+const pathName = (p: Path) => (p.simd === 'avx512' ? (p.bf16Dot ? 'avx512-bf16' : 'avx512-f32') : p.simd);
+
+async function usePath(p: Path): Promise<void> {
+  await synchronize('cpu');
+  native().setSimdCap(p.simd);
+  native().ops.gemmSetBf16Dot(p.bf16Dot);
+}
+
+async function restorePaths(): Promise<void> {
+  await synchronize('cpu');
+  native().setSimdCap('avx512');
+  native().ops.gemmSetBf16Dot(true);
+}
+
+function e4m3Value(c: number): number {
+  const sign = c & 0x80 ? -1 : 1;
+  const e = (c >> 3) & 15, m = c & 7;
+  return sign * (e === 0 ? m * 2 ** -9 : (1 + m / 8) * 2 ** (e - 7));
+}
+
+/** Random E4M3 codes (no NaN codes) with their values. */
+function randomCodes(r: Rng, n: number): { codes: Uint8Array; values: Float64Array } {
+  const codes = new Uint8Array(n), values = new Float64Array(n);
+  for (let i = 0; i < n; ++i) {
+    let c = r.int(0, 256);
+    if ((c & 0x7f) === 0x7f) c ^= 1;
+    codes[i] = c;
+    values[i] = e4m3Value(c);
+  }
+  return { codes, values };
+}
+
+function randomScales(r: Rng, n: number): Float32Array {
+  return Float32Array.from({ length: n }, () => Math.fround(2 ** r.uniform(-10, 2) * (1 + r.next())));
+}
+
+function halfUlp(dtype: 'bf16' | 'f32', v: number): number {
+  const a = Math.abs(v);
+  if (a === 0) return 0;
+  return 2 ** (Math.floor(Math.log2(a)) - (dtype === 'bf16' ? 8 : 24));
+}
+
+/** Throws with the position and the shapes when an element is outside the tolerance. */
+function expectClose(got: Float32Array, ref: Float64Array, absSum: Float64Array, dtype: 'bf16' | 'f32', cols: number, label: string): void {
+  expect(got.length).toBe(ref.length);
+  for (let i = 0; i < ref.length; ++i) {
+    const tol = 1e-5 * absSum[i] + halfUlp(dtype, Math.max(Math.abs(ref[i]), Math.abs(got[i])));
+    const err = Math.abs(got[i] - ref[i]);
+    if (!(err <= tol))
+      throw new Error(`${label}: y[${Math.floor(i / cols)}, ${i % cols}] = ${got[i]}, want ${ref[i]} (error ${err}, tolerance ${tol})`);
+  }
+}
+
+/** float64 fp8Gemm of rows of `a` (values) against `w`; returns the result and Σ|terms| per element. */
+function fp8GemmRef(
+  a: Float64Array, sa: Float32Array, w: Float64Array, sw: Float32Array, M: number, N: number, K: number,
+): { y: Float64Array; abs: Float64Array } {
+  const KB = K / 128, y = new Float64Array(M * N), abs = new Float64Array(M * N);
+  for (let m = 0; m < M; ++m)
+    for (let n = 0; n < N; ++n) {
+      let total = 0, totalAbs = 0;
+      for (let kb = 0; kb < KB; ++kb) {
+        let s = 0, sAbs = 0;
+        for (let k = kb * 128; k < kb * 128 + 128; ++k) {
+          const t = a[m * K + k] * w[n * K + k];
+          s += t;
+          sAbs += Math.abs(t);
+        }
+        const scale = sa[m * KB + kb] * sw[Math.floor(n / 128) * KB + kb];
+        total += s * scale;
+        totalAbs += sAbs * scale;
+      }
+      y[m * N + n] = total;
+      abs[m * N + n] = totalAbs;
+    }
+  return { y, abs };
+}
+
+function fp8Weight(r: Rng, N: number, K: number) {
+  const w = randomCodes(r, N * K);
+  const sw = randomScales(r, Math.ceil(N / 128) * (K / 128));
+  return { ...w, sw };
+}
+
+describe('fp8Gemm on cpu', () => {
+  const r = rng();
+  afterAll(restorePaths);
+  // [leading dims of a, N, K]: M = 1 (decode path), M ≤ 8, larger M, N not a multiple of 128 or 64.
+  const shapes: [number[], number, number][] = [
+    [[1], 1, 128],
+    [[1], 200, 256],
+    [[3], 130, 256],
+    [[2, 4], 257, 384],
+    [[9], 129, 128],
+    [[37], 300, 512],
+    [[2, 150], 70, 256],
+    [[64], 700, 1024],
+  ];
+  for (const path of PATHS) {
+    for (const outDtype of ['bf16', 'f32'] as const) {
+      for (const [lead, N, K] of shapes) {
+        const M = lead.reduce((x, y) => x * y, 1);
+        it(`${pathName(path)} ${outDtype} a [${lead}, ${K}] · w [${N}, ${K}] (seed ${r.seed})`, async () => {
+          await usePath(path);
+          const a = randomCodes(r, M * K), sa = randomScales(r, M * (K / 128));
+          const w = fp8Weight(r, N, K);
+          using at = tensor(a.codes, { shape: [...lead, K], dtype: 'f8e4m3' });
+          using st = tensor(sa, { shape: [...lead, K / 128] });
+          using wt = tensor(w.codes, { shape: [N, K], dtype: 'f8e4m3' });
+          using swt = tensor(w.sw, { shape: [Math.ceil(N / 128), K / 128] });
+          using y = ops.fp8Gemm(at, st, wt, swt, outDtype);
+          expect(y.shape).toEqual([...lead, N]);
+          expect(y.dtype).toBe(outDtype);
+          const got = await y.toFloat32Array();
+          const ref = fp8GemmRef(a.values, sa, w.values, w.sw, M, N, K);
+          expectClose(got, ref.y, ref.abs, outDtype, N, `M=${M} N=${N} K=${K}`);
+        });
+      }
+    }
+  }
+
+  it(`takes actQuant output (bf16 activations, ue8m0 scales) (seed ${r.seed})`, async () => {
+    const [M, N, K] = [5, 96, 384];
+    const xs = r.floats(M * K, 3);
+    using x = tensor(xs, { shape: [M, K], dtype: 'bf16' });
+    const q = ops.actQuant(x, { scaleFmt: 'ue8m0' });
+    using codes = q.codes;
+    using scales = q.scales;
+    const w = fp8Weight(r, N, K);
+    using wt = tensor(w.codes, { shape: [N, K], dtype: 'f8e4m3' });
+    using swt = tensor(w.sw, { shape: [1, K / 128] });
+    using y = ops.fp8Gemm(codes, scales, wt, swt, 'f32');
+    const [c, s, got] = await Promise.all([codes.read<'f8e4m3'>(), scales.read<'f32'>(), y.toFloat32Array()]);
+    const ref = fp8GemmRef(Float64Array.from(c, e4m3Value), s, w.values, w.sw, M, N, K);
+    expectClose(got, ref.y, ref.abs, 'f32', N, 'actQuant → fp8Gemm');
+  });
+
+  it('rejects bad arguments with the op, argument, expected and received', () => {
+    const f8 = (shape: number[]) => tensor(new Uint8Array(shape.reduce((x, y) => x * y, 1)), { shape, dtype: 'f8e4m3' });
+    const f32 = (shape: number[]) => tensor(new Float32Array(shape.reduce((x, y) => x * y, 1)), { shape });
+    using a = f8([2, 256]);
+    using sa = f32([2, 2]);
+    using w = f8([130, 256]);
+    using sw = f32([2, 2]);
+    using a100 = f8([2, 100]);
+    using sa1 = f32([2, 1]);
+    using aF = f32([2, 256]);
+    using w128 = f8([130, 128]);
+    using swBad = f32([1, 2]);
+    using y = ops.fp8Gemm(a, sa, w, sw, 'bf16');
+    expect(y.shape).toEqual([2, 130]);
+    expect(() => ops.fp8Gemm(aF, sa, w, sw, 'bf16')).toThrow('fp8Gemm: a must have dtype f8e4m3 but received f32');
+    expect(() => ops.fp8Gemm(a100, sa1, w, sw, 'bf16')).toThrow(
+      'fp8Gemm: the last dimension of a (K) must be a positive multiple of 128 but received shape [2, 100]',
+    );
+    expect(() => ops.fp8Gemm(a, sa1, w, sw, 'bf16')).toThrow('fp8Gemm: aScales must have shape [2, 2] but received [2, 1]');
+    expect(() => ops.fp8Gemm(a, sa, w128, sw, 'bf16')).toThrow('fp8Gemm: w must have size 256 in dimension 1 but received shape [130, 128]');
+    expect(() => ops.fp8Gemm(a, sa, w, swBad, 'bf16')).toThrow(RangeError);
+    expect(() => ops.fp8Gemm(a, sa, w, swBad, 'bf16')).toThrow('fp8Gemm: wScales must have shape [2, 2] but received [1, 2]');
+    expect(() => ops.fp8Gemm(a, sa, w, aF, 'bf16')).toThrow('fp8Gemm: wScales must have shape [2, 2] but received [2, 256]');
+    expect(() => ops.fp8Gemm(a, sa, sw, sw, 'bf16')).toThrow('fp8Gemm: w must have dtype f8e4m3 but received f32');
+    // @ts-expect-error not an output dtype
+    expect(() => ops.fp8Gemm(a, sa, w, sw, 'f16')).toThrow('fp8Gemm: outDtype must be bf16 or f32 but received f16');
+    // @ts-expect-error not a tensor
+    expect(() => ops.fp8Gemm(a, sa, 'w', sw, 'bf16')).toThrow("fp8Gemm: expected a Tensor for w but received 'w' of type string");
+  });
+});
+
+describe('groupedFp8Gemm on cpu', () => {
+  const r = rng();
+  afterAll(restorePaths);
+
+  /** Random expert sizes, some experts empty (the first and the last among them). */
+  function randomOffsets(E: number, R: number): Int32Array {
+    const sizes = new Array(E).fill(0);
+    for (let i = 0; i < R; ++i) sizes[1 + r.int(0, Math.max(1, E - 2))] += 1;
+    sizes[0] = 0;
+    sizes[E - 1] = 0;
+    const off = new Int32Array(E + 1);
+    for (let e = 0; e < E; ++e) off[e + 1] = off[e] + sizes[e];
+    return off;
+  }
+
+  const shapes: [number, number, number, number][] = [
+    // [E, R, N, K]
+    [4, 3, 130, 128],
+    [6, 40, 64, 256],
+    [5, 70, 257, 384],
+  ];
+  for (const path of PATHS) {
+    for (const [E, R, N, K] of shapes) {
+      it(`${pathName(path)} E=${E} R=${R} N=${N} K=${K} (seed ${r.seed})`, async () => {
+        await usePath(path);
+        const a = randomCodes(r, R * K), sa = randomScales(r, R * (K / 128));
+        const NB = Math.ceil(N / 128), KB = K / 128;
+        const w = randomCodes(r, E * N * K), sw = randomScales(r, E * NB * KB);
+        const off = randomOffsets(E, R);
+        using at = tensor(a.codes, { shape: [R, K], dtype: 'f8e4m3' });
+        using st = tensor(sa, { shape: [R, KB] });
+        using wt = tensor(w.codes, { shape: [E, N, K], dtype: 'f8e4m3' });
+        using swt = tensor(sw, { shape: [E, NB, KB] });
+        using ot = tensor(off, { shape: [E + 1] });
+        using y = ops.groupedFp8Gemm(at, st, wt, swt, ot, 'bf16');
+        expect(y.shape).toEqual([R, N]);
+        const got = await y.toFloat32Array();
+        const ref = new Float64Array(R * N), abs = new Float64Array(R * N);
+        for (let e = 0; e < E; ++e) {
+          const rows = off[e + 1] - off[e];
+          if (rows === 0) continue;
+          const part = fp8GemmRef(
+            a.values.subarray(off[e] * K, off[e + 1] * K), sa.subarray(off[e] * KB, off[e + 1] * KB),
+            w.values.subarray(e * N * K, (e + 1) * N * K), sw.subarray(e * NB * KB, (e + 1) * NB * KB), rows, N, K,
+          );
+          ref.set(part.y, off[e] * N);
+          abs.set(part.abs, off[e] * N);
+        }
+        expectClose(got, ref, abs, 'bf16', N, `E=${E} R=${R} N=${N} K=${K}`);
+      });
+    }
+  }
+
+  it('rejects bad offsets when the kernel runs, and bad arguments at once', async () => {
+    const [E, R, N, K] = [3, 4, 8, 128];
+    using a = tensor(new Uint8Array(R * K), { shape: [R, K], dtype: 'f8e4m3' });
+    using sa = tensor(new Float32Array(R), { shape: [R, 1] });
+    using w = tensor(new Uint8Array(E * N * K), { shape: [E, N, K], dtype: 'f8e4m3' });
+    using sw = tensor(new Float32Array(E), { shape: [E, 1, 1] });
+    const run = async (offsets: number[]) => {
+      using o = tensor(Int32Array.from(offsets), { shape: [E + 1] });
+      using y = ops.groupedFp8Gemm(a, sa, w, sw, o, 'f32');
+      return y.read();
+    };
+    await expect(run([1, 2, 3, 4])).rejects.toThrow('groupedFp8Gemm: offsets[0] must be 0 but received 1');
+    await expect(run([0, 3, 2, 4])).rejects.toThrow(
+      'groupedFp8Gemm: offsets must be non-decreasing but received offsets[2] = 2 after offsets[1] = 3',
+    );
+    await expect(run([0, 1, 2, 3])).rejects.toThrow('groupedFp8Gemm: offsets[3] must equal the rows of a (4) but received 3');
+    await expect(run([0, 0, 4, 4])).resolves.toBeDefined();
+    using o5 = tensor(new Int32Array(5), { shape: [5] });
+    using oF = tensor(new Float32Array(4), { shape: [4] });
+    using sw2 = tensor(new Float32Array(E), { shape: [E, 1] });
+    expect(() => ops.groupedFp8Gemm(a, sa, w, sw, o5, 'f32')).toThrow('groupedFp8Gemm: offsets must have shape [4] but received [5]');
+    expect(() => ops.groupedFp8Gemm(a, sa, w, sw, oF, 'f32')).toThrow('groupedFp8Gemm: offsets must have dtype i32 but received f32');
+    using o4 = tensor(new Int32Array(4), { shape: [4] });
+    expect(() => ops.groupedFp8Gemm(a, sa, w, sw2, o4, 'f32')).toThrow('groupedFp8Gemm: wScales must have shape [3, 1, 1] but received [3, 1]');
+    expect(() => ops.groupedFp8Gemm(a, sa, sw, sw, o4, 'f32')).toThrow('groupedFp8Gemm: w must have dtype f8e4m3 but received f32');
+  });
+});
+
+/** Random values rounded to dtype, as float64. */
+function randomValues(r: Rng, n: number, dtype: 'bf16' | 'f32'): Float32Array {
+  const v = r.floats(n);
+  return dtype === 'bf16' ? v.map(roundBf16) : v;
+}
+
+function makeTensor(values: Float32Array, shape: number[], dtype: 'bf16' | 'f32'): Tensor {
+  return tensor(values, { shape, dtype });
+}
+
+describe('gemm on cpu', () => {
+  const r = rng();
+  afterAll(restorePaths);
+  const shapes: [number[], number, number][] = [
+    [[1], 1, 1],
+    [[1], 37, 5],
+    [[3], 130, 129],
+    [[2, 3], 65, 300],
+    [[33], 257, 515],
+    [[10], 64, 7],
+  ];
+  for (const path of PATHS) {
+    for (const [xType, wType] of [['f32', 'f32'], ['bf16', 'bf16'], ['bf16', 'f32'], ['f32', 'bf16']] as const) {
+      for (const [lead, N, K] of shapes) {
+        const M = lead.reduce((x, y) => x * y, 1);
+        const outDtype = xType === 'bf16' && wType === 'bf16' ? 'bf16' : 'f32';
+        it(`${pathName(path)} x ${xType} [${lead}, ${K}] · w ${wType} [${N}, ${K}] → ${outDtype} (seed ${r.seed})`, async () => {
+          await usePath(path);
+          const xs = randomValues(r, M * K, xType), ws = randomValues(r, N * K, wType);
+          using x = makeTensor(xs, [...lead, K], xType);
+          using w = makeTensor(ws, [N, K], wType);
+          using y = ops.gemm(x, w, outDtype);
+          expect(y.shape).toEqual([...lead, N]);
+          const got = await y.toFloat32Array();
+          const ref = new Float64Array(M * N), abs = new Float64Array(M * N);
+          for (let m = 0; m < M; ++m)
+            for (let n = 0; n < N; ++n) {
+              let s = 0, sa = 0;
+              for (let k = 0; k < K; ++k) {
+                const t = xs[m * K + k] * ws[n * K + k];
+                s += t;
+                sa += Math.abs(t);
+              }
+              ref[m * N + n] = s;
+              abs[m * N + n] = sa;
+            }
+          expectClose(got, ref, abs, outDtype, N, `M=${M} N=${N} K=${K}`);
+        });
+      }
+    }
+  }
+
+  it('rejects bad arguments with the op, argument, expected and received', () => {
+    using x = tensor(new Float32Array(6), { shape: [2, 3] });
+    using w = tensor(new Float32Array(8), { shape: [2, 4] });
+    using wi = tensor(new Int32Array(6), { shape: [2, 3] });
+    using w3 = tensor(new Float32Array(6), { shape: [1, 2, 3] });
+    expect(() => ops.gemm(x, w, 'f32')).toThrow('gemm: w must have size 3 in dimension 1 but received shape [2, 4]');
+    expect(() => ops.gemm(x, wi, 'f32')).toThrow('gemm: w must have dtype f32 or bf16 but received i32');
+    expect(() => ops.gemm(x, w3, 'f32')).toThrow('gemm: w must have 2 dimensions but received shape [1, 2, 3]');
+    // @ts-expect-error not an output dtype
+    expect(() => ops.gemm(x, x, 'i32')).toThrow('gemm: outDtype must be bf16 or f32 but received i32');
+  });
+});
+
+describe('bmmHeads on cpu', () => {
+  const r = rng();
+  afterAll(restorePaths);
+  const shapes: [number, number, number, number][] = [
+    // [T, H, A, B]
+    [1, 1, 1, 1],
+    [1, 3, 5, 7],
+    [4, 2, 128, 33],
+    [17, 5, 64, 130],
+  ];
+  for (const path of PATHS) {
+    for (const dtype of ['bf16', 'f32'] as const) {
+      for (const [T, H, A, B] of shapes) {
+        it(`${pathName(path)} ${dtype} x [${T}, ${H}, ${A}] · w [${H}, ${A}, ${B}] (seed ${r.seed})`, async () => {
+          await usePath(path);
+          const xs = randomValues(r, T * H * A, dtype), ws = randomValues(r, H * A * B, dtype);
+          using x = makeTensor(xs, [T, H, A], dtype);
+          using w = makeTensor(ws, [H, A, B], dtype);
+          using y = ops.bmmHeads(x, w, dtype);
+          expect(y.shape).toEqual([T, H, B]);
+          expect(y.dtype).toBe(dtype);
+          const got = await y.toFloat32Array();
+          const ref = new Float64Array(T * H * B), abs = new Float64Array(T * H * B);
+          for (let t = 0; t < T; ++t)
+            for (let h = 0; h < H; ++h)
+              for (let b = 0; b < B; ++b) {
+                let s = 0, sa = 0;
+                for (let a = 0; a < A; ++a) {
+                  const v = xs[(t * H + h) * A + a] * ws[(h * A + a) * B + b];
+                  s += v;
+                  sa += Math.abs(v);
+                }
+                ref[(t * H + h) * B + b] = s;
+                abs[(t * H + h) * B + b] = sa;
+              }
+          expectClose(got, ref, abs, dtype, B, `T=${T} H=${H} A=${A} B=${B}`);
+        });
+      }
+    }
+  }
+
+  it('rejects bad arguments with the op, argument, expected and received', () => {
+    using x = tensor(new Float32Array(24), { shape: [2, 3, 4] });
+    using w = tensor(new Float32Array(24), { shape: [3, 4, 2] });
+    using wBad = tensor(new Float32Array(24), { shape: [2, 4, 3] });
+    using x2 = tensor(new Float32Array(12), { shape: [3, 4] });
+    using y = ops.bmmHeads(x, w, 'f32');
+    expect(y.shape).toEqual([2, 3, 2]);
+    expect(() => ops.bmmHeads(x, wBad, 'f32')).toThrow('bmmHeads: w must have size 3 in dimension 0 but received shape [2, 4, 3]');
+    expect(() => ops.bmmHeads(x2, w, 'f32')).toThrow('bmmHeads: x must have 3 dimensions but received shape [3, 4]');
+  });
+});
