@@ -1,3 +1,10 @@
 /** Every kernel, one typed function each: `lib/ops/x.ts` → `native/ops/x.cc` → `native/cpu/x.cc` | `cuda/x.cu`. */
 export { cast } from './cast.js';
 export { addRmsNorm, rmsNorm } from './norm.js';
+export { rope, ropeTables } from './rope.js';
+export type { RopeOptions, RopeTableParams } from './rope.js';
+export { hadamard } from './hadamard.js';
+export { BLOCK_TOKENS, pagedGather, pagedWrite } from './cache.js';
+export { mlaDecode, mlaPrefill } from './attention.js';
+export type { MlaDecodeOptions, MlaPrefillOptions } from './attention.js';
+export { indexerScores, topK } from './indexer.js';
