@@ -185,7 +185,7 @@ describe('mlaDecode on cpu', () => {
     using p = tensor(new Int32Array([4]));
     using i = tensor(new Int32Array([-1, 7, -1]), { shape: [1, 3] });
     using out = ops.mlaDecode(ql, qp, c, table, s, p, { scale: 1, indices: i });
-    expect(Array.from(await out.read())).toEqual([0, 0, 0, 0]);
+    expect(Array.from(await out.read<'f32'>())).toEqual([0, 0, 0, 0]);
   });
 
   it('rejects bad arguments with the op, argument, expected and received', () => {

@@ -64,7 +64,7 @@ describe('paged cache on cpu', () => {
     using bad = tensor(new Int32Array([5, 128]));
     ops.pagedWrite(cache, rows, bad);
     await expect(cache.read()).rejects.toThrow('pagedWrite: slots[1] = 128 is out of range [0, 128)');
-    expect(Array.from(await cache.read()).every((v) => v === 0)).toBe(true);
+    expect(Array.from(await cache.read<'f32'>()).every((v) => v === 0)).toBe(true);
     using neg = tensor(new Int32Array([-1]));
     using g = ops.pagedGather(cache, neg);
     await expect(g.read()).rejects.toThrow('pagedGather: slots[0] = -1 is out of range [0, 128)');
