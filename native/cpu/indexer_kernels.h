@@ -1,0 +1,18 @@
+// The index-score kernels behind indexerScores (internal to native/cpu): the Hi heads of one query
+// sit side by side in vector lanes, each key element is broadcast into every head, and the heads'
+// weighted ReLUs are summed per key. FP8 codes are widened exactly (to bf16 for AVX-512 BF16 dot
+// products, else to f32); products are exact and summed in f32.
+#pragma once
+#include <cstdint>
+
+#include "indexer.h"
+
+namespace dsn::cpu::indexer {
+
+/** Keys per work item (a run of one query's keys). */
+constexpr int64_t kKeysPerItem = 512;
+
+/** out[s - s0] for the visible keys s in [s0, s1) of query t (block ids already checked). */
+void scoreKeys(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out);
+
+}  // namespace dsn::cpu::indexer

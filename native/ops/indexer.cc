@@ -1,0 +1,88 @@
+// indexerScores / topK: the lightning indexer's FP8 scores over the paged indexer-key cache and
+// the selection of each query's top-k keys.
+#include "../cpu/indexer.h"
+
+#include "../cpu/cache.h"
+#include "args.h"
+#include "dispatch.h"
+
+namespace dsn {
+
+/** indexerScores(q [T, Hi, Di] f8e4m3, weights [T, Hi] f32, kCache [numBlocks, 64, Di] f8e4m3,
+ *  kScales [numBlocks, 64] f32, blockTable [B, maxBlocks] i32, seqIdx [T] i32, qPos [T] i32, maxKeys) -> [T, maxKeys] f32 */
+static Napi::Value IndexerScores(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "indexerScores");
+    TensorRef q = a.tensor(0, "q");
+    TensorRef w = a.tensor(1, "weights");
+    TensorRef k = a.tensor(2, "kCache");
+    TensorRef ks = a.tensor(3, "kScales");
+    TensorRef table = a.tensor(4, "blockTable");
+    TensorRef seq = a.tensor(5, "seqIdx");
+    TensorRef qPos = a.tensor(6, "qPos");
+    int64_t maxKeys = a.integer(7, "maxKeys", 1, int64_t(1) << 31);
+    a.expectDtype(*q, "q", {DType::f8e4m3});
+    a.expectRank(*q, "q", 3);
+    int64_t T = q->dim(0), H = q->dim(1), D = q->dim(2);
+    a.expectDtype(*w, "weights", {DType::f32});
+    a.expectShape(*w, "weights", {T, H});
+    a.expectDtype(*k, "kCache", {DType::f8e4m3});
+    a.expectRank(*k, "kCache", 3);
+    a.expectDim(*k, "kCache", 1, cpu::kBlockTokens);
+    a.expectDim(*k, "kCache", 2, D);
+    a.expectDtype(*ks, "kScales", {DType::f32});
+    a.expectShape(*ks, "kScales", {k->dim(0), cpu::kBlockTokens});
+    a.expectDtype(*table, "blockTable", {DType::i32});
+    a.expectRank(*table, "blockTable", 2);
+    a.expectDtype(*seq, "seqIdx", {DType::i32});
+    a.expectShape(*seq, "seqIdx", {T});
+    a.expectDtype(*qPos, "qPos", {DType::i32});
+    a.expectShape(*qPos, "qPos", {T});
+    a.expectSameDevice(*q, "q", *w, "weights");
+    a.expectSameDevice(*q, "q", *k, "kCache");
+    a.expectSameDevice(*q, "q", *ks, "kScales");
+    a.expectSameDevice(*q, "q", *table, "blockTable");
+    a.expectSameDevice(*q, "q", *seq, "seqIdx");
+    a.expectSameDevice(*q, "q", *qPos, "qPos");
+    a.requireCpu(*q, "q");
+    TensorRef out = newTensor(DType::f32, {T, maxKeys}, q->device);
+
+    cpu::IndexerScoresParams p;
+    p.q = q->ptr<uint8_t>(); p.weights = w->ptr<float>(); p.kCache = k->ptr<uint8_t>(); p.kScales = ks->ptr<float>();
+    p.blockTable = table->ptr<int32_t>(); p.seqIdx = seq->ptr<int32_t>(); p.qPos = qPos->ptr<int32_t>();
+    p.scores = out->ptr<float>();
+    p.tokens = T; p.heads = H; p.dim = D;
+    p.numBlocks = k->dim(0); p.batch = table->dim(0); p.maxBlocks = table->dim(1); p.maxKeys = maxKeys;
+    enqueueCpu("indexerScores", {q, w, k, ks, table, seq, qPos, out}, [p](ThreadPool& pool) { cpu::indexerScores(p, pool); });
+    return NativeTensor::Wrap(info.Env(), out);
+  });
+}
+
+/** topK(scores [T, S] f32, k, lengths? [T] i32) -> [T, k] i32 */
+static Napi::Value TopK(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "topK");
+    TensorRef scores = a.tensor(0, "scores");
+    int64_t k = a.integer(1, "k", 1, (int64_t(1) << 31) - 1);
+    TensorRef len = a.optTensor(2, "lengths");
+    a.expectDtype(*scores, "scores", {DType::f32});
+    a.expectRank(*scores, "scores", 2);
+    if (len) {
+      a.expectDtype(*len, "lengths", {DType::i32});
+      a.expectShape(*len, "lengths", {scores->dim(0)});
+      a.expectSameDevice(*scores, "scores", *len, "lengths");
+    }
+    a.requireCpu(*scores, "scores");
+    TensorRef out = newTensor(DType::i32, {scores->dim(0), k}, scores->device);
+    cpu::TopKParams p;
+    p.scores = scores->ptr<float>(); p.lengths = len ? len->ptr<int32_t>() : nullptr; p.indices = out->ptr<int32_t>();
+    p.rows = scores->dim(0); p.cols = scores->dim(1); p.k = k;
+    enqueueCpu("topK", {scores, len, out}, [p](ThreadPool& pool) { cpu::topK(p, pool); });
+    return NativeTensor::Wrap(info.Env(), out);
+  });
+}
+
+DSN_OP("indexerScores", IndexerScores);
+DSN_OP("topK", TopK);
+
+}  // namespace dsn

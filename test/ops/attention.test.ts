@@ -1,0 +1,399 @@
+import { describe, expect, it } from 'vitest';
+
+import { ops, tensor, type Tensor } from '../../lib/index.js';
+import { type Rng, rng, roundTo } from '../helpers.js';
+import { maxAbs, onSimdPath, shuffled, SIMD_PATHS } from './attention-helpers.js';
+
+type Act = 'f32' | 'bf16';
+
+/**
+ * float64 attention of one query: softmax over the visible keys' scores, probabilities rounded to
+ * the activation dtype (as the reference's scores.type_as(x)), then Σ P·v. Zeros when no key is visible.
+ */
+function attendRef(visible: number[], score: (s: number) => number, value: (s: number, c: number) => number, dv: number, dtype: Act): Float64Array {
+  const out = new Float64Array(dv);
+  if (visible.length === 0) return out;
+  const sc = visible.map(score);
+  const m = Math.max(...sc);
+  const e = sc.map((v) => Math.exp(v - m));
+  const sum = e.reduce((a, b) => a + b, 0);
+  visible.forEach((s, i) => {
+    const p = roundTo(dtype, e[i] / sum);
+    for (let c = 0; c < dv; ++c) out[c] += p * value(s, c);
+  });
+  return out;
+}
+
+/** Visible keys of a query: 0..qPos, or the listed ones (-1 padding skipped) that are <= qPos. */
+function visibleKeys(qPos: number, list?: ArrayLike<number>): number[] {
+  if (!list) return Array.from({ length: qPos + 1 }, (_, s) => s);
+  return [...new Set(Array.from(list).filter((s) => s >= 0 && s <= qPos))];
+}
+
+/**
+ * Tolerance of an output element: f32 summation error; in bf16 also the output's rounding step
+ * (relative 2^-8) and the rare bf16 rounding flip of a probability computed from f32 scores.
+ */
+function tolerance(dtype: Act, maxV: number): (want: number) => number {
+  return dtype === 'f32' ? () => 3e-5 * maxV : (want) => 2 ** -8 * Math.abs(want) + 2 ** -10 * maxV;
+}
+
+function expectClose(got: Float32Array, want: Float64Array, tol: number | ((want: number) => number), what: object): void {
+  const tolOf = typeof tol === 'number' ? () => tol : tol;
+  let worst = 0, at = -1;
+  for (let i = 0; i < want.length; ++i) {
+    const d = Math.abs(got[i] - want[i]) / tolOf(want[i]);
+    if (!(d <= worst)) {
+      worst = d;
+      at = i;
+    }
+  }
+  if (!(worst <= 1)) expect({ ...what, at, got: got[at], want: want[at], tol: tolOf(want[at]) }).toEqual({ ...what, at, got: want[at], want: want[at], tol: tolOf(want[at]) });
+}
+
+/** Random -1 padded index lists: some keys <= qPos, some beyond it, repeats. */
+function randomIndices(r: Rng, qPos: ArrayLike<number>, k: number, range: number): Int32Array {
+  const T = qPos.length;
+  const idx = new Int32Array(T * k).fill(-1);
+  for (let t = 0; t < T; ++t) {
+    const n = r.int(0, k + 1);
+    for (let j = 0; j < n; ++j) idx[t * k + j] = r.next() < 0.85 ? r.int(0, qPos[t] + 1) : r.int(0, range);
+    if (n >= 2) idx[t * k + n - 1] = idx[t * k];  // a repeat
+  }
+  return idx;
+}
+
+interface PagedCache {
+  data: Float32Array;  // [numBlocks, 64, W], rounded to dtype
+  numBlocks: number;
+  table: Int32Array;   // [B, maxBlocks]
+  maxBlocks: number;
+  row: (seq: number, s: number) => number;
+}
+
+/** A paged cache holding sequences of the given lengths in shuffled blocks; unused rows hold large garbage. */
+function pagedCache(r: Rng, lengths: number[], W: number, dtype: string, fill: (seq: number, s: number, w: number) => number): PagedCache {
+  const need = lengths.map((n) => Math.ceil(n / 64));
+  const numBlocks = need.reduce((a, b) => a + b, 0) + 2;
+  const maxBlocks = Math.max(...need) + 1;
+  const perm = shuffled(numBlocks, r.next);
+  const table = new Int32Array(lengths.length * maxBlocks).fill(1 << 30);  // unused entries are never followed
+  let next = 0;
+  need.forEach((n, b) => {
+    for (let i = 0; i < n; ++i) table[b * maxBlocks + i] = perm[next++];
+  });
+  const data = new Float32Array(numBlocks * 64 * W).map(() => roundTo(dtype, 1000 * r.normal()));
+  const row = (seq: number, s: number) => table[seq * maxBlocks + (s >> 6)] * 64 + (s & 63);
+  lengths.forEach((n, seq) => {
+    for (let s = 0; s < n; ++s) for (let w = 0; w < W; ++w) data[row(seq, s) * W + w] = roundTo(dtype, fill(seq, s, w));
+  });
+  return { data, numBlocks, table, maxBlocks, row };
+}
+
+describe('mlaDecode on cpu', () => {
+  const r = rng();
+  const configs = [
+    { name: 'T=1 H=1, one key', H: 1, C: 16, Dr: 4, lengths: [1], queries: [[0, 0]] },
+    { name: 'blocks crossed, ragged batch', H: 3, C: 37, Dr: 9, lengths: [130, 64, 1], queries: [[0, 129], [1, 63], [2, 0], [0, 64], [0, 5]] },
+    { name: 'H=20 (two lane groups)', H: 20, C: 64, Dr: 16, lengths: [200, 77], queries: [[1, 76], [0, 199], [0, 128], [1, 0]] },
+    { name: 'H=70 (two head chunks)', H: 70, C: 24, Dr: 8, lengths: [100], queries: [[0, 99], [0, 31]] },
+    { name: 'model widths C=512 Dr=64', H: 16, C: 512, Dr: 64, lengths: [150, 70], queries: [[0, 149], [1, 69], [0, 63]] },
+  ];
+  for (const dtype of ['f32', 'bf16'] as const) {
+    for (const sparse of [false, true]) {
+      for (const c of configs) {
+        it(`${dtype} ${c.name}${sparse ? ', index lists' : ''}: float64 reference on every SIMD path (seed ${r.seed})`, async () => {
+          const { H, C, Dr } = c;
+          const T = c.queries.length, W = C + Dr;
+          const cache = pagedCache(r, c.lengths, W, dtype, () => r.normal());
+          const seqIdx = Int32Array.from(c.queries, (q) => q[0]);
+          const qPos = Int32Array.from(c.queries, (q) => q[1]);
+          const qL = r.floats(T * H * C).map((v) => roundTo(dtype, v));
+          const qPe = r.floats(T * H * Dr).map((v) => roundTo(dtype, v));
+          const k = 9;
+          const idx = sparse ? randomIndices(r, qPos, k, cache.maxBlocks * 64) : undefined;
+          const scale = 1.7 / Math.sqrt(W);
+          const want = new Float64Array(T * H * C);
+          for (let t = 0; t < T; ++t) {
+            const vis = visibleKeys(qPos[t], idx?.subarray(t * k, (t + 1) * k));
+            for (let h = 0; h < H; ++h) {
+              const th = t * H + h;
+              const score = (s: number) => {
+                const row = cache.row(seqIdx[t], s) * W;
+                let acc = 0;
+                for (let i = 0; i < C; ++i) acc += qL[th * C + i] * cache.data[row + i];
+                for (let i = 0; i < Dr; ++i) acc += qPe[th * Dr + i] * cache.data[row + C + i];
+                return acc * scale;
+              };
+              want.set(attendRef(vis, score, (s, i) => cache.data[cache.row(seqIdx[t], s) * W + i], C, dtype), th * C);
+            }
+          }
+          let maxV = 0;
+          c.lengths.forEach((n, seq) => {
+            for (let s = 0; s < n; ++s) for (let i = 0; i < C; ++i) maxV = Math.max(maxV, Math.abs(cache.data[cache.row(seq, s) * W + i]));
+          });
+          using qLt = tensor(qL, { shape: [T, H, C], dtype });
+          using qPet = tensor(qPe, { shape: [T, H, Dr], dtype });
+          using cacheT = tensor(cache.data, { shape: [cache.numBlocks, 64, W], dtype });
+          using tableT = tensor(cache.table, { shape: [c.lengths.length, cache.maxBlocks] });
+          using seqT = tensor(seqIdx);
+          using posT = tensor(qPos);
+          using idxT = idx ? tensor(idx, { shape: [T, k] }) : undefined;
+          for (const path of SIMD_PATHS) {
+            await onSimdPath(path, async (used) => {
+              using out = ops.mlaDecode(qLt, qPet, cacheT, tableT, seqT, posT, { scale, indices: idxT });
+              expect(out.shape).toEqual([T, H, C]);
+              expect(out.dtype).toBe(dtype);
+              expectClose(await out.toFloat32Array(), want, tolerance(dtype, maxV), { path: used });
+            });
+          }
+        });
+      }
+    }
+  }
+
+  it('checks ids when it runs', async () => {
+    const cache = pagedCache(r, [70], 6, 'f32', () => r.normal());
+    using ql = tensor(r.floats(2 * 4), { shape: [2, 1, 4] });
+    using qp = tensor(r.floats(2 * 2), { shape: [2, 1, 2] });
+    using c = tensor(cache.data, { shape: [cache.numBlocks, 64, 6] });
+    using table = tensor(cache.table, { shape: [1, cache.maxBlocks] });
+    const run = async (seq: number[], pos: number[], list?: number[]) => {
+      using s = tensor(new Int32Array(seq));
+      using p = tensor(new Int32Array(pos));
+      using i = list ? tensor(new Int32Array(list), { shape: [2, list.length / 2] }) : undefined;
+      using out = ops.mlaDecode(ql, qp, c, table, s, p, { scale: 1, indices: i });
+      return out.read();
+    };
+    const cap = cache.maxBlocks * 64;
+    await expect(run([0, 1], [3, 3])).rejects.toThrow('mlaDecode: seqIdx[1] = 1 is out of range [0, 1)');
+    await expect(run([0, 0], [3, cap])).rejects.toThrow(`mlaDecode: qPos[1] = ${cap} is out of range [0, ${cap})`);
+    // Keys past the sequence's blocks reach a table entry that is not a block.
+    await expect(run([0, 0], [3, 130])).rejects.toThrow(`mlaDecode: blockTable[0, 2] = ${1 << 30} is out of range [0, ${cache.numBlocks})`);
+    await expect(run([0, 0], [3, 3], [1, -2, 0, 0])).rejects.toThrow(`mlaDecode: indices[0, 1] = -2 is out of range [-1, ${cap})`);
+    // A listed key beyond qPos is not visible, so its (unused) table entry is not followed.
+    await expect(run([0, 0], [3, 3], [1, 140, 0, -1])).resolves.toBeDefined();
+  });
+
+  it('gives zeros to a query that sees no key', async () => {
+    const cache = pagedCache(r, [10], 6, 'f32', () => r.normal());
+    using ql = tensor(r.floats(4), { shape: [1, 1, 4] });
+    using qp = tensor(r.floats(2), { shape: [1, 1, 2] });
+    using c = tensor(cache.data, { shape: [cache.numBlocks, 64, 6] });
+    using table = tensor(cache.table, { shape: [1, cache.maxBlocks] });
+    using s = tensor(new Int32Array([0]));
+    using p = tensor(new Int32Array([4]));
+    using i = tensor(new Int32Array([-1, 7, -1]), { shape: [1, 3] });
+    using out = ops.mlaDecode(ql, qp, c, table, s, p, { scale: 1, indices: i });
+    expect(Array.from(await out.read<'f32'>())).toEqual([0, 0, 0, 0]);
+  });
+
+  it('rejects bad arguments with the op, argument, expected and received', () => {
+    const f = (shape: number[], dtype: 'f32' | 'bf16' = 'f32') => tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), { shape, dtype });
+    const i32 = (shape: number[]) => tensor(new Int32Array(shape.reduce((a, b) => a * b, 1)), { shape });
+    using ql = f([2, 3, 8]);
+    using qp = f([2, 3, 4]);
+    using cache = f([2, 64, 12]);
+    using table = i32([1, 2]);
+    using seq = i32([2]);
+    using pos = i32([2]);
+    using qpBad = f([2, 2, 4]);
+    using qpB = f([2, 3, 4], 'bf16');
+    using cache32 = f([2, 32, 12]);
+    using cacheW = f([2, 64, 13]);
+    using pos3 = i32([3]);
+    using tableF = f([1, 2]);
+    using idx = i32([3, 4]);
+    expect(() => ops.mlaDecode(ql, qpBad, cache, table, seq, pos, { scale: 1 })).toThrow('mlaDecode: qPe must have size 3 in dimension 1 but received shape [2, 2, 4]');
+    expect(() => ops.mlaDecode(ql, qpB, cache, table, seq, pos, { scale: 1 })).toThrow('mlaDecode: qPe must have the dtype of qLatent (f32) but received bf16');
+    expect(() => ops.mlaDecode(ql, qp, cache32, table, seq, pos, { scale: 1 })).toThrow('mlaDecode: cache must have size 64 in dimension 1 but received shape [2, 32, 12]');
+    expect(() => ops.mlaDecode(ql, qp, cacheW, table, seq, pos, { scale: 1 })).toThrow('mlaDecode: cache must have size 12 in dimension 2 but received shape [2, 64, 13]');
+    expect(() => ops.mlaDecode(ql, qp, cache, tableF, seq, pos, { scale: 1 })).toThrow('mlaDecode: blockTable must have dtype i32 but received f32');
+    expect(() => ops.mlaDecode(ql, qp, cache, table, seq, pos3, { scale: 1 })).toThrow('mlaDecode: qPos must have shape [2] but received [3]');
+    expect(() => ops.mlaDecode(ql, qp, cache, table, seq, pos, { scale: '1' as unknown as number })).toThrow("mlaDecode: expected a number for scale but received '1' of type string");
+    expect(() => ops.mlaDecode(ql, qp, cache, table, seq, pos, { scale: 1, indices: idx })).toThrow('mlaDecode: indices must have size 2 in dimension 0 but received shape [3, 4]');
+    // @ts-expect-error options are required
+    expect(() => ops.mlaDecode(ql, qp, cache, table, seq, pos)).toThrow('mlaDecode: expected an object { scale, indices? } for options but received undefined of type undefined');
+  });
+});
+
+describe('mlaPrefill on cpu', () => {
+  const r = rng();
+  const configs = [
+    { name: 'T=1 H=1 S=1', T: 1, H: 1, S: 1, Dn: 8, Dr: 4, Dv: 8, qPos: (t: number) => t },
+    { name: 'causal, odd dims', T: 17, H: 2, S: 17, Dn: 13, Dr: 5, Dv: 11, qPos: (t: number) => t },
+    { name: 'chunked prefill, T=70 (two query blocks)', T: 70, H: 3, S: 90, Dn: 16, Dr: 8, Dv: 12, qPos: (t: number) => 20 + t },
+    { name: 'model widths Dn=128 Dr=64 Dv=128', T: 20, H: 2, S: 40, Dn: 128, Dr: 64, Dv: 128, qPos: (t: number) => 20 + t },
+    { name: 'shuffled positions', T: 9, H: 5, S: 30, Dn: 6, Dr: 2, Dv: 7, qPos: () => -1 },
+  ];
+  for (const dtype of ['f32', 'bf16'] as const) {
+    for (const sparse of [false, true]) {
+      for (const c of configs) {
+        it(`${dtype} ${c.name}${sparse ? ', index lists' : ''}: float64 reference on every SIMD path (seed ${r.seed})`, async () => {
+          const { T, H, S, Dn, Dr, Dv } = c;
+          const qPos = Int32Array.from({ length: T }, (_, t) => (c.qPos(t) < 0 ? r.int(0, S) : c.qPos(t)));
+          const q = r.floats(T * H * (Dn + Dr)).map((v) => roundTo(dtype, v));
+          const kv = r.floats(S * H * (Dn + Dv)).map((v) => roundTo(dtype, v));
+          const kPe = r.floats(S * Dr).map((v) => roundTo(dtype, v));
+          const k = 6;
+          const idx = sparse ? randomIndices(r, qPos, k, S) : undefined;
+          const scale = 1.5 / Math.sqrt(Dn + Dr);
+          const want = new Float64Array(T * H * Dv);
+          let maxV = 0;
+          for (let s = 0; s < S; ++s) for (let h = 0; h < H; ++h) maxV = Math.max(maxV, maxAbs(kv.subarray((s * H + h) * (Dn + Dv) + Dn, (s * H + h + 1) * (Dn + Dv))));
+          for (let t = 0; t < T; ++t) {
+            const vis = visibleKeys(qPos[t], idx?.subarray(t * k, (t + 1) * k));
+            for (let h = 0; h < H; ++h) {
+              const qo = (t * H + h) * (Dn + Dr);
+              const score = (s: number) => {
+                const ko = (s * H + h) * (Dn + Dv);
+                let acc = 0;
+                for (let i = 0; i < Dn; ++i) acc += q[qo + i] * kv[ko + i];
+                for (let i = 0; i < Dr; ++i) acc += q[qo + Dn + i] * kPe[s * Dr + i];
+                return acc * scale;
+              };
+              want.set(attendRef(vis, score, (s, i) => kv[(s * H + h) * (Dn + Dv) + Dn + i], Dv, dtype), (t * H + h) * Dv);
+            }
+          }
+          using qT = tensor(q, { shape: [T, H, Dn + Dr], dtype });
+          using kvT = tensor(kv, { shape: [S, H, Dn + Dv], dtype });
+          using kPeT = tensor(kPe, { shape: [S, Dr], dtype });
+          using posT = tensor(qPos);
+          using idxT = idx ? tensor(idx, { shape: [T, k] }) : undefined;
+          for (const path of SIMD_PATHS) {
+            await onSimdPath(path, async (used) => {
+              using out = ops.mlaPrefill(qT, kvT, kPeT, posT, { scale, vHeadDim: Dv, indices: idxT });
+              expect(out.shape).toEqual([T, H, Dv]);
+              expect(out.dtype).toBe(dtype);
+              expectClose(await out.toFloat32Array(), want, tolerance(dtype, maxV), { path: used });
+            });
+          }
+        });
+      }
+    }
+  }
+
+  it('checks qPos and indices when it runs', async () => {
+    using q = tensor(r.floats(2 * 6), { shape: [2, 1, 6] });
+    using kv = tensor(r.floats(3 * 8), { shape: [3, 1, 8] });
+    using kPe = tensor(r.floats(3 * 2), { shape: [3, 2] });
+    const run = async (pos: number[], list?: number[]) => {
+      using p = tensor(new Int32Array(pos));
+      using i = list ? tensor(new Int32Array(list), { shape: [2, list.length / 2] }) : undefined;
+      using out = ops.mlaPrefill(q, kv, kPe, p, { scale: 1, vHeadDim: 4, indices: i });
+      return out.read();
+    };
+    await expect(run([0, 3])).rejects.toThrow('mlaPrefill: qPos[1] = 3 is out of range [0, 3)');
+    await expect(run([0, -1])).rejects.toThrow('mlaPrefill: qPos[1] = -1 is out of range [0, 3)');
+    await expect(run([0, 1], [0, 1, 3, -1])).rejects.toThrow('mlaPrefill: indices[1, 0] = 3 is out of range [-1, 3)');
+  });
+
+  it('rejects bad arguments with the op, argument, expected and received', () => {
+    const f = (shape: number[], dtype: 'f32' | 'bf16' = 'f32') => tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), { shape, dtype });
+    using q = f([2, 3, 10]);
+    using kv = f([5, 3, 14]);
+    using kPe = f([5, 2]);
+    using pos = tensor(new Int32Array(2));
+    using kvB = f([5, 3, 14], 'bf16');
+    using kPeWide = f([5, 11]);
+    using pos64 = tensor(new BigInt64Array(2), { dtype: 'i64' });
+    expect(() => ops.mlaPrefill(q, kv, kPe, pos, { scale: 1, vHeadDim: 5 })).toThrow('mlaPrefill: kv must have shape [5, 3, 13] but received [5, 3, 14]');
+    expect(() => ops.mlaPrefill(q, kvB, kPe, pos, { scale: 1, vHeadDim: 6 })).toThrow('mlaPrefill: kv must have the dtype of q (f32) but received bf16');
+    expect(() => ops.mlaPrefill(q, kv, kPeWide, pos, { scale: 1, vHeadDim: 6 })).toThrow(
+      "mlaPrefill: kPe's last dimension (Dr = 11) must be at most q's last dimension (Dn + Dr = 10) but received shapes [5, 11] and [2, 3, 10]",
+    );
+    expect(() => ops.mlaPrefill(q, kv, kPe, pos64, { scale: 1, vHeadDim: 6 })).toThrow('mlaPrefill: qPos must have dtype i32 but received i64');
+    expect(() => ops.mlaPrefill(q, kv, kPe, pos, { scale: 1, vHeadDim: 0 })).toThrow('mlaPrefill: expected an integer between 1 and 1048576 for vHeadDim but received 0');
+  });
+});
+
+describe('the two MLA forms agree', () => {
+  const r = rng();
+  for (const dtype of ['f32', 'bf16'] as const) {
+    for (const sparse of [false, true]) {
+      it(`${dtype}${sparse ? ' with index lists' : ''}: mlaPrefill = W_UV · mlaDecode on absorbed inputs (seed ${r.seed})`, async () => {
+        const [H, C, Dr, Dn, Dv, S, T] = [4, 32, 8, 16, 12, 150, 6];
+        // Random up-projections (float64) and one sequence's latents and RoPE keys.
+        const wuk = Float64Array.from({ length: H * Dn * C }, () => r.normal() / Math.sqrt(C));
+        const wuv = Float64Array.from({ length: H * Dv * C }, () => r.normal() / Math.sqrt(C));
+        const lat = r.floats(S * C).map((v) => roundTo(dtype, v));
+        const kPe = r.floats(S * Dr).map((v) => roundTo(dtype, v));
+        const qNope = r.floats(T * H * Dn), qPe = r.floats(T * H * Dr).map((v) => roundTo(dtype, v));
+        const qPos = Int32Array.from({ length: T }, (_, t) => (t === 0 ? S - 1 : r.int(0, S)));
+        // Non-absorbed inputs: k_nope = W_UK c, v = W_UV c per head.
+        const kv = new Float32Array(S * H * (Dn + Dv));
+        for (let s = 0; s < S; ++s)
+          for (let h = 0; h < H; ++h) {
+            for (let i = 0; i < Dn; ++i) {
+              let acc = 0;
+              for (let j = 0; j < C; ++j) acc += wuk[(h * Dn + i) * C + j] * lat[s * C + j];
+              kv[(s * H + h) * (Dn + Dv) + i] = acc;
+            }
+            for (let i = 0; i < Dv; ++i) {
+              let acc = 0;
+              for (let j = 0; j < C; ++j) acc += wuv[(h * Dv + i) * C + j] * lat[s * C + j];
+              kv[(s * H + h) * (Dn + Dv) + Dn + i] = acc;
+            }
+          }
+        const q = new Float32Array(T * H * (Dn + Dr));
+        const qLat = new Float32Array(T * H * C);
+        for (let t = 0; t < T; ++t)
+          for (let h = 0; h < H; ++h) {
+            const th = t * H + h;
+            for (let i = 0; i < Dn; ++i) q[th * (Dn + Dr) + i] = qNope[th * Dn + i];
+            for (let i = 0; i < Dr; ++i) q[th * (Dn + Dr) + Dn + i] = qPe[th * Dr + i];
+            // Absorbed query: W_UKᵀ q_nope.
+            for (let j = 0; j < C; ++j) {
+              let acc = 0;
+              for (let i = 0; i < Dn; ++i) acc += wuk[(h * Dn + i) * C + j] * qNope[th * Dn + i];
+              qLat[th * C + j] = acc;
+            }
+          }
+        const k = 40;
+        const idx = sparse ? randomIndices(r, qPos, k, S) : undefined;
+        const scale = 1 / Math.sqrt(Dn + Dr);
+        using qT = tensor(q, { shape: [T, H, Dn + Dr], dtype });
+        using kvT = tensor(kv, { shape: [S, H, Dn + Dv], dtype });
+        using kPeT = tensor(kPe, { shape: [S, Dr], dtype });
+        using posT = tensor(qPos);
+        using idxT = idx ? tensor(idx, { shape: [T, k] }) : undefined;
+        using pre = ops.mlaPrefill(qT, kvT, kPeT, posT, { scale, vHeadDim: Dv, indices: idxT });
+        // The latent cache, filled through pagedWrite into shuffled blocks.
+        const blocks = Math.ceil(S / 64), numBlocks = blocks + 3;
+        const perm = shuffled(numBlocks, r.next);
+        const table = Int32Array.from({ length: blocks }, (_, b) => perm[b]);
+        const rows = new Float32Array(S * (C + Dr));
+        for (let s = 0; s < S; ++s) {
+          rows.set(lat.subarray(s * C, (s + 1) * C), s * (C + Dr));
+          rows.set(kPe.subarray(s * Dr, (s + 1) * Dr), s * (C + Dr) + C);
+        }
+        using cache = tensor(new Float32Array(numBlocks * 64 * (C + Dr)), { shape: [numBlocks, 64, C + Dr], dtype });
+        using rowsT = tensor(rows, { shape: [S, C + Dr], dtype });
+        using slots = tensor(Int32Array.from({ length: S }, (_, s) => table[s >> 6] * 64 + (s & 63)));
+        ops.pagedWrite(cache, rowsT, slots);
+        using qLatT = tensor(qLat, { shape: [T, H, C], dtype });
+        using qPeT = tensor(qPe, { shape: [T, H, Dr], dtype });
+        using tableT = tensor(table, { shape: [1, blocks] });
+        using seqT = tensor(new Int32Array(T));
+        using dec = ops.mlaDecode(qLatT, qPeT, cache, tableT, seqT, posT, { scale, indices: idxT });
+        const [gotPre, gotDec] = await Promise.all([pre.toFloat32Array(), dec.toFloat32Array()]);
+        const fromDec = new Float64Array(T * H * Dv);
+        for (let th = 0; th < T * H; ++th) {
+          const h = th % H;
+          for (let i = 0; i < Dv; ++i) {
+            let acc = 0;
+            for (let j = 0; j < C; ++j) acc += wuv[(h * Dv + i) * C + j] * gotDec[th * C + j];
+            fromDec[th * Dv + i] = acc;
+          }
+        }
+        // f32: summation order only. bf16: the forms round different tensors (k_nope, v and the
+        // absorbed query vs the latent) to bf16, so they agree to a few bf16 steps.
+        const tol = (dtype === 'f32' ? 1e-4 : 2 ** -4) * maxAbs(fromDec);
+        expectClose(gotPre, fromDec, tol, { dtype });
+      });
+    }
+  }
+});
+
+// Keep the Tensor type import used for readers of this file.
+export type { Tensor };

@@ -1,0 +1,178 @@
+import { describe, expect, it } from 'vitest';
+
+import { ops, tensor } from '../../lib/index.js';
+import { type Rng, rng, roundE4m3 } from '../helpers.js';
+import { onSimdPath, shuffled, SIMD_PATHS } from './attention-helpers.js';
+
+/** Random FP8 values (as numbers) over a wide range of magnitudes, subnormals included. */
+function fp8Values(r: Rng, n: number, scale: number): Float32Array {
+  return Float32Array.from({ length: n }, () => roundE4m3(r.normal() * scale * 2 ** r.int(-6, 3)));
+}
+
+describe('indexerScores on cpu', () => {
+  const r = rng();
+  const configs = [
+    { name: 'T=1 Hi=1, one key', H: 1, D: 16, lengths: [1], queries: [[0, 0]], maxKeys: 1 },
+    { name: 'odd sizes, ragged batch, blocks crossed', H: 5, D: 24, lengths: [130, 65, 3], queries: [[0, 129], [1, 64], [2, 2], [0, 63]], maxKeys: 150 },
+    { name: 'Hi=20 Di=40', H: 20, D: 40, lengths: [200], queries: [[0, 199], [0, 64]], maxKeys: 200 },
+    { name: 'model widths Hi=64 Di=128', H: 64, D: 128, lengths: [600, 300], queries: [[0, 599], [1, 299], [0, 511]], maxKeys: 640 },
+  ];
+  for (const c of configs) {
+    it(`${c.name}: float64 reference on every SIMD path (seed ${r.seed})`, async () => {
+      const { H, D, maxKeys } = c;
+      const T = c.queries.length;
+      const need = c.lengths.map((n) => Math.ceil(n / 64));
+      const numBlocks = need.reduce((a, b) => a + b, 0) + 2, maxBlocks = Math.max(...need) + 1;
+      const perm = shuffled(numBlocks, r.next);
+      const table = new Int32Array(c.lengths.length * maxBlocks).fill(-5);
+      let next = 0;
+      need.forEach((n, b) => {
+        for (let i = 0; i < n; ++i) table[b * maxBlocks + i] = perm[next++];
+      });
+      const kCache = fp8Values(r, numBlocks * 64 * D, 1);
+      const kScales = Float32Array.from({ length: numBlocks * 64 }, () => Math.abs(r.normal()) * 0.1);
+      const q = fp8Values(r, T * H * D, 2);
+      const weights = Float32Array.from({ length: T * H }, () => r.normal() / Math.sqrt(H));
+      const seqIdx = Int32Array.from(c.queries, (x) => x[0]);
+      const qPos = Int32Array.from(c.queries, (x) => x[1]);
+      const want = new Float64Array(T * maxKeys);
+      const bound = new Float64Array(T * maxKeys);  // Σ |terms|, for the f32 summation tolerance
+      for (let t = 0; t < T; ++t) {
+        for (let s = 0; s < maxKeys; ++s) {
+          if (s > qPos[t]) {
+            want[t * maxKeys + s] = -Infinity;
+            continue;
+          }
+          const row = table[seqIdx[t] * maxBlocks + (s >> 6)] * 64 + (s & 63);
+          let total = 0, mag = 0;
+          for (let h = 0; h < H; ++h) {
+            let dot = 0, dmag = 0;
+            for (let d = 0; d < D; ++d) {
+              dot += q[(t * H + h) * D + d] * kCache[row * D + d];
+              dmag += Math.abs(q[(t * H + h) * D + d] * kCache[row * D + d]);
+            }
+            total += weights[t * H + h] * Math.max(dot, 0);
+            mag += Math.abs(weights[t * H + h]) * dmag;
+          }
+          want[t * maxKeys + s] = kScales[row] * total;
+          bound[t * maxKeys + s] = kScales[row] * mag;
+        }
+      }
+      using qT = tensor(q, { shape: [T, H, D], dtype: 'f8e4m3' });
+      using wT = tensor(weights, { shape: [T, H] });
+      using kT = tensor(kCache, { shape: [numBlocks, 64, D], dtype: 'f8e4m3' });
+      using ksT = tensor(kScales, { shape: [numBlocks, 64] });
+      using tableT = tensor(table, { shape: [c.lengths.length, maxBlocks] });
+      using seqT = tensor(seqIdx);
+      using posT = tensor(qPos);
+      for (const path of SIMD_PATHS) {
+        await onSimdPath(path, async (used) => {
+          using out = ops.indexerScores(qT, wT, kT, ksT, tableT, seqT, posT, maxKeys);
+          expect(out.shape).toEqual([T, maxKeys]);
+          expect(out.dtype).toBe('f32');
+          const got = await out.read<'f32'>();
+          for (let i = 0; i < want.length; ++i) {
+            const tol = bound[i] * 2 ** -19;
+            const ok = want[i] === -Infinity ? got[i] === -Infinity : Math.abs(got[i] - want[i]) <= tol;
+            if (!ok) expect({ path: used, t: Math.floor(i / maxKeys), s: i % maxKeys, got: got[i] }).toEqual({ path: used, t: Math.floor(i / maxKeys), s: i % maxKeys, got: want[i] });
+          }
+        });
+      }
+    });
+  }
+
+  it('checks ids and maxKeys when it runs', async () => {
+    using q = tensor(new Uint8Array(2 * 2 * 8), { shape: [2, 2, 8], dtype: 'f8e4m3' });
+    using w = tensor(new Float32Array(4), { shape: [2, 2] });
+    using k = tensor(new Uint8Array(3 * 64 * 8), { shape: [3, 64, 8], dtype: 'f8e4m3' });
+    using ks = tensor(new Float32Array(3 * 64), { shape: [3, 64] });
+    using table = tensor(new Int32Array([2, 0, 7, 1]), { shape: [2, 2] });
+    const run = async (seq: number[], pos: number[], maxKeys: number) => {
+      using s = tensor(new Int32Array(seq));
+      using p = tensor(new Int32Array(pos));
+      using out = ops.indexerScores(q, w, k, ks, table, s, p, maxKeys);
+      return out.read();
+    };
+    await expect(run([0, 2], [1, 1], 128)).rejects.toThrow('indexerScores: seqIdx[1] = 2 is out of range [0, 2)');
+    await expect(run([0, 1], [1, 128], 200)).rejects.toThrow('indexerScores: qPos[1] = 128 is out of range [0, 128)');
+    await expect(run([0, 0], [1, 70], 64)).rejects.toThrow('indexerScores: qPos[1] = 70 needs maxKeys > 70 but maxKeys is 64');
+    await expect(run([0, 1], [1, 1], 64)).rejects.toThrow('indexerScores: blockTable[1, 0] = 7 is out of range [0, 3)');
+    await expect(run([0, 0], [127, 1], 128)).resolves.toBeDefined();
+  });
+
+  it('rejects bad arguments with the op, argument, expected and received', () => {
+    using q = tensor(new Uint8Array(2 * 2 * 8), { shape: [2, 2, 8], dtype: 'f8e4m3' });
+    using qB = tensor(new Uint16Array(2 * 2 * 8), { shape: [2, 2, 8], dtype: 'bf16' });
+    using w = tensor(new Float32Array(4), { shape: [2, 2] });
+    using w3 = tensor(new Float32Array(6), { shape: [2, 3] });
+    using k = tensor(new Uint8Array(3 * 64 * 8), { shape: [3, 64, 8], dtype: 'f8e4m3' });
+    using k16 = tensor(new Uint8Array(3 * 64 * 16), { shape: [3, 64, 16], dtype: 'f8e4m3' });
+    using ks = tensor(new Float32Array(3 * 64), { shape: [3, 64] });
+    using ks2 = tensor(new Float32Array(2 * 64), { shape: [2, 64] });
+    using table = tensor(new Int32Array(4), { shape: [2, 2] });
+    using v2 = tensor(new Int32Array(2));
+    expect(() => ops.indexerScores(qB, w, k, ks, table, v2, v2, 64)).toThrow('indexerScores: q must have dtype f8e4m3 but received bf16');
+    expect(() => ops.indexerScores(q, w3, k, ks, table, v2, v2, 64)).toThrow('indexerScores: weights must have shape [2, 2] but received [2, 3]');
+    expect(() => ops.indexerScores(q, w, k16, ks, table, v2, v2, 64)).toThrow('indexerScores: kCache must have size 8 in dimension 2 but received shape [3, 64, 16]');
+    expect(() => ops.indexerScores(q, w, k, ks2, table, v2, v2, 64)).toThrow('indexerScores: kScales must have shape [3, 64] but received [2, 64]');
+    expect(() => ops.indexerScores(q, w, k, ks, table, v2, v2, 0)).toThrow('indexerScores: expected an integer between 1 and 2147483648 for maxKeys but received 0');
+  });
+});
+
+/** The reference order: score descending (NaN first), then index ascending. */
+function topKRef(row: Float32Array, k: number, n: number): number[] {
+  const idx = Array.from({ length: n }, (_, i) => i);
+  const key = (v: number) => (Number.isNaN(v) ? Infinity : v);
+  idx.sort((a, b) => {
+    const va = row[a], vb = row[b];
+    if (Number.isNaN(va) !== Number.isNaN(vb)) return Number.isNaN(va) ? -1 : 1;
+    if (key(va) !== key(vb)) return key(vb) - key(va) > 0 ? 1 : -1;
+    return a - b;
+  });
+  const out = idx.slice(0, k);
+  while (out.length < k) out.push(-1);
+  return out;
+}
+
+describe('topK on cpu', () => {
+  const r = rng();
+  const cases = [
+    { T: 1, S: 1, k: 1, lengths: false },
+    { T: 3, S: 50, k: 7, lengths: false },
+    { T: 4, S: 40, k: 64, lengths: false },  // k > S: -1 padding
+    { T: 5, S: 300, k: 17, lengths: true },
+    { T: 2, S: 16384, k: 2048, lengths: true },
+  ];
+  for (const c of cases) {
+    it(`[${c.T}, ${c.S}] k=${c.k}${c.lengths ? ' with lengths' : ''}: ties by lower index, -inf and NaN (seed ${r.seed})`, async () => {
+      // Few distinct values, so ties are common; some -inf (masked keys), an occasional NaN.
+      const scores = Float32Array.from({ length: c.T * c.S }, () => {
+        const u = r.next();
+        return u < 0.1 ? -Infinity : u < 0.11 ? NaN : u < 0.12 ? (r.next() < 0.5 ? 0 : -0) : r.int(-20, 20) / 4;
+      });
+      const lengths = Int32Array.from({ length: c.T }, (_, t) => (!c.lengths ? c.S : t === 0 ? 0 : t === 1 ? c.S : r.int(0, c.S + 1)));
+      using s = tensor(scores, { shape: [c.T, c.S] });
+      using l = c.lengths ? tensor(lengths) : undefined;
+      using out = ops.topK(s, c.k, l);
+      expect(out.shape).toEqual([c.T, c.k]);
+      expect(out.dtype).toBe('i32');
+      const got = await out.read<'i32'>();
+      for (let t = 0; t < c.T; ++t) {
+        const want = topKRef(scores.subarray(t * c.S, (t + 1) * c.S), c.k, lengths[t]);
+        expect({ t, got: Array.from(got.subarray(t * c.k, (t + 1) * c.k)) }).toEqual({ t, got: want });
+      }
+    });
+  }
+
+  it('checks lengths when it runs, and rejects bad arguments', async () => {
+    using s = tensor(new Float32Array(6), { shape: [2, 3] });
+    using l = tensor(new Int32Array([3, 4]));
+    using out = ops.topK(s, 2, l);
+    await expect(out.read()).rejects.toThrow('topK: lengths[1] = 4 is out of range [0, 3]');
+    using l3 = tensor(new Int32Array(3));
+    using si = tensor(new Int32Array(6), { shape: [2, 3] });
+    expect(() => ops.topK(s, 0)).toThrow('topK: expected an integer between 1 and 2147483647 for k but received 0');
+    expect(() => ops.topK(s, 2, l3)).toThrow('topK: lengths must have shape [2] but received [3]');
+    expect(() => ops.topK(si, 2)).toThrow('topK: scores must have dtype f32 but received i32');
+  });
+});
