@@ -1,3 +1,3 @@
 /** Every kernel, one typed function each: `lib/ops/x.ts` → `native/ops/x.cc` → `native/cpu/x.cc` | `cuda/x.cu`. */
 export { cast } from './cast.js';
-export { addRmsNorm, rmsNorm } from './norm.js';
+export { addRmsNorm, layerNorm, rmsNorm } from './norm.js';
