@@ -2,3 +2,4 @@
 export { cast } from './cast.js';
 export { addRmsNorm, layerNorm, rmsNorm } from './norm.js';
 export { add, concat, mul, scale, silu, slice } from './elementwise.js';
+export { embedding } from './embedding.js';
