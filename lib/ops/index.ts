@@ -3,3 +3,4 @@ export { cast } from './cast.js';
 export { addRmsNorm, layerNorm, rmsNorm } from './norm.js';
 export { add, concat, mul, scale, silu, slice } from './elementwise.js';
 export { embedding } from './embedding.js';
+export { gatherRows, moeCombine, moeDispatch, moeRoute, swiglu, type MoeRouteOptions } from './moe.js';
