@@ -168,7 +168,7 @@ describe('moeRoute on cpu', () => {
     using lt2 = tensor(row, { shape: [1, 8] });
     const { ids, weights } = ops.moeRoute(lt2, null, { ...opts, nGroups: 1, topkGroups: 1, topk: 3, normalize: false });
     using i2 = ids;
-    using w2 = weights;
+    weights.dispose();
     expect(Array.from(await i2.read<'i32'>())).toEqual([7, 2, 5]);
   });
 
@@ -263,8 +263,8 @@ describe('moeDispatch / gatherRows on cpu', () => {
     using ids = tensor(Int32Array.from([0, 1, 2, 3, 4, 300]), { shape: [2, 3] });
     const d = ops.moeDispatch(ids, 256);
     using a = d.tokenOfRow;
-    using b = d.rowOfSlot;
-    using c = d.offsets;
+    d.rowOfSlot.dispose();
+    d.offsets.dispose();
     await expect(a.read()).rejects.toThrow('moeDispatch: expert id 300 of token 1 (choice 2) is outside the 256 experts');
     using neg = tensor(Int32Array.from([-1]), { shape: [1, 1] });
     const d2 = ops.moeDispatch(neg, 4);
