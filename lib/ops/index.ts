@@ -11,3 +11,8 @@ export { BLOCK_TOKENS, pagedGather, pagedWrite } from './cache.js';
 export { mlaDecode, mlaPrefill } from './attention.js';
 export type { MlaDecodeOptions, MlaPrefillOptions } from './attention.js';
 export { indexerScores, topK } from './indexer.js';
+export { addRmsNorm, layerNorm, rmsNorm } from './norm.js';
+export { add, concat, mul, scale, silu, slice } from './elementwise.js';
+export { embedding } from './embedding.js';
+export { gatherRows, moeCombine, moeDispatch, moeRoute, swiglu, type MoeRouteOptions } from './moe.js';
+export { argmax, sample, type SampleOptions } from './sampling.js';

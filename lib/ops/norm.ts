@@ -31,3 +31,22 @@ export function addRmsNorm(x: Tensor, residual: Tensor, weight: Tensor, eps: num
   );
   return { out: wrap(out), residual: wrap(sum) };
 }
+
+/**
+ * LayerNorm (torch `F.layer_norm(x.float(), …).type_as(x)`): mean and biased variance in f32,
+ * `y = (x − mean) / sqrt(var + eps) · weight + bias`, rounded to x's dtype. CPU only so far.
+ * @param x `[..., dim]` f32 | bf16
+ * @param weight `[dim]` f32 | bf16
+ * @param bias `[dim]` f32 | bf16, or null for none
+ * @returns `[..., dim]`, dtype of x
+ */
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor | null, eps: number): Tensor {
+  return wrap(
+    native().ops.layerNorm(
+      handleOf(x, 'layerNorm', 'x'),
+      handleOf(weight, 'layerNorm', 'weight'),
+      bias === null ? null : handleOf(bias, 'layerNorm', 'bias'),
+      eps,
+    ),
+  );
+}

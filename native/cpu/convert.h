@@ -1,33 +1,29 @@
-// Row conversions between storage dtypes and f32 working buffers, used by every CPU kernel that
-// computes in f32 (norms, casts, activations). Plain loops the compiler vectorises.
+// Conversions between storage dtypes and f32, and the f32 exp every CPU kernel shares, in three
+// forms with identical results: scalar (namespace sc), AVX2 (x256, 8 lanes) and AVX-512 (x512, 16
+// lanes). Rounding follows dtype.h bit for bit (round-to-nearest-even, f8 saturating, NaN patterns
+// included), so a kernel gives the same bits on every SIMD path.
+//
+// Determinism rule for every kernel built on this header: where a product feeds a sum, write an
+// explicit fused multiply-add on every path (std::fma in scalar code). The compiler may fuse a
+// separate multiply and add inside FMA-enabled (AVX2/AVX-512) functions but never in the scalar
+// fallback, which would make the paths differ in the last bit.
 #pragma once
+// GCC 12 reports its own _mm512_undefined_* idiom as -Wmaybe-uninitialized (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
 
 #include "../runtime/dtype.h"
+#include "simd.h"
 
 namespace dsn::cpu {
-
-/** dst[i] = float(src[i]) for n elements of `type` (f32, bf16, f16, f8e4m3). */
-inline void loadF32(const void* src, DType type, int64_t n, float* dst) {
-  switch (type) {
-    case DType::f32: { auto* s = static_cast<const float*>(src); for (int64_t i = 0; i < n; ++i) dst[i] = s[i]; break; }
-    case DType::bf16: { auto* s = static_cast<const uint16_t*>(src); for (int64_t i = 0; i < n; ++i) dst[i] = bf16ToF32(s[i]); break; }
-    case DType::f16: { auto* s = static_cast<const uint16_t*>(src); for (int64_t i = 0; i < n; ++i) dst[i] = f16ToF32(s[i]); break; }
-    case DType::f8e4m3: { auto* s = static_cast<const uint8_t*>(src); for (int64_t i = 0; i < n; ++i) dst[i] = f8e4m3ToF32(s[i]); break; }
-    default: break;
-  }
-}
-
-/** dst[i] = type(src[i]) with round-to-nearest-even (f8e4m3 saturates at ±448). */
-inline void storeF32(const float* src, DType type, int64_t n, void* dst) {
-  switch (type) {
-    case DType::f32: { auto* d = static_cast<float*>(dst); for (int64_t i = 0; i < n; ++i) d[i] = src[i]; break; }
-    case DType::bf16: { auto* d = static_cast<uint16_t*>(dst); for (int64_t i = 0; i < n; ++i) d[i] = f32ToBf16(src[i]); break; }
-    case DType::f16: { auto* d = static_cast<uint16_t*>(dst); for (int64_t i = 0; i < n; ++i) d[i] = f32ToF16(src[i]); break; }
-    case DType::f8e4m3: { auto* d = static_cast<uint8_t*>(dst); for (int64_t i = 0; i < n; ++i) d[i] = f32ToF8e4m3(src[i]); break; }
-    default: break;
-  }
-}
 
 /** Pointer to element `index` of a buffer of `type`. */
 inline const void* at(const void* base, DType type, int64_t index) {
@@ -36,5 +32,399 @@ inline const void* at(const void* base, DType type, int64_t index) {
 inline void* at(void* base, DType type, int64_t index) {
   return static_cast<char*>(base) + index * int64_t(dtypeSize(type));
 }
+
+/** True for the dtypes the conversions handle (f32, bf16, f16, f8e4m3). */
+inline bool isFloatType(DType t) {
+  return t == DType::f32 || t == DType::bf16 || t == DType::f16 || t == DType::f8e4m3;
+}
+
+// exp: n = round(x·log2 e), r = x − n·ln 2 (two-part ln 2), e^r by its Taylor polynomial of degree 7
+// (truncation < 0.05 ulp on |r| ≤ ln2/2), times 2^n built in the exponent bits. Within 2 ulp of
+// the true value; +inf above kExpMax, 0 below kExpMin (where the true value is subnormal), NaN kept.
+namespace expconst {
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2Hi = 0.693359375f;       // 355/512: n·kLn2Hi is exact for |n| ≤ 128
+constexpr float kLn2Lo = -2.12194440e-4f;    // ln 2 − kLn2Hi
+constexpr float kRound = 12582912.0f;        // 1.5·2^23: adding it rounds to an integer (RNE)
+constexpr float kExpMax = 88.3762626647949f;  // 127.5·ln 2
+constexpr float kExpMin = -87.3365478515625f; // ln of the smallest normal f32
+constexpr float kC[8] = {1.0f, 1.0f, 0.5f, 1.66666667e-1f, 4.16666667e-2f, 8.33333333e-3f, 1.38888889e-3f, 1.98412698e-4f};
+}  // namespace expconst
+
+// ===================================== scalar =====================================
+namespace sc {
+
+template <DType T>
+inline float load(const void* base, int64_t i) {
+  if constexpr (T == DType::f32) return static_cast<const float*>(base)[i];
+  else if constexpr (T == DType::bf16) return bf16ToF32(static_cast<const uint16_t*>(base)[i]);
+  else if constexpr (T == DType::f16) return f16ToF32(static_cast<const uint16_t*>(base)[i]);
+  else return f8e4m3ToF32(static_cast<const uint8_t*>(base)[i]);
+}
+
+template <DType T>
+inline void store(void* base, int64_t i, float v) {
+  if constexpr (T == DType::f32) static_cast<float*>(base)[i] = v;
+  else if constexpr (T == DType::bf16) static_cast<uint16_t*>(base)[i] = f32ToBf16(v);
+  else if constexpr (T == DType::f16) static_cast<uint16_t*>(base)[i] = f32ToF16(v);
+  else static_cast<uint8_t*>(base)[i] = f32ToF8e4m3(v);
+}
+
+inline float exp(float x) {
+  using namespace expconst;
+  if (std::isnan(x)) return x;
+  if (x > kExpMax) return std::numeric_limits<float>::infinity();
+  if (x < kExpMin) return 0.0f;
+  float t = std::fma(x, kLog2e, kRound);
+  float n = t - kRound;
+  float r = std::fma(n, -kLn2Hi, x);
+  r = std::fma(n, -kLn2Lo, r);
+  float p = kC[7];
+  for (int k = 6; k >= 0; --k) p = std::fma(p, r, kC[k]);
+  int32_t e = int32_t(f32Bits(t) - f32Bits(kRound));
+  return p * bitsF32(uint32_t(e + 127) << 23);
+}
+
+/** 1 / (1 + e^−x) */
+inline float sigmoid(float x) { return 1.0f / (1.0f + exp(-x)); }
+/** x / (1 + e^−x) */
+inline float silu(float x) { return x / (1.0f + exp(-x)); }
+
+}  // namespace sc
+
+// ===================================== AVX2 =====================================
+namespace x256 {
+
+constexpr int kLanes = 8;
+
+DSN_TARGET_AVX2 inline __m256i bits(__m256 v) { return _mm256_castps_si256(v); }
+DSN_TARGET_AVX2 inline __m256 floats(__m256i v) { return _mm256_castsi256_ps(v); }
+
+/** 8 elements from element i. */
+template <DType T>
+DSN_TARGET_AVX2 inline __m256 load(const void* base, int64_t i) {
+  if constexpr (T == DType::f32) {
+    return _mm256_loadu_ps(static_cast<const float*>(base) + i);
+  } else if constexpr (T == DType::bf16) {
+    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
+    return floats(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else if constexpr (T == DType::f16) {
+    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
+    __m256 v = _mm256_cvtph_ps(h);
+    // dtype.h keeps a NaN's payload as it is (the hardware would set the quiet bit).
+    __m256i w = _mm256_cvtepu16_epi32(h);
+    __m256i mag = _mm256_and_si256(w, _mm256_set1_epi32(0x7fff));
+    __m256i nan = _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7c00));
+    __m256i nanBits = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x8000)), 16),
+                                      _mm256_or_si256(_mm256_set1_epi32(0x7f800000), _mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x3ff)), 13)));
+    return _mm256_blendv_ps(v, floats(nanBits), floats(nan));
+  } else {
+    __m128i c8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i));
+    __m256i c = _mm256_cvtepu8_epi32(c8);
+    __m256i mag = _mm256_and_si256(c, _mm256_set1_epi32(0x7f));
+    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24);
+    __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(mag, 20), _mm256_set1_epi32(120 << 23));
+    __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(1.0f / 512.0f));  // exact: man · 2^-9
+    __m256i isSub = _mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag);
+    __m256i isNan = _mm256_cmpeq_epi32(mag, _mm256_set1_epi32(0x7f));
+    __m256i r = _mm256_blendv_epi8(normal, bits(sub), isSub);
+    r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7fc00000), isNan);
+    return floats(_mm256_or_si256(r, sign));
+  }
+}
+
+/** Packs 8 int32 lanes holding values in [0, 65535] into 8 uint16. */
+DSN_TARGET_AVX2 inline __m128i pack16(__m256i v) {
+  return _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+/** 8 elements to element i, rounded as dtype.h rounds. */
+template <DType T>
+DSN_TARGET_AVX2 inline void store(void* base, int64_t i, __m256 v) {
+  if constexpr (T == DType::f32) {
+    _mm256_storeu_ps(static_cast<float*>(base) + i, v);
+  } else if constexpr (T == DType::bf16) {
+    __m256i u = bits(v);
+    __m256i absu = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+    __m256i nan = _mm256_cmpgt_epi32(absu, _mm256_set1_epi32(0x7f800000));
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb)), 16);
+    __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+    __m256i r = _mm256_blendv_epi8(rounded, quiet, nan);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(base) + i), pack16(r));
+  } else if constexpr (T == DType::f16) {
+    __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256i u = bits(v);
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+    __m256i nanBits = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x8000)), _mm256_set1_epi32(0x7e00));
+    __m128i nanMask = _mm_packs_epi32(_mm256_castsi256_si128(nan), _mm256_extracti128_si256(nan, 1));
+    h = _mm_blendv_epi8(h, pack16(nanBits), nanMask);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(base) + i), h);
+  } else {
+    __m256i u = bits(v);
+    __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+    __m256i sign = _mm256_and_si256(_mm256_srli_epi32(u, 24), _mm256_set1_epi32(0x80));
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(a, 20), _mm256_set1_epi32(1));
+    __m256i normal = _mm256_sub_epi32(_mm256_srli_epi32(_mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0x7ffff), lsb)), 20),
+                                      _mm256_set1_epi32(120 << 3));
+    // Below 2^-6 the code is a multiple of 2^-9: adding 16384 (ulp 2^-9) rounds it (RNE).
+    __m256i sub = _mm256_sub_epi32(bits(_mm256_add_ps(floats(a), _mm256_set1_ps(16384.0f))), _mm256_set1_epi32(int(f32Bits(16384.0f))));
+    __m256i r = _mm256_blendv_epi8(normal, sub, _mm256_cmpgt_epi32(_mm256_set1_epi32(0x3c800000), a));
+    r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7e), _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x43dfffff)));
+    r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7f), _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7f800000)));
+    r = _mm256_or_si256(r, sign);
+    __m128i p16 = pack16(r);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(base) + i), _mm_packus_epi16(p16, p16));
+  }
+}
+
+/** The first n < 8 elements from element i (the other lanes 0). */
+template <DType T>
+DSN_TARGET_AVX2 inline __m256 loadPart(const void* base, int64_t i, int64_t n) {
+  alignas(32) unsigned char buf[32] = {};
+  std::memcpy(buf, at(base, T, i), size_t(n) * dtypeSize(T));
+  return load<T>(buf, 0);
+}
+
+/** The first n < 8 lanes of v to elements i … i + n − 1. */
+template <DType T>
+DSN_TARGET_AVX2 inline void storePart(void* base, int64_t i, __m256 v, int64_t n) {
+  alignas(32) unsigned char buf[32];
+  store<T>(buf, 0, v);
+  std::memcpy(at(base, T, i), buf, size_t(n) * dtypeSize(T));
+}
+
+DSN_TARGET_AVX2 inline __m256 exp(__m256 x) {
+  using namespace expconst;
+  __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(kLog2e), _mm256_set1_ps(kRound));
+  __m256 n = _mm256_sub_ps(t, _mm256_set1_ps(kRound));
+  __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-kLn2Hi), x);
+  r = _mm256_fmadd_ps(n, _mm256_set1_ps(-kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(kC[7]);
+  for (int k = 6; k >= 0; --k) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kC[k]));
+  __m256i e = _mm256_sub_epi32(bits(t), _mm256_set1_epi32(int(f32Bits(kRound))));
+  __m256 y = _mm256_mul_ps(p, floats(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23)));
+  y = _mm256_blendv_ps(y, _mm256_set1_ps(std::numeric_limits<float>::infinity()), _mm256_cmp_ps(x, _mm256_set1_ps(kExpMax), _CMP_GT_OQ));
+  y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, _mm256_set1_ps(kExpMin), _CMP_LT_OQ));
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+DSN_TARGET_AVX2 inline __m256 neg(__m256 x) { return _mm256_xor_ps(x, _mm256_set1_ps(-0.0f)); }
+DSN_TARGET_AVX2 inline __m256 sigmoid(__m256 x) {
+  __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, exp(neg(x))));
+}
+DSN_TARGET_AVX2 inline __m256 silu(__m256 x) {
+  return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), exp(neg(x))));
+}
+
+}  // namespace x256
+
+// ===================================== AVX-512 =====================================
+namespace x512 {
+
+constexpr int kLanes = 16;
+
+DSN_TARGET_AVX512 inline __mmask16 firstLanes(int64_t n) { return __mmask16((1u << n) - 1u); }
+DSN_TARGET_AVX512 inline __m512i bits(__m512 v) { return _mm512_castps_si512(v); }
+DSN_TARGET_AVX512 inline __m512 floats(__m512i v) { return _mm512_castsi512_ps(v); }
+
+/** Widens 16 raw values (in the low bits of 32-bit lanes, or packed for f16) to f32. */
+template <DType T>
+DSN_TARGET_AVX512 inline __m512 decode(__m256i h16, __m128i c8) {
+  if constexpr (T == DType::bf16) {
+    (void)c8;
+    return floats(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h16), 16));
+  } else if constexpr (T == DType::f16) {
+    (void)c8;
+    __m512 v = _mm512_cvtph_ps(h16);
+    __m512i w = _mm512_cvtepu16_epi32(h16);
+    __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(w, _mm512_set1_epi32(0x7fff)), _mm512_set1_epi32(0x7c00));
+    __m512i nanBits = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(w, _mm512_set1_epi32(0x8000)), 16),
+                                      _mm512_or_si512(_mm512_set1_epi32(0x7f800000), _mm512_slli_epi32(_mm512_and_si512(w, _mm512_set1_epi32(0x3ff)), 13)));
+    return _mm512_mask_blend_ps(nan, v, floats(nanBits));
+  } else {
+    (void)h16;
+    __m512i c = _mm512_cvtepu8_epi32(c8);
+    __m512i mag = _mm512_and_si512(c, _mm512_set1_epi32(0x7f));
+    __m512i sign = _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24);
+    __m512i r = _mm512_add_epi32(_mm512_slli_epi32(mag, 20), _mm512_set1_epi32(120 << 23));
+    __m512 sub = _mm512_mul_ps(_mm512_cvtepi32_ps(mag), _mm512_set1_ps(1.0f / 512.0f));
+    r = _mm512_mask_blend_epi32(_mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(8)), r, bits(sub));
+    r = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7f)), r, _mm512_set1_epi32(0x7fc00000));
+    return floats(_mm512_or_si512(r, sign));
+  }
+}
+
+/** 16 elements from element i. */
+template <DType T>
+DSN_TARGET_AVX512 inline __m512 load(const void* base, int64_t i) {
+  if constexpr (T == DType::f32) {
+    return _mm512_loadu_ps(static_cast<const float*>(base) + i);
+  } else if constexpr (T == DType::bf16 || T == DType::f16) {
+    return decode<T>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + i)), _mm_setzero_si128());
+  } else {
+    return decode<T>(_mm256_setzero_si256(), _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i)));
+  }
+}
+
+/** The first n ≤ 16 elements from element i (the other lanes 0); reads nothing past them. */
+template <DType T>
+DSN_TARGET_AVX512 inline __m512 loadPart(const void* base, int64_t i, int64_t n) {
+  __mmask16 m = firstLanes(n);
+  if constexpr (T == DType::f32) {
+    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(base) + i);
+  } else if constexpr (T == DType::bf16 || T == DType::f16) {
+    return decode<T>(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(base) + i), _mm_setzero_si128());
+  } else {
+    return decode<T>(_mm256_setzero_si256(), _mm_maskz_loadu_epi8(m, static_cast<const uint8_t*>(base) + i));
+  }
+}
+
+/** Rounds 16 lanes to dtype T's raw codes (bf16/f16 as 16-bit lanes, f8 as bytes, in the low part). */
+template <DType T>
+DSN_TARGET_AVX512 inline __m256i encode16(__m512 v) {
+  __m512i u = bits(v);
+  if constexpr (T == DType::bf16) {
+    __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb)), 16);
+    r = _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+    return _mm512_cvtepi32_epi16(r);
+  } else {
+    static_assert(T == DType::f16, "encode16 handles the 16-bit float types");
+    __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    __m512i nanBits = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x8000)), _mm512_set1_epi32(0x7e00));
+    return _mm256_mask_blend_epi16(nan, h, _mm512_cvtepi32_epi16(nanBits));
+  }
+}
+
+DSN_TARGET_AVX512 inline __m128i encodeF8(__m512 v) {
+  __m512i u = bits(v);
+  __m512i a = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+  __m512i sign = _mm512_and_si512(_mm512_srli_epi32(u, 24), _mm512_set1_epi32(0x80));
+  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(a, 20), _mm512_set1_epi32(1));
+  __m512i r = _mm512_sub_epi32(_mm512_srli_epi32(_mm512_add_epi32(a, _mm512_add_epi32(_mm512_set1_epi32(0x7ffff), lsb)), 20),
+                               _mm512_set1_epi32(120 << 3));
+  __m512i sub = _mm512_sub_epi32(bits(_mm512_add_ps(floats(a), _mm512_set1_ps(16384.0f))), _mm512_set1_epi32(int(f32Bits(16384.0f))));
+  r = _mm512_mask_blend_epi32(_mm512_cmplt_epi32_mask(a, _mm512_set1_epi32(0x3c800000)), r, sub);
+  r = _mm512_mask_blend_epi32(_mm512_cmpgt_epi32_mask(a, _mm512_set1_epi32(0x43dfffff)), r, _mm512_set1_epi32(0x7e));
+  r = _mm512_mask_blend_epi32(_mm512_cmpgt_epi32_mask(a, _mm512_set1_epi32(0x7f800000)), r, _mm512_set1_epi32(0x7f));
+  return _mm512_cvtepi32_epi8(_mm512_or_si512(r, sign));
+}
+
+/** 16 elements to element i, rounded as dtype.h rounds. */
+template <DType T>
+DSN_TARGET_AVX512 inline void store(void* base, int64_t i, __m512 v) {
+  if constexpr (T == DType::f32) {
+    _mm512_storeu_ps(static_cast<float*>(base) + i, v);
+  } else if constexpr (T == DType::bf16 || T == DType::f16) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<uint16_t*>(base) + i), encode16<T>(v));
+  } else {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(base) + i), encodeF8(v));
+  }
+}
+
+/** The first n ≤ 16 lanes of v to elements i … i + n − 1; writes nothing past them. */
+template <DType T>
+DSN_TARGET_AVX512 inline void storePart(void* base, int64_t i, __m512 v, int64_t n) {
+  __mmask16 m = firstLanes(n);
+  if constexpr (T == DType::f32) {
+    _mm512_mask_storeu_ps(static_cast<float*>(base) + i, m, v);
+  } else if constexpr (T == DType::bf16 || T == DType::f16) {
+    _mm256_mask_storeu_epi16(static_cast<uint16_t*>(base) + i, m, encode16<T>(v));
+  } else {
+    _mm_mask_storeu_epi8(static_cast<uint8_t*>(base) + i, m, encodeF8(v));
+  }
+}
+
+DSN_TARGET_AVX512 inline __m512 exp(__m512 x) {
+  using namespace expconst;
+  __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(kLog2e), _mm512_set1_ps(kRound));
+  __m512 n = _mm512_sub_ps(t, _mm512_set1_ps(kRound));
+  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Hi), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(kC[7]);
+  for (int k = 6; k >= 0; --k) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kC[k]));
+  __m512i e = _mm512_sub_epi32(bits(t), _mm512_set1_epi32(int(f32Bits(kRound))));
+  __m512 y = _mm512_mul_ps(p, floats(_mm512_slli_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(127)), 23)));
+  y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpMax), _CMP_GT_OQ), y, _mm512_set1_ps(std::numeric_limits<float>::infinity()));
+  y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpMin), _CMP_LT_OQ), y, _mm512_setzero_ps());
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
+}
+
+DSN_TARGET_AVX512 inline __m512 neg(__m512 x) { return _mm512_castsi512_ps(_mm512_xor_si512(bits(x), _mm512_set1_epi32(int(0x80000000u)))); }
+DSN_TARGET_AVX512 inline __m512 sigmoid(__m512 x) {
+  __m512 one = _mm512_set1_ps(1.0f);
+  return _mm512_div_ps(one, _mm512_add_ps(one, exp(neg(x))));
+}
+DSN_TARGET_AVX512 inline __m512 silu(__m512 x) {
+  return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), exp(neg(x))));
+}
+
+}  // namespace x512
+
+// ============================ dispatch over dtypes and paths ============================
+
+/** Calls f(std::integral_constant<DType, T>{}) for the float dtype t (f32, bf16, f16, f8e4m3). */
+template <typename F>
+inline void withFloatType(DType t, F&& f) {
+  switch (t) {
+    case DType::f32: f(std::integral_constant<DType, DType::f32>{}); break;
+    case DType::bf16: f(std::integral_constant<DType, DType::bf16>{}); break;
+    case DType::f16: f(std::integral_constant<DType, DType::f16>{}); break;
+    case DType::f8e4m3: f(std::integral_constant<DType, DType::f8e4m3>{}); break;
+    default: break;
+  }
+}
+
+namespace detail {
+template <DType From, DType To>
+void convertScalar(const void* src, void* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) sc::store<To>(dst, i, sc::load<From>(src, i));
+}
+template <DType From, DType To>
+DSN_TARGET_AVX2 void convertAvx2(const void* src, void* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) x256::store<To>(dst, i, x256::load<From>(src, i));
+  if (i < n) x256::storePart<To>(dst, i, x256::loadPart<From>(src, i, n - i), n - i);
+}
+template <DType From, DType To>
+DSN_TARGET_AVX512 void convertAvx512(const void* src, void* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m512 a = x512::load<From>(src, i), b = x512::load<From>(src, i + 16);
+    x512::store<To>(dst, i, a);
+    x512::store<To>(dst, i + 16, b);
+  }
+  for (; i + 16 <= n; i += 16) x512::store<To>(dst, i, x512::load<From>(src, i));
+  if (i < n) x512::storePart<To>(dst, i, x512::loadPart<From>(src, i, n - i), n - i);
+}
+}  // namespace detail
+
+/** dst[i] = to(from(src[i])) for n elements; float dtypes only; same bits on every path. */
+inline void convert(const void* src, DType from, void* dst, DType to, int64_t n) {
+  if (n <= 0) return;
+  if (from == to) {
+    std::memcpy(dst, src, size_t(n) * dtypeSize(from));
+    return;
+  }
+  Simd level = simdLevel();
+  withFloatType(from, [&](auto f) {
+    withFloatType(to, [&](auto t) {
+      constexpr DType F = decltype(f)::value, T = decltype(t)::value;
+      if (level == Simd::Avx512) detail::convertAvx512<F, T>(src, dst, n);
+      else if (level == Simd::Avx2) detail::convertAvx2<F, T>(src, dst, n);
+      else detail::convertScalar<F, T>(src, dst, n);
+    });
+  });
+}
+
+/** dst[i] = float(src[i]) for n elements of `type` (f32, bf16, f16, f8e4m3). */
+inline void loadF32(const void* src, DType type, int64_t n, float* dst) { convert(src, type, dst, DType::f32, n); }
+
+/** dst[i] = type(src[i]) with round-to-nearest-even (f8e4m3 saturates at ±448). */
+inline void storeF32(const float* src, DType type, int64_t n, void* dst) { convert(src, DType::f32, dst, type, n); }
 
 }  // namespace dsn::cpu

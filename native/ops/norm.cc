@@ -1,5 +1,6 @@
 // rmsNorm: RMSNorm over the last dimension, optionally fused with the residual add of the reference
-// (x + residual is normalised and also returned, rounded to x's dtype).
+// (x + residual is normalised and also returned, rounded to x's dtype). layerNorm: LayerNorm with
+// optional bias (CPU only so far).
 #include "../cpu/norm.h"
 
 #include "args.h"
@@ -58,5 +59,40 @@ static Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
 }
 
 DSN_OP("rmsNorm", RmsNorm);
+
+/** layerNorm(x [.., dim], weight [dim], bias [dim] | null, eps) -> out */
+static Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "layerNorm");
+    TensorRef x = a.tensor(0, "x");
+    TensorRef w = a.tensor(1, "weight");
+    TensorRef b = a.optTensor(2, "bias");
+    double eps = a.number(3, "eps");
+    a.expectDtype(*x, "x", {DType::f32, DType::bf16});
+    a.expectDtype(*w, "weight", {DType::f32, DType::bf16});
+    if (b) a.expectDtype(*b, "bias", {DType::f32, DType::bf16});
+    if (x->rank() < 1) throwRange("layerNorm: x must have at least 1 dimension but received shape ", x->shapeString());
+    int64_t dim = x->dim(-1);
+    if (dim < 1) throwRange("layerNorm: the last dimension of x must be >= 1 but received shape ", x->shapeString());
+    a.expectShape(*w, "weight", {dim});
+    if (b) a.expectShape(*b, "bias", {dim});
+    a.expectSameDevice(*x, "x", *w, "weight");
+    if (b) a.expectSameDevice(*x, "x", *b, "bias");
+    a.requireCpu(*x, "x");
+    if (eps < 0) throwRange("layerNorm: eps must be >= 0 but received ", eps);
+    TensorRef out = newTensor(x->dtype, x->shape, x->device);
+
+    cpu::LayerNormParams p;
+    p.x = x->data(); p.xType = x->dtype;
+    p.weight = w->data(); p.wType = w->dtype;
+    p.bias = b ? b->data() : nullptr; p.bType = b ? b->dtype : DType::f32;
+    p.out = out->data();
+    p.rows = x->numel() / dim; p.dim = dim; p.eps = float(eps);
+    enqueueCpu("layerNorm", {x, w, b, out}, [p](ThreadPool& pool) { cpu::layerNorm(p, pool); });
+    return NativeTensor::Wrap(info.Env(), out);
+  });
+}
+
+DSN_OP("layerNorm", LayerNorm);
 
 }  // namespace dsn

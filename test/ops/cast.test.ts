@@ -1,32 +1,80 @@
 import { describe, expect, it } from 'vitest';
 
-import { ops, tensor } from '../../lib/index.js';
+import { ops, synchronize, tensor } from '../../lib/index.js';
+import { native } from '../../lib/runtime/native.js';
 import { rng, roundTo, suiteDevices } from '../helpers.js';
 
 const FLOATS = ['f32', 'bf16', 'f16', 'f8e4m3'] as const;
+
+// The CPU runs every case on each SIMD path it has (a path the CPU lacks falls back to the best
+// it has), then restores avx512.
+const CPU_PATHS = ['scalar', 'avx2', 'avx512'] as const;
+
+async function onPath(path: (typeof CPU_PATHS)[number] | 'default', fn: () => Promise<void>): Promise<void> {
+  if (path === 'default') return fn();
+  await synchronize('cpu');
+  native().setSimdCap(path);
+  try {
+    await fn();
+  } finally {
+    await synchronize('cpu');
+    native().setSimdCap('avx512');
+  }
+}
 
 for (const { device, skip } of suiteDevices()) {
   describe.skipIf(skip)(`cast on ${device}${skip ? ` (skipped: ${skip})` : ''}`, () => {
     const r = rng();
     for (const from of FLOATS) {
       for (const to of FLOATS) {
-        it(`${from} -> ${to} rounds to nearest even (seed ${r.seed})`, async () => {
-          const n = r.int(1, 3000);
-          // Wide range: subnormals of every format, ties, saturation of f8.
-          const xs = new Float32Array(n).map(() => roundTo(from, r.normal() * 2 ** r.int(-12, 9)));
-          // Exact ties between neighbouring values of the target format.
-          if (to !== 'f32') xs[0] = roundTo(from, 1 + 2 ** -8);
-          using x = tensor(xs, { dtype: from, device });
-          using y = ops.cast(x, to);
-          const got = await y.toFloat32Array();
-          for (let i = 0; i < n; ++i) {
-            const want = roundTo(to, xs[i]);
-            if (got[i] !== want) expect({ i, x: xs[i], got: got[i], want }).toEqual({ i, x: xs[i], got: want, want });
-          }
-          expect(y.dtype).toBe(to);
-        });
+        for (const path of device === 'cpu' ? CPU_PATHS : (['default'] as const)) {
+          it(`${from} -> ${to}${path === 'default' ? '' : ` on ${path}`} rounds to nearest even (seed ${r.seed})`, () =>
+            onPath(path, async () => {
+              const n = r.int(1, 3000);
+              // Wide range: subnormals of every format, ties, saturation of f8.
+              const xs = new Float32Array(n).map(() => roundTo(from, r.normal() * 2 ** r.int(-12, 9)));
+              // Exact ties between neighbouring values of the target format.
+              if (to !== 'f32') xs[0] = roundTo(from, 1 + 2 ** -8);
+              using x = tensor(xs, { dtype: from, device });
+              using y = ops.cast(x, to);
+              const got = await y.toFloat32Array();
+              for (let i = 0; i < n; ++i) {
+                const want = roundTo(to, xs[i]);
+                if (got[i] !== want) expect({ i, x: xs[i], got: got[i], want }).toEqual({ i, x: xs[i], got: want, want });
+              }
+              expect(y.dtype).toBe(to);
+            }));
+        }
       }
     }
+
+    it.skipIf(device !== 'cpu')('gives the same bits on every SIMD path, NaN payloads included', async () => {
+      // Every bf16/f16/f8 code, and f32 values around every rounding boundary, NaNs with payloads.
+      const f32 = new Float32Array(6000).map(() => r.normal() * 2 ** r.int(-30, 20));
+      const bits = new Uint32Array(f32.buffer);
+      for (let i = 0; i < 64; ++i) bits[i] = (0x7f800001 + r.int(0, 0x7fffff)) | (i & 1 ? 0x80000000 : 0);
+      const inputs: Record<string, Uint8Array | Uint16Array | Float32Array> = {
+        f32,
+        bf16: Uint16Array.from({ length: 65536 }, (_, i) => i),
+        f16: Uint16Array.from({ length: 65536 }, (_, i) => i),
+        f8e4m3: Uint8Array.from({ length: 256 }, (_, i) => i),
+      };
+      for (const from of FLOATS) {
+        using x = tensor(inputs[from], { dtype: from });
+        for (const to of FLOATS) {
+          const results: Uint8Array[] = [];
+          for (const path of CPU_PATHS)
+            await onPath(path, async () => {
+              using y = ops.cast(x, to);
+              results.push(new Uint8Array((await y.read()).buffer.slice(0)));
+            });
+          for (let k = 1; k < results.length; ++k) {
+            const same = results[k].every((v, i) => v === results[0][i]);
+            expect({ from, to, path: CPU_PATHS[k], same }).toEqual({ from, to, path: CPU_PATHS[k], same: true });
+          }
+        }
+      }
+    });
 
     it('keeps the shape and rejects integer dtypes', () => {
       using x = tensor(r.floats(6), { shape: [2, 3], device });

@@ -1,7 +1,23 @@
 import { describe, expect, it } from 'vitest';
 
-import { ops, tensor } from '../../lib/index.js';
+import { ops, synchronize, tensor } from '../../lib/index.js';
+import { native } from '../../lib/runtime/native.js';
 import { maxAbsDiff, rng, roundTo, suiteDevices } from '../helpers.js';
+
+const PATHS = ['avx512', 'avx2', 'scalar'] as const;
+type Path = (typeof PATHS)[number];
+
+/** Runs fn with the CPU SIMD path capped at `path`; undefined when the CPU lacks that path. */
+async function onPath<T>(path: Path, fn: () => Promise<T>): Promise<T | undefined> {
+  await synchronize('cpu');
+  try {
+    if (native().setSimdCap(path) !== path) return undefined;
+    return await fn();
+  } finally {
+    await synchronize('cpu');
+    native().setSimdCap('avx512');
+  }
+}
 
 /** float64 RMSNorm of one row; `x` already holds the (rounded) inputs. */
 function rmsNormRef(x: Float64Array | Float32Array, w: ArrayLike<number>, eps: number): Float64Array {
@@ -11,13 +27,30 @@ function rmsNormRef(x: Float64Array | Float32Array, w: ArrayLike<number>, eps: n
   return Float64Array.from(x, (v, i) => w[i] * (v * inv));
 }
 
+/** float64 LayerNorm of one row. */
+function layerNormRef(x: Float32Array, w: ArrayLike<number>, b: ArrayLike<number> | null, eps: number): Float64Array {
+  let mean = 0;
+  for (const v of x) mean += v;
+  mean /= x.length;
+  let variance = 0;
+  for (const v of x) variance += (v - mean) ** 2;
+  variance /= x.length;
+  const rstd = 1 / Math.sqrt(variance + eps);
+  return Float64Array.from(x, (v, i) => (v - mean) * rstd * w[i] + (b ? b[i] : 0));
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  return ua.length === ub.length && ua.every((v, i) => v === ub[i]);
+}
+
 for (const { device, skip } of suiteDevices()) {
   describe.skipIf(skip)(`rmsNorm on ${device}${skip ? ` (skipped: ${skip})` : ''}`, () => {
     const r = rng();
-    const shapes: [number, number][] = [[1, 1], [1, 7], [3, 33], [5, 130], [2, 7168], [17, 513]];
+    const shapes: [number, number][] = [[1, 1], [1, 7], [3, 33], [5, 130], [2, 7168], [17, 513], [3, 64], [2, 79]];
     for (const dtype of ['f32', 'bf16', 'f16'] as const) {
       for (const [rows, dim] of shapes) {
-        it(`${dtype} [${rows}, ${dim}] matches float64 (seed ${r.seed})`, async () => {
+        it(`${dtype} [${rows}, ${dim}] matches float64, same bits on every SIMD path (seed ${r.seed})`, async () => {
           const xs = r.floats(rows * dim, 3).map((v) => roundTo(dtype, v));
           const res = r.floats(rows * dim, 2).map((v) => roundTo(dtype, v));
           const w = r.floats(dim).map((v) => roundTo('bf16', v + 1));
@@ -25,11 +58,15 @@ for (const { device, skip } of suiteDevices()) {
           using x = tensor(xs, { shape: [rows, dim], dtype, device });
           using rt = tensor(res, { shape: [rows, dim], dtype, device });
           using wt = tensor(w, { dtype: 'bf16', device });
-          using y = ops.rmsNorm(x, wt, eps);
-          const fused = ops.addRmsNorm(x, rt, wt, eps);
-          using out = fused.out;
-          using sum = fused.residual;
-          const [got, gotFused, gotSum] = await Promise.all([y.toFloat32Array(), out.toFloat32Array(), sum.toFloat32Array()]);
+          const run = async () => {
+            using y = ops.rmsNorm(x, wt, eps);
+            const fused = ops.addRmsNorm(x, rt, wt, eps);
+            using out = fused.out;
+            using sum = fused.residual;
+            expect(y.shape).toEqual([rows, dim]);
+            expect(y.dtype).toBe(dtype);
+            return Promise.all([y.toFloat32Array(), out.toFloat32Array(), sum.toFloat32Array()]);
+          };
           const want = new Float64Array(rows * dim), wantFused = new Float64Array(rows * dim), wantSum = new Float64Array(rows * dim);
           for (let i = 0; i < rows; ++i) {
             const row = xs.subarray(i * dim, (i + 1) * dim);
@@ -40,11 +77,20 @@ for (const { device, skip } of suiteDevices()) {
           }
           // One rounding step of the output dtype, plus f32 summation error.
           const tol = dtype === 'f32' ? 2e-5 : dtype === 'bf16' ? 2 ** -7 * 4 : 2 ** -10 * 4;
-          expect(maxAbsDiff(got, want).diff).toBeLessThan(tol * 4);
-          expect(maxAbsDiff(gotSum, wantSum).diff).toBe(0);
-          expect(maxAbsDiff(gotFused, wantFused).diff).toBeLessThan(tol * 4);
-          expect(y.shape).toEqual([rows, dim]);
-          expect(y.dtype).toBe(dtype);
+          const check = ([got, gotFused, gotSum]: Float32Array[]) => {
+            expect(maxAbsDiff(got, want).diff).toBeLessThan(tol * 4);
+            expect(maxAbsDiff(gotSum, wantSum).diff).toBe(0);
+            expect(maxAbsDiff(gotFused, wantFused).diff).toBeLessThan(tol * 4);
+          };
+          const first = await run();
+          check(first);
+          if (device !== 'cpu') return;
+          for (const path of PATHS) {
+            const got = await onPath(path, run);
+            if (!got) continue;
+            check(got);
+            for (let k = 0; k < 3; ++k) expect({ path, output: k, same: sameBits(got[k], first[k]) }).toEqual({ path, output: k, same: true });
+          }
         });
       }
     }
@@ -65,3 +111,71 @@ for (const { device, skip } of suiteDevices()) {
     });
   });
 }
+
+describe('layerNorm on cpu', () => {
+  const r = rng();
+  const shapes: number[][] = [[1, 1], [1, 128], [3, 33], [2, 5, 17], [4, 7168]];
+  for (const dtype of ['f32', 'bf16'] as const) {
+    for (const wType of ['f32', 'bf16'] as const) {
+      for (const shape of shapes) {
+        for (const withBias of [true, false]) {
+          it(`${dtype} x, ${wType} weight${withBias ? ' and bias' : ', no bias'} ${JSON.stringify(shape)} matches float64 (seed ${r.seed})`, async () => {
+            const dim = shape[shape.length - 1];
+            const rows = shape.reduce((a, b) => a * b, 1) / dim;
+            // An offset mean, as LayerNorm inputs have: the variance must not cancel badly.
+            const xs = r.floats(rows * dim, 2).map((v) => roundTo(dtype, v + 3));
+            const w = r.floats(dim).map((v) => roundTo(wType, v + 1));
+            const b = r.floats(dim).map((v) => roundTo(wType, v));
+            const eps = 1e-5;
+            using x = tensor(xs, { shape, dtype });
+            using wt = tensor(w, { dtype: wType });
+            using bt = tensor(b, { dtype: wType });
+            using y = ops.layerNorm(x, wt, withBias ? bt : null, eps);
+            expect(y.shape).toEqual(shape);
+            expect(y.dtype).toBe(dtype);
+            const got = await y.toFloat32Array();
+            const want = new Float64Array(rows * dim);
+            for (let i = 0; i < rows; ++i)
+              want.set(layerNormRef(xs.subarray(i * dim, (i + 1) * dim), w, withBias ? b : null, eps), i * dim);
+            // bf16: one rounding (half an ulp, 2^-8 relative); both: f32 error of the statistics.
+            const rel = dtype === 'f32' ? 2e-5 : 2 ** -8 + 2e-5;
+            for (let i = 0; i < got.length; ++i) {
+              const tol = rel * (Math.abs(want[i]) + 1);
+              if (!(Math.abs(got[i] - want[i]) <= tol)) expect({ i, got: got[i], want: want[i], tol }).toBe('within tol');
+            }
+          });
+        }
+      }
+    }
+  }
+
+  it('gives the same bits on every SIMD path', async () => {
+    const xs = r.floats(5 * 77, 2);
+    using x = tensor(xs, { shape: [5, 77], dtype: 'bf16' });
+    using w = tensor(r.floats(77), { dtype: 'bf16' });
+    using b = tensor(r.floats(77));
+    const run = async () => {
+      using y = ops.layerNorm(x, w, b, 1e-6);
+      return y.toFloat32Array();
+    };
+    const first = await run();
+    for (const path of PATHS) {
+      const got = await onPath(path, run);
+      if (got) expect({ path, same: sameBits(got, first) }).toEqual({ path, same: true });
+    }
+  });
+
+  it('rejects bad arguments with the op, argument, expected and received', () => {
+    using x = tensor(r.floats(12), { shape: [3, 4] });
+    using w3 = tensor(r.floats(3));
+    using w4 = tensor(r.floats(4));
+    using f16 = tensor(r.floats(4), { dtype: 'f16' });
+    using xi = tensor(new Int32Array(12), { shape: [3, 4], dtype: 'i32' });
+    expect(() => ops.layerNorm(x, w3, null, 1e-5)).toThrow('layerNorm: weight must have shape [4] but received [3]');
+    expect(() => ops.layerNorm(x, w4, w3, 1e-5)).toThrow('layerNorm: bias must have shape [4] but received [3]');
+    expect(() => ops.layerNorm(x, w4, f16, 1e-5)).toThrow('layerNorm: bias must have dtype f32 or bf16 but received f16');
+    expect(() => ops.layerNorm(xi, w4, null, 1e-5)).toThrow('layerNorm: x must have dtype f32 or bf16 but received i32');
+    expect(() => ops.layerNorm(x, w4, null, -1)).toThrow('layerNorm: eps must be >= 0 but received -1');
+    expect(() => ops.layerNorm(x, w4, null, NaN)).toThrow('layerNorm: expected a finite number for eps but received nan');
+  });
+});

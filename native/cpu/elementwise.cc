@@ -1,0 +1,60 @@
+#include "elementwise.h"
+
+#include <cstring>
+
+namespace dsn::cpu {
+
+namespace {
+// Elements per task: big enough that scheduling costs nothing, small enough to balance threads.
+constexpr int64_t kBlock = 16384;
+}  // namespace
+
+void binary(const BinaryParams& p, BinaryKind kind, ThreadPool& pool) {
+  auto run = [&](auto op) {
+    if (p.period == 0) {
+      const int64_t blocks = (p.n + kBlock - 1) / kBlock;
+      pool.parallelFor(blocks, [&](int64_t b0, int64_t b1) {
+        const int64_t i0 = b0 * kBlock, i1 = b1 * kBlock < p.n ? b1 * kBlock : p.n;
+        map2(at(p.a, p.aType, i0), p.aType, at(p.b, p.bType, i0), p.bType, at(p.out, p.outType, i0), p.outType, i1 - i0, op);
+      }, 1);
+    } else {
+      const int64_t rows = p.n / p.period;
+      pool.parallelFor(rows, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r)
+          map2(at(p.a, p.aType, r * p.period), p.aType, p.b, p.bType, at(p.out, p.outType, r * p.period), p.outType, p.period, op);
+      }, (kBlock + p.period - 1) / p.period);
+    }
+  };
+  if (kind == BinaryKind::Add) run(AddOp{});
+  else run(MulOp{});
+}
+
+void unary(const UnaryParams& p, UnaryKind kind, ThreadPool& pool) {
+  auto run = [&](auto op) {
+    const int64_t blocks = (p.n + kBlock - 1) / kBlock;
+    pool.parallelFor(blocks, [&](int64_t b0, int64_t b1) {
+      const int64_t i0 = b0 * kBlock, i1 = b1 * kBlock < p.n ? b1 * kBlock : p.n;
+      map1(at(p.x, p.xType, i0), p.xType, at(p.out, p.outType, i0), p.outType, i1 - i0, op);
+    }, 1);
+  };
+  if (kind == UnaryKind::Silu) run(SiluOp{});
+  else run(ScaleOp{p.scale});
+}
+
+void copyStrided(void* dst, int64_t dstStride, const void* src, int64_t srcStride, int64_t rows, int64_t rowBytes, ThreadPool& pool) {
+  if (rows <= 0 || rowBytes <= 0) return;
+  // Long rows are split into pieces of 256 KiB so that one big row still uses every thread.
+  constexpr int64_t kPiece = 256 << 10;
+  const int64_t pieces = (rowBytes + kPiece - 1) / kPiece;
+  auto* d = static_cast<char*>(dst);
+  auto* s = static_cast<const char*>(src);
+  pool.parallelFor(rows * pieces, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t r = t / pieces, off = (t % pieces) * kPiece;
+      const int64_t len = rowBytes - off < kPiece ? rowBytes - off : kPiece;
+      std::memcpy(d + r * dstStride + off, s + r * srcStride + off, size_t(len));
+    }
+  }, (kPiece + rowBytes - 1) / rowBytes);
+}
+
+}  // namespace dsn::cpu

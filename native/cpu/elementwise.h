@@ -1,0 +1,151 @@
+// CPU element-wise kernels (add, mul, silu, scale, swiglu's product) and copies (slice, concat,
+// row gathers). Math in f32, inputs and outputs f32 or bf16, the same bits on every SIMD path.
+//
+// The map drivers below apply a functor to one or two input streams: the functor has one
+// operator() per path (float, __m256 under DSN_TARGET_AVX2, __m512 under DSN_TARGET_AVX512),
+// and each path keeps to the determinism rule of convert.h.
+#pragma once
+#include <cstdint>
+
+#include "../runtime/dtype.h"
+#include "../runtime/threadpool.h"
+#include "convert.h"
+
+namespace dsn::cpu {
+
+// ---------------- functors ----------------
+struct AddOp {
+  float operator()(float a, float b) const { return a + b; }
+  DSN_TARGET_AVX2 __m256 operator()(__m256 a, __m256 b) const { return _mm256_add_ps(a, b); }
+  DSN_TARGET_AVX512 __m512 operator()(__m512 a, __m512 b) const { return _mm512_add_ps(a, b); }
+};
+struct MulOp {
+  float operator()(float a, float b) const { return a * b; }
+  DSN_TARGET_AVX2 __m256 operator()(__m256 a, __m256 b) const { return _mm256_mul_ps(a, b); }
+  DSN_TARGET_AVX512 __m512 operator()(__m512 a, __m512 b) const { return _mm512_mul_ps(a, b); }
+};
+/** silu(g)·u = g / (1 + e^−g) · u */
+struct SwigluOp {
+  float operator()(float g, float u) const { return sc::silu(g) * u; }
+  DSN_TARGET_AVX2 __m256 operator()(__m256 g, __m256 u) const { return _mm256_mul_ps(x256::silu(g), u); }
+  DSN_TARGET_AVX512 __m512 operator()(__m512 g, __m512 u) const { return _mm512_mul_ps(x512::silu(g), u); }
+};
+struct SiluOp {
+  float operator()(float x) const { return sc::silu(x); }
+  DSN_TARGET_AVX2 __m256 operator()(__m256 x) const { return x256::silu(x); }
+  DSN_TARGET_AVX512 __m512 operator()(__m512 x) const { return x512::silu(x); }
+};
+struct ScaleOp {
+  float s;
+  float operator()(float x) const { return x * s; }
+  DSN_TARGET_AVX2 __m256 operator()(__m256 x) const { return _mm256_mul_ps(x, _mm256_set1_ps(s)); }
+  DSN_TARGET_AVX512 __m512 operator()(__m512 x) const { return _mm512_mul_ps(x, _mm512_set1_ps(s)); }
+};
+
+// ---------------- drivers: out[i] = op(a[i]) or op(a[i], b[i]) for i < n ----------------
+namespace detail {
+
+template <DType TA, DType TO, class Op>
+void map1Scalar(const void* a, void* out, int64_t n, const Op& op) {
+  for (int64_t i = 0; i < n; ++i) sc::store<TO>(out, i, op(sc::load<TA>(a, i)));
+}
+template <DType TA, DType TO, class Op>
+DSN_TARGET_AVX2 void map1Avx2(const void* a, void* out, int64_t n, const Op& op) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) x256::store<TO>(out, i, op(x256::load<TA>(a, i)));
+  if (i < n) x256::storePart<TO>(out, i, op(x256::loadPart<TA>(a, i, n - i)), n - i);
+}
+template <DType TA, DType TO, class Op>
+DSN_TARGET_AVX512 void map1Avx512(const void* a, void* out, int64_t n, const Op& op) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) x512::store<TO>(out, i, op(x512::load<TA>(a, i)));
+  if (i < n) x512::storePart<TO>(out, i, op(x512::loadPart<TA>(a, i, n - i)), n - i);
+}
+
+template <DType TA, DType TB, DType TO, class Op>
+void map2Scalar(const void* a, const void* b, void* out, int64_t n, const Op& op) {
+  for (int64_t i = 0; i < n; ++i) sc::store<TO>(out, i, op(sc::load<TA>(a, i), sc::load<TB>(b, i)));
+}
+template <DType TA, DType TB, DType TO, class Op>
+DSN_TARGET_AVX2 void map2Avx2(const void* a, const void* b, void* out, int64_t n, const Op& op) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) x256::store<TO>(out, i, op(x256::load<TA>(a, i), x256::load<TB>(b, i)));
+  if (i < n) x256::storePart<TO>(out, i, op(x256::loadPart<TA>(a, i, n - i), x256::loadPart<TB>(b, i, n - i)), n - i);
+}
+template <DType TA, DType TB, DType TO, class Op>
+DSN_TARGET_AVX512 void map2Avx512(const void* a, const void* b, void* out, int64_t n, const Op& op) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) x512::store<TO>(out, i, op(x512::load<TA>(a, i), x512::load<TB>(b, i)));
+  if (i < n) x512::storePart<TO>(out, i, op(x512::loadPart<TA>(a, i, n - i), x512::loadPart<TB>(b, i, n - i)), n - i);
+}
+
+}  // namespace detail
+
+/** Calls f(std::integral_constant<DType, T>{}) for an activation dtype t (f32 or bf16). */
+template <typename F>
+inline void withActType(DType t, F&& f) {
+  if (t == DType::f32) f(std::integral_constant<DType, DType::f32>{});
+  else if (t == DType::bf16) f(std::integral_constant<DType, DType::bf16>{});
+}
+
+/** out[i] = op(a[i]) for n elements; a and out f32 or bf16. */
+template <class Op>
+void map1(const void* a, DType ta, void* out, DType to, int64_t n, const Op& op) {
+  if (n <= 0) return;
+  Simd level = simdLevel();
+  withActType(ta, [&](auto A) {
+    withActType(to, [&](auto O) {
+      constexpr DType TA = decltype(A)::value, TO = decltype(O)::value;
+      if (level == Simd::Avx512) detail::map1Avx512<TA, TO>(a, out, n, op);
+      else if (level == Simd::Avx2) detail::map1Avx2<TA, TO>(a, out, n, op);
+      else detail::map1Scalar<TA, TO>(a, out, n, op);
+    });
+  });
+}
+
+/** out[i] = op(a[i], b[i]) for n elements; a, b and out f32 or bf16. */
+template <class Op>
+void map2(const void* a, DType ta, const void* b, DType tb, void* out, DType to, int64_t n, const Op& op) {
+  if (n <= 0) return;
+  Simd level = simdLevel();
+  withActType(ta, [&](auto A) {
+    withActType(tb, [&](auto B) {
+      withActType(to, [&](auto O) {
+        constexpr DType TA = decltype(A)::value, TB = decltype(B)::value, TO = decltype(O)::value;
+        if (level == Simd::Avx512) detail::map2Avx512<TA, TB, TO>(a, b, out, n, op);
+        else if (level == Simd::Avx2) detail::map2Avx2<TA, TB, TO>(a, b, out, n, op);
+        else detail::map2Scalar<TA, TB, TO>(a, b, out, n, op);
+      });
+    });
+  });
+}
+
+// ---------------- ops ----------------
+enum class BinaryKind { Add, Mul };
+struct BinaryParams {
+  const void* a = nullptr;  // [n], dtype aType (f32, bf16)
+  DType aType = DType::f32;
+  const void* b = nullptr;  // [n], or [period] repeated along a when period > 0; dtype bType
+  DType bType = DType::f32;
+  void* out = nullptr;      // [n], dtype outType
+  DType outType = DType::f32;
+  int64_t n = 0;
+  int64_t period = 0;       // 0: b has n elements; else b has `period` (a's last dim) elements
+};
+void binary(const BinaryParams& p, BinaryKind kind, ThreadPool& pool);
+
+enum class UnaryKind { Silu, Scale };
+struct UnaryParams {
+  const void* x = nullptr;  // [n], dtype xType (f32, bf16)
+  DType xType = DType::f32;
+  void* out = nullptr;      // [n], dtype outType
+  DType outType = DType::f32;
+  int64_t n = 0;
+  float scale = 1.0f;       // Scale: the factor
+};
+void unary(const UnaryParams& p, UnaryKind kind, ThreadPool& pool);
+
+/** Copies `rows` blocks of rowBytes from src (rows srcStride bytes apart) to dst (dstStride apart). */
+void copyStrided(void* dst, int64_t dstStride, const void* src, int64_t srcStride, int64_t rows, int64_t rowBytes, ThreadPool& pool);
+
+}  // namespace dsn::cpu

@@ -1,0 +1,182 @@
+#include "sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "convert.h"
+#include "elementwise.h"
+
+namespace dsn::cpu {
+
+namespace {
+
+// ---------------- argmax of one row: first index of the largest non-NaN value ----------------
+int32_t argmaxRowScalar(const float* x, int64_t n) {
+  float best = -std::numeric_limits<float>::infinity();
+  int64_t at = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (x[i] > best) { best = x[i]; at = i; }
+  return int32_t(at);
+}
+
+/** Lanes keep their own first best; the lane results are merged by (value desc, index asc). */
+int32_t mergeLanes(const float* vals, const int32_t* idx, int lanes, float best, int64_t at) {
+  for (int l = 0; l < lanes; ++l)
+    if (vals[l] > best || (vals[l] == best && idx[l] < at)) { best = vals[l]; at = idx[l]; }
+  return int32_t(at);
+}
+
+DSN_TARGET_AVX2 int32_t argmaxRowAvx2(const float* x, int64_t n) {
+  __m256 best = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  __m256i bestIdx = _mm256_setzero_si256(), idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i step = _mm256_set1_epi32(8);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    __m256 gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+    best = _mm256_blendv_ps(best, v, gt);
+    bestIdx = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(bestIdx), _mm256_castsi256_ps(idx), gt));
+    idx = _mm256_add_epi32(idx, step);
+  }
+  alignas(32) float vals[8];
+  alignas(32) int32_t ids[8];
+  _mm256_store_ps(vals, best);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(ids), bestIdx);
+  float tailBest = -std::numeric_limits<float>::infinity();
+  int64_t tailAt = n;  // after every lane index: loses ties
+  for (int64_t j = i; j < n; ++j)
+    if (x[j] > tailBest) { tailBest = x[j]; tailAt = j; }
+  int32_t r = mergeLanes(vals, ids, 8, tailBest, tailAt);
+  return r >= n ? 0 : r;
+}
+
+DSN_TARGET_AVX512 int32_t argmaxRowAvx512(const float* x, int64_t n) {
+  __m512 best = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512i bestIdx = _mm512_setzero_si512(), idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i step = _mm512_set1_epi32(16);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(x + i);
+    __mmask16 gt = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+    best = _mm512_mask_blend_ps(gt, best, v);
+    bestIdx = _mm512_mask_blend_epi32(gt, bestIdx, idx);
+    idx = _mm512_add_epi32(idx, step);
+  }
+  if (i < n) {
+    // Masked-off lanes read as −inf and never win.
+    __mmask16 m = x512::firstLanes(n - i);
+    __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-std::numeric_limits<float>::infinity()), m, x + i);
+    __mmask16 gt = _mm512_mask_cmp_ps_mask(m, v, best, _CMP_GT_OQ);
+    best = _mm512_mask_blend_ps(gt, best, v);
+    bestIdx = _mm512_mask_blend_epi32(gt, bestIdx, idx);
+  }
+  alignas(64) float vals[16];
+  alignas(64) int32_t ids[16];
+  _mm512_store_ps(vals, best);
+  _mm512_store_si512(ids, bestIdx);
+  return mergeLanes(vals, ids, 16, -std::numeric_limits<float>::infinity(), 0);
+}
+
+int32_t argmaxRow(const float* x, int64_t n, Simd level) {
+  if (level == Simd::Avx512) return argmaxRowAvx512(x, n);
+  if (level == Simd::Avx2) return argmaxRowAvx2(x, n);
+  return argmaxRowScalar(x, n);
+}
+
+uint64_t mix64(uint64_t x) {
+  // splitmix64 (Vigna): a Weyl step and an avalanche of the state.
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+/** e^((x − shift)/t)-style weights: e^(x/t − m), x/t rounded to f32 first. */
+struct TempExpOp {
+  float temperature, shift;
+  float operator()(float x) const { return sc::exp(x / temperature - shift); }
+  DSN_TARGET_AVX2 __m256 operator()(__m256 x) const {
+    return x256::exp(_mm256_sub_ps(_mm256_div_ps(x, _mm256_set1_ps(temperature)), _mm256_set1_ps(shift)));
+  }
+  DSN_TARGET_AVX512 __m512 operator()(__m512 x) const {
+    return x512::exp(_mm512_sub_ps(_mm512_div_ps(x, _mm512_set1_ps(temperature)), _mm512_set1_ps(shift)));
+  }
+};
+
+}  // namespace
+
+double sampleUniform(uint64_t seed, uint64_t row) { return double(mix64(mix64(seed) + row) >> 11) * 0x1.0p-53; }
+
+void argmax(const ArgmaxParams& p, ThreadPool& pool) {
+  const Simd level = simdLevel();
+  pool.parallelFor(p.rows, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) p.out[r] = argmaxRow(p.logits + r * p.vocab, p.vocab, level);
+  }, 1);
+}
+
+void sample(const SampleParams& p, ThreadPool& pool) {
+  const Simd level = simdLevel();
+  const int64_t V = p.vocab;
+  pool.parallelFor(p.rows, [&](int64_t r0, int64_t r1) {
+    std::vector<float> w(static_cast<size_t>(V));
+    std::vector<int32_t> kept;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* logits = p.logits + r * V;
+      const int32_t best = argmaxRow(logits, V, level);
+      const float m = logits[best] / p.temperature;
+      if (!(std::isfinite(m))) {  // no finite logit (or an infinite one): the argmax is the draw
+        p.out[r] = best;
+        continue;
+      }
+      // Unnormalised softmax weights; only ratios matter below. NaN logits weigh nothing.
+      map1(logits, DType::f32, w.data(), DType::f32, V, TempExpOp{p.temperature, m});
+      for (int64_t i = 0; i < V; ++i)
+        if (std::isnan(w[size_t(i)])) w[size_t(i)] = 0.0f;
+      // Candidates by weight descending, ties by lower id.
+      auto before = [&](int32_t a, int32_t b) { return w[size_t(a)] > w[size_t(b)] || (w[size_t(a)] == w[size_t(b)] && a < b); };
+      const int64_t K = p.topK > 0 && p.topK < V ? p.topK : V;
+      kept.resize(size_t(V));
+      for (int64_t i = 0; i < V; ++i) kept[size_t(i)] = int32_t(i);
+      if (K < V) {
+        std::nth_element(kept.begin(), kept.begin() + K, kept.end(), before);
+        kept.resize(size_t(K));
+      }
+      if (p.topP < 1.0f) {
+        double total = 0;
+        for (int32_t i : kept) total += w[size_t(i)];
+        const double need = double(p.topP) * total;
+        // Sort a growing head of the candidates until it holds the mass asked for.
+        size_t head = std::min<size_t>(kept.size(), 256);
+        for (;;) {
+          std::partial_sort(kept.begin(), kept.begin() + head, kept.end(), before);
+          double mass = 0;
+          size_t n = 0;
+          while (n < head && mass < need) mass += w[size_t(kept[n++])];
+          if (mass >= need || head == kept.size()) {
+            kept.resize(n);
+            break;
+          }
+          head = std::min(kept.size(), head * 4);
+        }
+      }
+      // Inverse CDF over the kept ids in ascending id order.
+      std::sort(kept.begin(), kept.end());
+      double total = 0;
+      for (int32_t i : kept) total += w[size_t(i)];
+      const double target = sampleUniform(p.seed, uint64_t(r)) * total;
+      double cum = 0;
+      int32_t pick = best;
+      for (int32_t i : kept) {
+        if (w[size_t(i)] <= 0) continue;
+        pick = i;
+        cum += w[size_t(i)];
+        if (cum > target) break;
+      }
+      p.out[r] = pick;
+    }
+  }, 1);
+}
+
+}  // namespace dsn::cpu

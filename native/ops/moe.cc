@@ -1,0 +1,172 @@
+// MoE ops: moeRoute (DeepSeek's Gate), moeDispatch + gatherRows (expert-contiguous rows), swiglu,
+// moeCombine. CPU only so far.
+#include "../cpu/moe.h"
+
+#include <limits>
+
+#include "args.h"
+#include "dispatch.h"
+
+namespace dsn {
+
+constexpr int64_t kMaxI32 = std::numeric_limits<int32_t>::max();
+
+/** moeRoute(logits [T, E] f32, bias [E] f32 | null, topk, nGroups, topkGroups, scoreFunc, routeScale, normalize)
+ *  -> [ids [T, topk] i32, weights [T, topk] f32] */
+static Napi::Value MoeRoute(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "moeRoute");
+    TensorRef logits = a.tensor(0, "logits");
+    TensorRef bias = a.optTensor(1, "bias");
+    a.expectDtype(*logits, "logits", {DType::f32});
+    a.expectRank(*logits, "logits", 2);
+    const int64_t T = logits->shape[0], E = logits->shape[1];
+    if (E < 1) throwRange("moeRoute: logits must have at least 1 expert but received shape ", logits->shapeString());
+    if (E > kMaxI32) throwRange("moeRoute: logits must have at most ", kMaxI32, " experts but received shape ", logits->shapeString());
+    if (bias) {
+      a.expectDtype(*bias, "bias", {DType::f32});
+      a.expectShape(*bias, "bias", {E});
+      a.expectSameDevice(*logits, "logits", *bias, "bias");
+    }
+    a.requireCpu(*logits, "logits");
+    const int64_t topk = a.integer(2, "topk", 1, E);
+    const int64_t nGroups = a.integer(3, "nGroups", 1, E);
+    if (E % nGroups != 0) throwRange("moeRoute: nGroups (", nGroups, ") must divide the ", E, " experts");
+    const int64_t topkGroups = a.integer(4, "topkGroups", 1, nGroups);
+    const int64_t groupSize = E / nGroups;
+    if (topk > topkGroups * groupSize)
+      throwRange("moeRoute: topk (", topk, ") must be at most topkGroups · experts / nGroups = ", topkGroups * groupSize);
+    if (bias && nGroups > 1 && groupSize < 2)
+      throwRange("moeRoute: with a bias, each group scores the sum of its top 2, so groups need at least 2 experts but hold ", groupSize);
+    const std::string scoreFunc = a.string(5, "scoreFunc");
+    if (scoreFunc != "sigmoid" && scoreFunc != "softmax")
+      throwType("moeRoute: scoreFunc must be 'sigmoid' or 'softmax' but received '", scoreFunc, "'");
+    const double routeScale = a.number(6, "routeScale");
+    const bool normalize = a.boolean(7, "normalize");
+
+    TensorRef ids = newTensor(DType::i32, {T, topk}, logits->device);
+    TensorRef weights = newTensor(DType::f32, {T, topk}, logits->device);
+    cpu::MoeRouteParams p;
+    p.logits = logits->ptr<float>();
+    p.bias = bias ? bias->ptr<float>() : nullptr;
+    p.tokens = T; p.experts = E;
+    p.topk = int(topk); p.nGroups = int(nGroups); p.topkGroups = int(topkGroups);
+    p.softmax = scoreFunc == "softmax"; p.routeScale = float(routeScale); p.normalize = normalize;
+    p.ids = ids->ptr<int32_t>(); p.weights = weights->ptr<float>();
+    enqueueCpu("moeRoute", {logits, bias, ids, weights}, [p](ThreadPool& pool) { cpu::moeRoute(p, pool); });
+    return wrapAll(info.Env(), {ids, weights});
+  });
+}
+
+/** moeDispatch(ids [T, k] i32, numExperts) -> [tokenOfRow [T·k], rowOfSlot [T·k], offsets [E + 1]] (i32) */
+static Napi::Value MoeDispatch(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "moeDispatch");
+    TensorRef ids = a.tensor(0, "ids");
+    a.expectDtype(*ids, "ids", {DType::i32});
+    a.expectRank(*ids, "ids", 2);
+    a.requireCpu(*ids, "ids");
+    const int64_t E = a.integer(1, "numExperts", 1, kMaxI32 - 1);
+    const int64_t T = ids->shape[0], k = ids->shape[1];
+    if (T * k > kMaxI32) throwRange("moeDispatch: ids must have at most ", kMaxI32, " elements but received shape ", ids->shapeString());
+    TensorRef tokenOfRow = newTensor(DType::i32, {T * k}, ids->device);
+    TensorRef rowOfSlot = newTensor(DType::i32, {T * k}, ids->device);
+    TensorRef offsets = newTensor(DType::i32, {E + 1}, ids->device);
+    cpu::MoeDispatchParams p;
+    p.ids = ids->ptr<int32_t>(); p.tokens = T; p.k = k; p.experts = E;
+    p.tokenOfRow = tokenOfRow->ptr<int32_t>(); p.rowOfSlot = rowOfSlot->ptr<int32_t>(); p.offsets = offsets->ptr<int32_t>();
+    enqueueCpu("moeDispatch", {ids, tokenOfRow, rowOfSlot, offsets}, [p](ThreadPool& pool) { cpu::moeDispatch(p, pool); });
+    return wrapAll(info.Env(), {tokenOfRow, rowOfSlot, offsets});
+  });
+}
+
+/** gatherRows(x [T, D] any dtype, index [R] i32) -> [R, D] */
+static Napi::Value GatherRows(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "gatherRows");
+    TensorRef x = a.tensor(0, "x");
+    TensorRef index = a.tensor(1, "index");
+    a.expectRank(*x, "x", 2);
+    a.expectDtype(*index, "index", {DType::i32});
+    a.expectRank(*index, "index", 1);
+    a.expectSameDevice(*x, "x", *index, "index");
+    a.requireCpu(*x, "x");
+    TensorRef out = newTensor(x->dtype, {index->shape[0], x->shape[1]}, x->device);
+    cpu::GatherRowsParams p;
+    p.x = x->data(); p.rows = x->shape[0]; p.rowBytes = x->shape[1] * int64_t(dtypeSize(x->dtype));
+    p.index = index->ptr<int32_t>(); p.count = index->shape[0];
+    p.out = out->data();
+    enqueueCpu("gatherRows", {x, index, out}, [p](ThreadPool& pool) { cpu::gatherRows(p, pool); });
+    return NativeTensor::Wrap(info.Env(), out);
+  });
+}
+
+/** swiglu(gateUp [R, 2I] f32 | bf16, outDtype?) -> [R, I] */
+static Napi::Value Swiglu(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "swiglu");
+    TensorRef x = a.tensor(0, "gateUp");
+    a.expectDtype(*x, "gateUp", {DType::f32, DType::bf16});
+    a.expectRank(*x, "gateUp", 2);
+    if (x->shape[1] % 2 != 0)
+      throwRange("swiglu: the last dimension of gateUp (gate and up halves) must be even but received shape ", x->shapeString());
+    a.requireCpu(*x, "gateUp");
+    DType outType = a.has(1) ? a.dtype(1, "outDtype") : x->dtype;
+    if (outType != DType::f32 && outType != DType::bf16) throwType("swiglu: outDtype must be f32 or bf16 but received ", dtypeName(outType));
+    TensorRef out = newTensor(outType, {x->shape[0], x->shape[1] / 2}, x->device);
+    cpu::SwigluParams p;
+    p.gateUp = x->data(); p.inType = x->dtype; p.rows = x->shape[0]; p.inter = x->shape[1] / 2;
+    p.out = out->data(); p.outType = outType;
+    enqueueCpu("swiglu", {x, out}, [p](ThreadPool& pool) { cpu::swiglu(p, pool); });
+    return NativeTensor::Wrap(info.Env(), out);
+  });
+}
+
+/** moeCombine(expertOut [R, D], rowOfSlot [T·k] i32, weights [T, k] f32, ids [T, k] i32, shared [T, D] | null, outDtype) -> [T, D] */
+static Napi::Value MoeCombine(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "moeCombine");
+    TensorRef eo = a.tensor(0, "expertOut");
+    TensorRef ros = a.tensor(1, "rowOfSlot");
+    TensorRef w = a.tensor(2, "weights");
+    TensorRef ids = a.tensor(3, "ids");
+    TensorRef shared = a.optTensor(4, "shared");
+    a.expectDtype(*eo, "expertOut", {DType::f32, DType::bf16});
+    a.expectRank(*eo, "expertOut", 2);
+    a.expectDtype(*w, "weights", {DType::f32});
+    a.expectRank(*w, "weights", 2);
+    const int64_t T = w->shape[0], k = w->shape[1], D = eo->shape[1];
+    a.expectDtype(*ids, "ids", {DType::i32});
+    a.expectShape(*ids, "ids", {T, k});
+    a.expectDtype(*ros, "rowOfSlot", {DType::i32});
+    a.expectShape(*ros, "rowOfSlot", {T * k});
+    if (shared) {
+      a.expectDtype(*shared, "shared", {DType::f32, DType::bf16});
+      a.expectShape(*shared, "shared", {T, D});
+    }
+    a.expectSameDevice(*eo, "expertOut", *ros, "rowOfSlot");
+    a.expectSameDevice(*eo, "expertOut", *w, "weights");
+    a.expectSameDevice(*eo, "expertOut", *ids, "ids");
+    if (shared) a.expectSameDevice(*eo, "expertOut", *shared, "shared");
+    a.requireCpu(*eo, "expertOut");
+    DType outType = a.dtype(5, "outDtype");
+    if (outType != DType::f32 && outType != DType::bf16) throwType("moeCombine: outDtype must be f32 or bf16 but received ", dtypeName(outType));
+    TensorRef out = newTensor(outType, {T, D}, eo->device);
+    cpu::MoeCombineParams p;
+    p.expertOut = eo->data(); p.eType = eo->dtype; p.expertRows = eo->shape[0]; p.dim = D;
+    p.rowOfSlot = ros->ptr<int32_t>(); p.weights = w->ptr<float>(); p.ids = ids->ptr<int32_t>();
+    p.shared = shared ? shared->data() : nullptr; p.sType = shared ? shared->dtype : eo->dtype;
+    p.tokens = T; p.k = k;
+    p.out = out->data(); p.outType = outType;
+    enqueueCpu("moeCombine", {eo, ros, w, ids, shared, out}, [p](ThreadPool& pool) { cpu::moeCombine(p, pool); });
+    return NativeTensor::Wrap(info.Env(), out);
+  });
+}
+
+DSN_OP("moeRoute", MoeRoute);
+DSN_OP("moeDispatch", MoeDispatch);
+DSN_OP("gatherRows", GatherRows);
+DSN_OP("swiglu", Swiglu);
+DSN_OP("moeCombine", MoeCombine);
+
+}  // namespace dsn
