@@ -13,6 +13,8 @@
  * The native side re-checks every range it is handed, so a bug here cannot read out of bounds.
  * CPU tensors that borrow the mapping are read-only memory: ops read them, nothing may write them.
  */
+import { closeSync, openSync, writeSync } from 'node:fs';
+
 import { DisposedError, invalidArgument } from '../runtime/errors.js';
 import { native } from '../runtime/native.js';
 import { type DType, type DeviceName, Tensor } from '../runtime/tensor.js';
@@ -215,5 +217,82 @@ export function openSafetensors(path: string): SafetensorsFile {
   } catch (e) {
     native().ops.safetensorsClose(opened.handle);
     throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+/** The safetensors name of each dtype (the inverse of SAFETENSORS_DTYPES). */
+export const SAFETENSORS_NAMES: Readonly<Record<DType, string>> = Object.freeze(
+  Object.fromEntries(Object.entries(SAFETENSORS_DTYPES).map(([k, v]) => [v, k])) as Record<DType, string>,
+);
+
+/** What the header of a tensor to be written needs. */
+export interface SafetensorsTensorSpec {
+  dtype: DType;
+  shape: readonly number[];
+}
+
+/** A tensor to write: dtype, shape and its raw little-endian bytes. */
+export interface SafetensorsTensorData extends SafetensorsTensorSpec {
+  data: ArrayBufferView;
+}
+
+/** Byte length of a tensor of this dtype and shape. */
+export function tensorByteLength(spec: SafetensorsTensorSpec): number {
+  return spec.shape.reduce((n, d) => n * d, DTYPE_BYTES[spec.dtype]);
+}
+
+/**
+ * The first bytes of a safetensors file holding `tensors` laid out back to back in the order
+ * given: the u64 length and the JSON header, padded with spaces so the data region starts at a
+ * multiple of 8. Returns those bytes and each tensor's [begin, end) in the data region.
+ */
+export function encodeSafetensorsHeader(
+  tensors: Iterable<readonly [string, SafetensorsTensorSpec]>,
+  metadata: Record<string, string> = { format: 'pt' },
+): { prefix: Uint8Array; offsets: Map<string, [number, number]>; dataBytes: number } {
+  const json: Record<string, unknown> = { __metadata__: metadata };
+  const offsets = new Map<string, [number, number]>();
+  let at = 0;
+  for (const [name, spec] of tensors) {
+    if (name === '__metadata__' || offsets.has(name)) throw invalidArgument('encodeSafetensorsHeader', 'tensor name', 'unique names other than __metadata__', name);
+    const n = tensorByteLength(spec);
+    offsets.set(name, [at, at + n]);
+    json[name] = { dtype: SAFETENSORS_NAMES[spec.dtype], shape: [...spec.shape], data_offsets: [at, at + n] };
+    at += n;
+  }
+  const text = new TextEncoder().encode(JSON.stringify(json));
+  const headerBytes = Math.ceil(text.length / 8) * 8;
+  const prefix = new Uint8Array(8 + headerBytes).fill(0x20);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(headerBytes), true);
+  prefix.set(text, 8);
+  return { prefix, offsets, dataBytes: at };
+}
+
+/** Writes every byte of `bytes` to `fd` (writeSync may write less than asked). @internal */
+export function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, Math.min(bytes.length - at, 1 << 30));
+}
+
+/** Writes a safetensors file holding `tensors` (in the order given) and `metadata`. */
+export function writeSafetensors(
+  path: string,
+  tensors: Iterable<readonly [string, SafetensorsTensorData]>,
+  metadata?: Record<string, string>,
+): void {
+  const list = [...tensors];
+  for (const [name, t] of list) {
+    if (t.data.byteLength !== tensorByteLength(t))
+      throw new RangeError(`writeSafetensors: tensor '${name}': data has ${t.data.byteLength} bytes (expected ${tensorByteLength(t)} for ${t.dtype} [${t.shape.join(', ')}])`);
+  }
+  const { prefix } = encodeSafetensorsHeader(list, metadata);
+  const fd = openSync(path, 'w');
+  try {
+    writeAll(fd, prefix);
+    for (const [, t] of list) writeAll(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  } finally {
+    closeSync(fd);
   }
 }
