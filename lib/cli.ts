@@ -3,15 +3,19 @@
  * The `deepseek-native` command.
  *   info                 one JSON object: version, addon loaded, backends, devices, SIMD path, threads
  *   demo                 info, then a short run of ops on the best device
+ *   make-tiny DIR        write a random DeepSeek-V3.2 checkpoint (see lib/model/make-tiny.ts)
  */
 import { runtimeInfo } from './runtime/info.js';
 import { demo } from './demo.js';
+import { makeTinyCommand } from './model/make-tiny.js';
 
 const USAGE = `Usage: deepseek-native <command> [options]
 
 Commands:
   info      print the package version, addon, backends, devices, SIMD path and threads as JSON
   demo      print info, then run a short op demo
+  make-tiny DIR [--preset tiny|1b] [--dims key=value,...] [--seed N]
+            write a random DeepSeek-V3.2 checkpoint (config, shards, index) to DIR
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -23,6 +27,8 @@ async function main(argv: string[]): Promise<number> {
     case 'demo':
       await demo(rest);
       return 0;
+    case 'make-tiny':
+      return makeTinyCommand(rest);
     case undefined:
     case '-h':
     case '--help':
