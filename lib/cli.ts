@@ -4,9 +4,11 @@
  *   info                 one JSON object: version, addon loaded, backends, devices, SIMD path, threads
  *   demo                 info, then a short run of ops on the best device
  *   make-tiny DIR        write a random DeepSeek-V3.2 checkpoint (see lib/model/make-tiny.ts)
+ *   logits               logits of prompts and decode steps of a checkpoint, as JSON
  */
 import { runtimeInfo } from './runtime/info.js';
 import { demo } from './demo.js';
+import { logitsCommand } from './logits-command.js';
 import { makeTinyCommand } from './model/make-tiny.js';
 
 const USAGE = `Usage: deepseek-native <command> [options]
@@ -16,6 +18,8 @@ Commands:
   demo      print info, then run a short op demo
   make-tiny DIR [--preset tiny|1b] [--dims key=value,...] [--seed N]
             write a random DeepSeek-V3.2 checkpoint (config, shards, index) to DIR
+  logits    --model DIR --prompt 1,2,3 [--prompt …] [--then 7,8 …] [--device cpu|cuda] [--activations bf16|f32]
+            prefill the prompts as one batch, then one decode step per --then; prints {"logits": [step][row][vocab]}
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -29,6 +33,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'make-tiny':
       return makeTinyCommand(rest);
+    case 'logits':
+      await logitsCommand(rest);
+      return 0;
     case undefined:
     case '-h':
     case '--help':

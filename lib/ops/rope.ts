@@ -21,6 +21,9 @@ export interface RopeTableParams {
   betaFast: number;
   /** beta_slow (1). */
   betaSlow: number;
+  /** Whether YaRN applies; default maxPositions > originalMaxPositions. A model passes its own
+   *  decision (the reference decides from max_seq_len, which may exceed the rows it needs). */
+  yarn?: boolean;
   /** Device of the tables; default 'cpu'. */
   device?: string;
 }
@@ -54,7 +57,7 @@ export function ropeTables(p: RopeTableParams): { cos: Tensor; sin: Tensor } {
   const half = ropeDim / 2;
   const freq = new Float32Array(half);
   for (let i = 0; i < half; ++i) freq[i] = f(1 / f(Math.pow(theta, f((2 * i) / ropeDim))));
-  if (maxPositions > originalMaxPositions) {
+  if (p.yarn ?? maxPositions > originalMaxPositions) {
     const corr = (rotations: number) => (ropeDim * Math.log(originalMaxPositions / (rotations * 2 * Math.PI))) / (2 * Math.log(theta));
     const low = Math.max(Math.floor(corr(betaFast)), 0);
     let high = Math.min(Math.ceil(corr(betaSlow)), ropeDim - 1);

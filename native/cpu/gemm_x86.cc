@@ -49,8 +49,8 @@ DSN_TARGET_AVX2 void microAvx2(int64_t slots, const uint32_t* ap_, const uint32_
   for (int i = 0; i < kAvx2Mr; ++i) {
     __m256 sc = _mm256_broadcast_ss(scale + i);
     float* ci = c + i * ldc;
-    _mm256_storeu_ps(ci, _mm256_fmadd_ps(t[i][0], sc, _mm256_loadu_ps(ci)));
-    _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(t[i][1], sc, _mm256_loadu_ps(ci + 8)));
+    _mm256_storeu_ps(ci, _mm256_add_ps(_mm256_loadu_ps(ci), _mm256_mul_ps(t[i][0], sc)));
+    _mm256_storeu_ps(ci + 8, _mm256_add_ps(_mm256_loadu_ps(ci + 8), _mm256_mul_ps(t[i][1], sc)));
   }
 }
 
@@ -90,7 +90,7 @@ DSN_TARGET_AVX512 void microAvx512(int64_t slots, const uint32_t* ap_, const uin
     __m512 sc = _mm512_set1_ps(scale[i]);
     float* ci = c + i * ldc;
 #pragma GCC unroll 4
-    for (int v = 0; v < 4; ++v) _mm512_storeu_ps(ci + 16 * v, _mm512_fmadd_ps(t[i][v], sc, _mm512_loadu_ps(ci + 16 * v)));
+    for (int v = 0; v < 4; ++v) _mm512_storeu_ps(ci + 16 * v, _mm512_add_ps(_mm512_loadu_ps(ci + 16 * v), _mm512_mul_ps(t[i][v], sc)));
   }
 }
 
@@ -129,7 +129,7 @@ DSN_TARGET_AVX512BF16 void microBf16(int64_t slots, const uint32_t* ap, const ui
     __m512 sc = _mm512_set1_ps(scale[i]);
     float* ci = c + i * ldc;
 #pragma GCC unroll 4
-    for (int v = 0; v < 4; ++v) _mm512_storeu_ps(ci + 16 * v, _mm512_fmadd_ps(t[i][v], sc, _mm512_loadu_ps(ci + 16 * v)));
+    for (int v = 0; v < 4; ++v) _mm512_storeu_ps(ci + 16 * v, _mm512_add_ps(_mm512_loadu_ps(ci + 16 * v), _mm512_mul_ps(t[i][v], sc)));
   }
 }
 

@@ -41,36 +41,40 @@ void indexerScores(const IndexerScoresParams& p, ThreadPool& pool) {
   }, 1);
 }
 
-namespace {
-
-/** An unsigned key whose order is the float order (NaN on top, -0 == +0). */
-inline uint32_t orderKey(float f) {
-  if (std::isnan(f)) return 0xffffffffu;
-  if (f == 0) f = 0;
-  uint32_t u = f32Bits(f);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-}  // namespace
-
 void topK(const TopKParams& p, ThreadPool& pool) {
   if (p.lengths)
     for (int64_t t = 0; t < p.rows; ++t)
       if (p.lengths[t] < 0 || p.lengths[t] > p.cols)
         throwRange("lengths[", t, "] = ", p.lengths[t], " is out of range [0, ", p.cols, "]");
+  // Which entries win among equal scores decides which keys DSA attends to (ties are common: a key
+  // whose every head is cut by relu scores exactly 0). We select exactly as torch.topk does on the
+  // CPU, which the reference runs: (value, index) pairs ordered by `greater` with NaN first, through
+  // std::partial_sort when k·64 <= n and std::nth_element otherwise (the same libstdc++ algorithms
+  // torch's Linux builds use). The selected set is then listed in descending order.
+  using Elem = std::pair<float, int64_t>;
+  auto torchGreater = [](const Elem& x, const Elem& y) {
+    return (std::isnan(x.first) && !std::isnan(y.first)) || (x.first > y.first);
+  };
+  auto listOrder = [&](const Elem& x, const Elem& y) {
+    if (torchGreater(x, y)) return true;
+    if (torchGreater(y, x)) return false;
+    return x.second < y.second;
+  };
   pool.parallelFor(p.rows, [&](int64_t r0, int64_t r1) {
-    std::vector<uint64_t> keys;
+    std::vector<Elem> q;
     for (int64_t t = r0; t < r1; ++t) {
       const int64_t n = p.lengths ? p.lengths[t] : p.cols;
       const float* row = p.scores + t * p.cols;
-      keys.resize(size_t(n));
-      // Larger key = better: the score's order, then the lower index.
-      for (int64_t s = 0; s < n; ++s) keys[size_t(s)] = (uint64_t(orderKey(row[s])) << 32) | uint32_t(0xffffffffu - uint32_t(s));
+      q.resize(size_t(n));
+      for (int64_t s = 0; s < n; ++s) q[size_t(s)] = {row[s], s};
       const int64_t take = std::min(p.k, n);
-      if (take < n) std::nth_element(keys.begin(), keys.begin() + take, keys.end(), std::greater<uint64_t>());
-      std::sort(keys.begin(), keys.begin() + take, std::greater<uint64_t>());
+      if (take > 0) {
+        if (take * 64 <= n) std::partial_sort(q.begin(), q.begin() + take, q.end(), torchGreater);
+        else std::nth_element(q.begin(), q.begin() + (take - 1), q.end(), torchGreater);
+        std::sort(q.begin(), q.begin() + take, listOrder);
+      }
       int32_t* out = p.indices + t * p.k;
-      for (int64_t j = 0; j < take; ++j) out[j] = int32_t(0xffffffffu - uint32_t(keys[size_t(j)]));
+      for (int64_t j = 0; j < take; ++j) out[j] = int32_t(q[size_t(j)].second);
       for (int64_t j = take; j < p.k; ++j) out[j] = -1;
     }
   }, 1);

@@ -25,10 +25,10 @@ void indexerScores(const IndexerScoresParams& p, ThreadPool& pool);
 struct TopKParams {
   const float* scores = nullptr;    // [T, S] f32
   const int32_t* lengths = nullptr; // optional [T]: row t uses its first lengths[t] entries (checked: 0 <= len <= S)
-  int32_t* indices = nullptr;       // [T, k] i32: descending by score, ties by lower index, -1 padded
+  int32_t* indices = nullptr;       // [T, k] i32: torch.topk's selection (see topK), listed descending (ties: lower index), -1 padded
   int64_t rows = 0, cols = 0, k = 0;
 };
-/** NaN ranks above +inf (as torch.topk). */
+/** The k largest of each row, selected exactly as torch.topk does on the CPU (NaN ranks above +inf). */
 void topK(const TopKParams& p, ThreadPool& pool);
 
 }  // namespace dsn::cpu

@@ -1,0 +1,55 @@
+/** One transformer block: RMSNorm → MLA → RMSNorm → FFN, with the residual stream carried beside. */
+import * as ops from '../ops/index.js';
+import type { DType, Tensor } from '../runtime/tensor.js';
+import type { ModelConfig } from './config.js';
+import type { ForwardContext } from './context.js';
+import type { KvCache } from './kv-cache.js';
+import type { WeightSource } from './linear.js';
+import { MLA } from './mla.js';
+import { MLP, MoE } from './moe.js';
+import type { Rope } from './rope.js';
+
+export class Block {
+  readonly attnNorm: Tensor;
+  readonly attn: MLA;
+  readonly ffnNorm: Tensor;
+  readonly ffn: MLP | MoE;
+
+  constructor(src: WeightSource, prefix: string, readonly cfg: ModelConfig, readonly layer: number, act: DType) {
+    this.attnNorm = src.tensor(`${prefix}.input_layernorm.weight`);
+    this.attn = new MLA(src, `${prefix}.self_attn`, cfg, layer, act);
+    this.ffnNorm = src.tensor(`${prefix}.post_attention_layernorm.weight`);
+    this.ffn = layer < cfg.nDenseLayers ? new MLP(src, `${prefix}.mlp`, cfg) : new MoE(src, `${prefix}.mlp`, cfg);
+  }
+
+  /**
+   * x `[T, dim]`: the previous block's output; residual `[T, dim]` or null before the first block.
+   * Returns this block's output and the residual stream (x + residual), as the reference does.
+   */
+  forward(x: Tensor, residual: Tensor | null, ctx: ForwardContext, cache: KvCache, rope: Rope, act: DType): { x: Tensor; residual: Tensor } {
+    const eps = this.cfg.eps;
+    let h: Tensor, res: Tensor;
+    if (residual === null) {
+      h = ops.rmsNorm(x, this.attnNorm, eps);
+      res = ops.cast(x, act); // a copy: the caller owns x
+    } else {
+      ({ out: h, residual: res } = ops.addRmsNorm(x, residual, this.attnNorm, eps));
+    }
+    try {
+      using a = this.attn.forward(h, ctx, cache, rope, act);
+      const n = ops.addRmsNorm(a, res, this.ffnNorm, eps);
+      using normed = n.out;
+      return { x: this.ffn.forward(normed, act), residual: n.residual };
+    } finally {
+      h.dispose();
+      res.dispose();
+    }
+  }
+
+  dispose(): void {
+    this.attnNorm.dispose();
+    this.ffnNorm.dispose();
+    this.attn.dispose();
+    this.ffn.dispose();
+  }
+}

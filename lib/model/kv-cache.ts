@@ -1,0 +1,145 @@
+/**
+ * The paged KV cache: 64-token blocks from one pool per model, a block table per sequence.
+ * Per layer and token it holds the MLA latent and RoPE key (`[numBlocks, 64, kv_lora + rope]` in the
+ * activation dtype) and, for DSA, the indexer key (`[numBlocks, 64, index_head_dim]` E4M3 and one f32
+ * scale per token, `[numBlocks, 64, 1]`).
+ */
+import { DisposedError } from '../runtime/errors.js';
+import { type DType, type Tensor, zeros } from '../runtime/tensor.js';
+import type { ModelConfig } from './config.js';
+
+/** Tokens per cache block. */
+export const BLOCK_TOKENS = 64;
+
+export class CacheFullError extends Error {
+  override name = 'CacheFullError';
+}
+
+/** The free list of cache blocks. */
+export class BlockPool {
+  readonly #free: number[];
+  constructor(readonly numBlocks: number) {
+    this.#free = Array.from({ length: numBlocks }, (_, i) => numBlocks - 1 - i);
+  }
+  get freeBlocks(): number {
+    return this.#free.length;
+  }
+  /** Takes `n` blocks, or throws CacheFullError taking none. */
+  take(n: number, why: string): number[] {
+    if (n > this.#free.length)
+      throw new CacheFullError(`KV cache is full: ${why} needs ${n} more block(s) of ${BLOCK_TOKENS} tokens but ${this.#free.length} of ${this.numBlocks} are free; dispose finished sequences or raise maxSequences/maxContext`);
+    return this.#free.splice(this.#free.length - n, n);
+  }
+  give(blocks: number[]): void {
+    this.#free.push(...blocks);
+  }
+}
+
+/** One sequence's place in the cache: its blocks and how many tokens they hold. */
+export class Sequence {
+  static #nextId = 1;
+  readonly id = Sequence.#nextId++;
+  #blocks: number[] = [];
+  #length = 0;
+  #disposed = false;
+
+  /** @internal */
+  constructor(readonly pool: BlockPool, readonly maxLength: number) {}
+
+  /** Tokens in the cache. */
+  get length(): number {
+    return this.#length;
+  }
+  get blocks(): readonly number[] {
+    return this.#blocks;
+  }
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** @internal Checks that `n` more tokens fit, taking the blocks they need; returns a rollback. */
+  reserve(n: number): () => void {
+    this.checkLive();
+    const end = this.#length + n;
+    if (end > this.maxLength)
+      throw new RangeError(`sequence ${this.id}: ${end} tokens would pass the context limit of ${this.maxLength} (maxContext / max_position_embeddings)`);
+    const need = Math.ceil(end / BLOCK_TOKENS) - this.#blocks.length;
+    const taken = need > 0 ? this.pool.take(need, `sequence ${this.id} (${end} tokens)`) : [];
+    this.#blocks.push(...taken);
+    return () => {
+      this.#blocks.splice(this.#blocks.length - taken.length, taken.length);
+      this.pool.give(taken);
+    };
+  }
+
+  /** Cache slot (block · 64 + offset) of token position p. */
+  slot(p: number): number {
+    return this.#blocks[Math.floor(p / BLOCK_TOKENS)] * BLOCK_TOKENS + (p % BLOCK_TOKENS);
+  }
+
+  /** @internal */
+  advance(n: number): void {
+    this.#length += n;
+  }
+
+  /** Forgets the last `n` tokens (they will be overwritten), giving back blocks no longer used. */
+  truncate(length: number): void {
+    this.checkLive();
+    if (!Number.isInteger(length) || length < 0 || length > this.#length)
+      throw new RangeError(`sequence ${this.id}: cannot truncate to ${length} tokens (it holds ${this.#length})`);
+    this.#length = length;
+    const keep = Math.ceil(length / BLOCK_TOKENS);
+    this.pool.give(this.#blocks.splice(keep));
+  }
+
+  /** Gives the sequence's blocks back to the pool. Safe twice. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.pool.give(this.#blocks);
+    this.#blocks = [];
+    this.#length = 0;
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  private checkLive(): void {
+    if (this.#disposed) throw new DisposedError(`sequence ${this.id} was disposed and cannot be used`);
+  }
+}
+
+/** The cache tensors of every layer. */
+export class KvCache {
+  readonly latent: Tensor[] = [];
+  readonly indexKeys: Tensor[] = [];
+  readonly indexScales: Tensor[] = [];
+  readonly pool: BlockPool;
+
+  constructor(cfg: ModelConfig, numBlocks: number, dtype: DType, device: string, layers = cfg.nLayers) {
+    this.pool = new BlockPool(numBlocks);
+    try {
+      for (let l = 0; l < layers; ++l) {
+        this.latent.push(zeros([numBlocks, BLOCK_TOKENS, cfg.kvLoraRank + cfg.qkRopeHeadDim], { dtype, device }));
+        if (cfg.sparse) {
+          this.indexKeys.push(zeros([numBlocks, BLOCK_TOKENS, cfg.indexHeadDim], { dtype: 'f8e4m3', device }));
+          this.indexScales.push(zeros([numBlocks, BLOCK_TOKENS, 1], { dtype: 'f32', device }));
+        }
+      }
+    } catch (e) {
+      this.dispose();
+      throw e;
+    }
+  }
+
+  /** Bytes one token takes across all layers. */
+  static bytesPerToken(cfg: ModelConfig, dtype: DType): number {
+    const act = dtype === 'f32' ? 4 : 2;
+    const perLayer = (cfg.kvLoraRank + cfg.qkRopeHeadDim) * act + (cfg.sparse ? cfg.indexHeadDim + 4 : 0);
+    return perLayer * cfg.nLayers;
+  }
+
+  dispose(): void {
+    for (const t of [...this.latent, ...this.indexKeys, ...this.indexScales]) t.dispose();
+  }
+}

@@ -1,0 +1,228 @@
+/**
+ * `loadModel(dir, options)` → a `Model`: the transformer on a device, its paged KV cache and the
+ * sequences that use it. `forward(batch)` runs a ragged batch mixing prefill, chunked prefill and
+ * single-token decode, and returns logits per item.
+ */
+import { existsSync, statSync } from 'node:fs';
+
+import { DisposedError, invalidArgument, isPositiveInteger } from '../runtime/errors.js';
+import { tensor, type DType } from '../runtime/tensor.js';
+import { openCheckpoint, type Checkpoint } from './checkpoint.js';
+import { type ModelConfig, parseConfig } from './config.js';
+import { type BatchItem, ForwardContext } from './context.js';
+import { BLOCK_TOKENS, KvCache, Sequence } from './kv-cache.js';
+import { Rope } from './rope.js';
+import { Transformer } from './transformer.js';
+import { CheckpointWeights } from './weights.js';
+
+export interface LoadProgress {
+  tensorsLoaded: number;
+  tensorsTotal: number;
+  bytesLoaded: number;
+  bytesTotal: number;
+}
+
+export interface LoadOptions {
+  /** 'cpu' (default), 'cuda' or 'cuda:N'. */
+  device?: string;
+  /** Activation dtype: 'bf16' (default, as the reference) or 'f32' (the accuracy yardstick). */
+  activations?: 'bf16' | 'f32';
+  /** Sequences that can hold a full context at once (sizes the cache pool); default 8. */
+  maxSequences?: number;
+  /** Longest sequence in tokens; default min(max_position_embeddings, 4096). */
+  maxContext?: number;
+  /** Called as tensors are loaded. */
+  onProgress?: (p: LoadProgress) => void;
+  /** Called with the names of checkpoint tensors the model does not use (default: a process warning). */
+  onUnknownTensors?: (names: string[]) => void;
+}
+
+export interface ForwardOptions {
+  /** Return logits of every position of each item (rows × vocab), not only the last. */
+  allPositions?: boolean;
+}
+
+export class Model {
+  readonly #transformer: Transformer;
+  readonly #cache: KvCache;
+  readonly #rope: Rope;
+  readonly #checkpoint: Checkpoint;
+  readonly #sequences = new Set<Sequence>();
+  #disposed = false;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  /** @internal use loadModel() */
+  constructor(
+    readonly dir: string,
+    readonly config: ModelConfig,
+    readonly device: string,
+    readonly activations: DType,
+    readonly maxContext: number,
+    readonly maxSequences: number,
+    checkpoint: Checkpoint,
+    transformer: Transformer,
+    cache: KvCache,
+    rope: Rope,
+  ) {
+    this.#checkpoint = checkpoint;
+    this.#transformer = transformer;
+    this.#cache = cache;
+    this.#rope = rope;
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** Free cache blocks of 64 tokens. */
+  get freeCacheBlocks(): number {
+    return this.#cache.pool.freeBlocks;
+  }
+
+  /** A new, empty sequence taking cache blocks as it grows. Dispose it to give them back. */
+  createSequence(): Sequence {
+    this.#check('createSequence');
+    const s = new Sequence(this.#cache.pool, this.maxContext);
+    this.#sequences.add(s);
+    return s;
+  }
+
+  /**
+   * Runs one step over a ragged batch: each item appends its tokens to its sequence (prefill when the
+   * sequence is empty, chunked prefill when it has cache, decode for one token) and gets the logits of
+   * its last position (all positions with `allPositions`), as f32 `[vocab]` (or `[n·vocab]`) arrays.
+   * Bad input throws before anything changes.
+   */
+  async forward(batch: readonly BatchItem[], options: ForwardOptions = {}): Promise<Float32Array[]> {
+    this.#check('forward');
+    this.#validate(batch);
+    const run = this.#queue.then(() => this.#run(batch, options));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Logits of fresh sequences: each prompt prefilled alone in one batch; the sequences are dropped. */
+  async logits(prompts: readonly { tokens: readonly number[] }[], options: ForwardOptions = {}): Promise<Float32Array[]> {
+    this.#check('logits');
+    const seqs = prompts.map(() => this.createSequence());
+    try {
+      return await this.forward(prompts.map((p, i) => ({ sequence: seqs[i], tokens: p.tokens })), options);
+    } finally {
+      for (const s of seqs) s.dispose();
+    }
+  }
+
+  #validate(batch: readonly BatchItem[]): void {
+    if (!Array.isArray(batch) || batch.length === 0) throw invalidArgument('Model.forward', 'batch', 'a non-empty array of {sequence, tokens}', batch);
+    const seen = new Set<Sequence>();
+    batch.forEach((item, i) => {
+      const where = `Model.forward: batch[${i}]`;
+      if (!item || !(item.sequence instanceof Sequence) || !this.#sequences.has(item.sequence))
+        throw new TypeError(`${where}.sequence must be a sequence created by this model's createSequence()`);
+      if (item.sequence.disposed) throw new DisposedError(`${where}.sequence was disposed`);
+      if (seen.has(item.sequence)) throw new TypeError(`${where}: sequence ${item.sequence.id} appears twice in one batch`);
+      seen.add(item.sequence);
+      const t = item.tokens;
+      if (!Array.isArray(t)) throw invalidArgument(where, 'tokens', 'an array of token ids', t);
+      if (t.length === 0) throw new RangeError(`${where}.tokens is empty: every item needs at least one token`);
+      for (let j = 0; j < t.length; ++j) {
+        const id = t[j];
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize)
+          throw new RangeError(`${where}.tokens[${j}] is ${id}: token ids must be integers in [0, ${this.config.vocabSize})`);
+      }
+    });
+  }
+
+  async #run(batch: readonly BatchItem[], options: ForwardOptions): Promise<Float32Array[]> {
+    this.#check('forward');
+    const rollbacks: (() => void)[] = [];
+    let ctx: ForwardContext | undefined;
+    try {
+      for (const item of batch) rollbacks.push(item.sequence.reserve(item.tokens.length));
+      ctx = new ForwardContext(batch, this.device);
+      const rowsWanted: number[] = [];
+      const counts: number[] = [];
+      batch.forEach((item, i) => {
+        const n = options.allPositions ? item.tokens.length : 1;
+        const last = ctx!.lastRows[i];
+        for (let r = last - n + 1; r <= last; ++r) rowsWanted.push(r);
+        counts.push(n);
+      });
+      using rows = tensor(Int32Array.from(rowsWanted), { dtype: 'i32', device: this.device });
+      using logits = this.#transformer.forward(ctx, this.#cache, this.#rope, rows);
+      for (const item of batch) item.sequence.advance(item.tokens.length);
+      rollbacks.length = 0;
+      const all = await logits.toFloat32Array();
+      const V = this.config.vocabSize;
+      const out: Float32Array[] = [];
+      let r = 0;
+      for (const n of counts) {
+        out.push(all.slice(r * V, (r + n) * V));
+        r += n;
+      }
+      return out;
+    } catch (e) {
+      for (const undo of rollbacks.reverse()) undo();
+      throw e;
+    } finally {
+      ctx?.dispose();
+    }
+  }
+
+  #check(what: string): void {
+    if (this.#disposed) throw new DisposedError(`Model.${what}: the model was disposed`);
+  }
+
+  /** Releases weights, cache and sequences. Safe twice. */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    await this.#queue;
+    for (const s of this.#sequences) s.dispose();
+    this.#sequences.clear();
+    this.#transformer.dispose();
+    this.#cache.dispose();
+    this.#rope.dispose();
+    this.#checkpoint.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+}
+
+/** Loads a DeepSeek-V3.2 (or V3) checkpoint folder: config.json, safetensors shards and their index. */
+export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
+  if (typeof dir !== 'string' || !dir) throw invalidArgument('loadModel', 'dir', 'a model folder path', dir);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`loadModel: ${dir} is not a folder`);
+  const device = options.device ?? 'cpu';
+  const act = options.activations ?? 'bf16';
+  if (act !== 'bf16' && act !== 'f32') throw invalidArgument('loadModel', 'activations', "'bf16' or 'f32'", act);
+  const maxSequences = options.maxSequences ?? 8;
+  if (!isPositiveInteger(maxSequences)) throw invalidArgument('loadModel', 'maxSequences', 'a positive integer', maxSequences, true);
+  const checkpoint = openCheckpoint(dir, options.onProgress ? { onProgress: options.onProgress } : {});
+  let transformer: Transformer | undefined, cache: KvCache | undefined, rope: Rope | undefined;
+  try {
+    const config = parseConfig(checkpoint.config);
+    const maxContext = options.maxContext ?? Math.min(config.maxPositions, 4096);
+    if (!isPositiveInteger(maxContext) || maxContext > config.maxPositions)
+      throw invalidArgument('loadModel', 'maxContext', `a positive integer <= max_position_embeddings (${config.maxPositions})`, maxContext, true);
+    const weights = new CheckpointWeights(checkpoint, device, config, dir);
+    if (weights.unknown.length) {
+      const report = options.onUnknownTensors ?? ((names: string[]) =>
+        process.emitWarning(`${dir}: ${names.length} checkpoint tensor(s) are not used by the model: ${names.slice(0, 5).join(', ')}${names.length > 5 ? ', …' : ''}`, 'DeepseekNativeWarning'));
+      report(weights.unknown);
+    }
+    transformer = new Transformer(weights, config, act);
+    rope = new Rope(config, maxContext, device);
+    const numBlocks = maxSequences * Math.ceil(maxContext / BLOCK_TOKENS);
+    cache = new KvCache(config, numBlocks, act, device);
+    return new Model(dir, config, device, act, maxContext, maxSequences, checkpoint, transformer, cache, rope);
+  } catch (e) {
+    transformer?.dispose();
+    cache?.dispose();
+    rope?.dispose();
+    checkpoint.close();
+    throw e;
+  }
+}
