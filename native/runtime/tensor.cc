@@ -141,6 +141,10 @@ void settle(Napi::Env env, ReadState* st) {
                                                          : Napi::Error::New(env, st->error.message);
     st->deferred.Reject(e.Value());
   } else {
+    if (st->bytes.empty()) {  // an external buffer of 0 bytes would come back detached
+      st->deferred.Resolve(Napi::ArrayBuffer::New(env, 0));
+      return;
+    }
     auto* heap = new std::vector<uint8_t>(std::move(st->bytes));
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
         env, heap->data(), heap->size(), [](Napi::Env, void*, std::vector<uint8_t>* v) { delete v; }, heap);

@@ -40,6 +40,13 @@ for (const { device, skip } of suiteDevices()) {
       expect(Array.from(await tb.toFloat32Array())).toEqual(Array.from(xs, (v) => roundTo('bf16', v)));
     });
 
+    it('reads empty tensors', async () => {
+      using e = zeros([0, 3], { device });
+      expect(e.shape).toEqual([0, 3]);
+      expect((await e.read()).length).toBe(0);
+      expect((await e.toFloat32Array()).length).toBe(0);
+    });
+
     it('makes views that share storage', async () => {
       const xs = r.floats(24);
       using t = tensor(xs, { shape: [4, 6], device });
