@@ -11,6 +11,7 @@ import { packageRoot } from '../lib/runtime/native.js';
 import { attentionCases } from './attention.bench.js';
 import { type BenchCase, formatTable, runCases } from './harness.js';
 import { normCases } from './norm.bench.js';
+import { modelBenchmarks } from './model.bench.js';
 import { measureRoofline } from './roofline.js';
 
 type CaseFactory = (device: string) => BenchCase[];
@@ -37,6 +38,8 @@ async function main(): Promise<void> {
       results.push(...(await runCases(cases, roofline)));
     }
   }
+  // End to end (the model's ops run on the CPU backend for now).
+  if (!filter || /model|prefill|decode|load/.test(filter)) results.push(...(await modelBenchmarks(roofline, 'cpu')));
   console.log(formatTable(results));
   const dir = join(packageRoot(), 'bench', 'results');
   mkdirSync(dir, { recursive: true });

@@ -42,8 +42,11 @@ export function indexerScores(
 }
 
 /**
- * The indices of the k largest entries of each row, in descending order (ties: lower index first;
- * NaN ranks above +inf, as torch.topk), −1 padded when a row has fewer than k entries.
+ * The indices of the k largest entries of each row, −1 padded when a row has fewer than k entries.
+ * Among equal scores the entries chosen are those torch.topk chooses on the CPU (the reference's
+ * DSA selection; ties at 0 are common where relu cuts every head): std::partial_sort when k·64 ≤ n,
+ * std::nth_element otherwise, on (score, index) pairs ordered by `greater`, NaN above +inf.
+ * The chosen indices are listed by descending score, then ascending index.
  * @param scores `[T, S]` f32
  * @param k ≥ 1
  * @param lengths `[T]` i32, optional: row t uses only its first lengths[t] entries (checked when the op runs: 0 ≤ len ≤ S)

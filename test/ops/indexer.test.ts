@@ -119,17 +119,101 @@ describe('indexerScores on cpu', () => {
   });
 });
 
-/** The reference order: score descending (NaN first), then index ascending. */
+/**
+ * torch.topk's selection on the CPU, written out independently: (value, index) pairs ordered by
+ * `greater` with NaN first, through libstdc++'s std::partial_sort (heap select) when k·64 ≤ n and
+ * std::nth_element (introselect) otherwise; the selected set listed by value (NaN first), then index.
+ */
+type Pair = [number, number];
+const greater = (x: Pair, y: Pair) => (Number.isNaN(x[0]) && !Number.isNaN(y[0])) || x[0] > y[0];
+const swapAt = (q: Pair[], i: number, j: number) => ([q[i], q[j]] = [q[j], q[i]]);
+
+function pushHeap(q: Pair[], first: number, hole: number, top: number, value: Pair): void {
+  let parent = Math.floor((hole - 1) / 2);
+  while (hole > top && greater(q[first + parent], value)) {
+    q[first + hole] = q[first + parent];
+    hole = parent;
+    parent = Math.floor((hole - 1) / 2);
+  }
+  q[first + hole] = value;
+}
+function adjustHeap(q: Pair[], first: number, hole: number, len: number, value: Pair): void {
+  const top = hole;
+  let child = hole;
+  while (child < Math.floor((len - 1) / 2)) {
+    child = 2 * (child + 1);
+    if (greater(q[first + child], q[first + child - 1])) child--;
+    q[first + hole] = q[first + child];
+    hole = child;
+  }
+  if ((len & 1) === 0 && child === Math.floor((len - 2) / 2)) {
+    child = 2 * (child + 1);
+    q[first + hole] = q[first + child - 1];
+    hole = child - 1;
+  }
+  pushHeap(q, first, hole, top, value);
+}
+function heapSelect(q: Pair[], first: number, middle: number, last: number): void {
+  const len = middle - first;
+  if (len >= 2) for (let parent = Math.floor((len - 2) / 2); ; parent--) {
+    adjustHeap(q, first, parent, len, q[first + parent]);
+    if (parent === 0) break;
+  }
+  for (let i = middle; i < last; ++i)
+    if (greater(q[i], q[first])) {
+      const v = q[i];
+      q[i] = q[first];
+      adjustHeap(q, first, 0, len, v);
+    }
+}
+function nthElement(q: Pair[], nth: number): void {
+  let first = 0, last = q.length, depth = 2 * Math.floor(Math.log2(last));
+  while (last - first > 3) {
+    if (depth === 0) {
+      heapSelect(q, first, nth + 1, last);
+      swapAt(q, first, nth);
+      return;
+    }
+    --depth;
+    const mid = first + Math.floor((last - first) / 2), a = first + 1, c = last - 1;
+    if (greater(q[a], q[mid])) {
+      if (greater(q[mid], q[c])) swapAt(q, first, mid);
+      else if (greater(q[a], q[c])) swapAt(q, first, c);
+      else swapAt(q, first, a);
+    } else if (greater(q[a], q[c])) swapAt(q, first, a);
+    else if (greater(q[mid], q[c])) swapAt(q, first, c);
+    else swapAt(q, first, mid);
+    let lo = first + 1, hi = last;
+    for (;;) {
+      while (greater(q[lo], q[first])) ++lo;
+      --hi;
+      while (greater(q[first], q[hi])) --hi;
+      if (!(lo < hi)) break;
+      swapAt(q, lo, hi);
+      ++lo;
+    }
+    if (lo <= nth) first = lo;
+    else last = lo;
+  }
+  for (let i = first + 1; i < last; ++i) {
+    const v = q[i];
+    let j = i;
+    while (j > first && greater(v, q[j - 1])) {
+      q[j] = q[j - 1];
+      --j;
+    }
+    q[j] = v;
+  }
+}
 function topKRef(row: Float32Array, k: number, n: number): number[] {
-  const idx = Array.from({ length: n }, (_, i) => i);
-  const key = (v: number) => (Number.isNaN(v) ? Infinity : v);
-  idx.sort((a, b) => {
-    const va = row[a], vb = row[b];
-    if (Number.isNaN(va) !== Number.isNaN(vb)) return Number.isNaN(va) ? -1 : 1;
-    if (key(va) !== key(vb)) return key(vb) - key(va) > 0 ? 1 : -1;
-    return a - b;
-  });
-  const out = idx.slice(0, k);
+  const q: Pair[] = Array.from({ length: n }, (_, i) => [row[i], i]);
+  const take = Math.min(k, n);
+  if (take > 0) {
+    if (take * 64 <= n) heapSelect(q, 0, take, n);
+    else nthElement(q, take - 1);
+  }
+  const chosen = q.slice(0, take).sort((x, y) => (greater(x, y) ? -1 : greater(y, x) ? 1 : x[1] - y[1]));
+  const out = chosen.map((p) => p[1]);
   while (out.length < k) out.push(-1);
   return out;
 }
@@ -142,9 +226,10 @@ describe('topK on cpu', () => {
     { T: 4, S: 40, k: 64, lengths: false },  // k > S: -1 padding
     { T: 5, S: 300, k: 17, lengths: true },
     { T: 2, S: 16384, k: 2048, lengths: true },
+    { T: 3, S: 4096, k: 8, lengths: true }, // k·64 <= n: the partial-sort path
   ];
   for (const c of cases) {
-    it(`[${c.T}, ${c.S}] k=${c.k}${c.lengths ? ' with lengths' : ''}: ties by lower index, -inf and NaN (seed ${r.seed})`, async () => {
+    it(`[${c.T}, ${c.S}] k=${c.k}${c.lengths ? ' with lengths' : ''}: the set torch.topk selects, with ties, -inf and NaN (seed ${r.seed})`, async () => {
       // Few distinct values, so ties are common; some -inf (masked keys), an occasional NaN.
       const scores = Float32Array.from({ length: c.T * c.S }, () => {
         const u = r.next();

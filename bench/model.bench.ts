@@ -1,0 +1,103 @@
+/**
+ * End-to-end speed on a synthetic DeepSeek-V3.2-shaped model of about 1 B parameters (make-tiny's
+ * '1b' preset, written once to bench/.cache/): load time per GB, prefill and decode tokens/s at
+ * batch 1 and 8, and for decode the memory roofline: the bytes one step must read (active FP8 and
+ * BF16 weights + KV cache), divided by the read bandwidth measured in the same run.
+ */
+import { existsSync, mkdirSync, statSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { loadModel, type Model, type ModelConfig } from '../lib/index.js';
+import { makeTinyCheckpoint } from '../lib/model/make-tiny.js';
+import { packageRoot } from '../lib/runtime/native.js';
+import type { BenchResult } from './harness.js';
+import type { Roofline } from './roofline.js';
+
+const PROMPT = 128;
+const DECODE_STEPS = 12;
+
+function median(a: number[]): number {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Bytes one decode step of `batch` sequences of `context` tokens reads (bf16 activations). */
+export function decodeBytesPerStep(c: ModelConfig, batch: number, context: number): number {
+  const fp8 = (n: number, k: number) => n * k + Math.ceil(n / 128) * Math.ceil(k / 128) * 4;
+  const H = c.nHeads;
+  let attn = fp8(c.qLoraRank, c.dim) + fp8(H * c.qkHeadDim, c.qLoraRank) + fp8(c.kvLoraRank + c.qkRopeHeadDim, c.dim) + fp8(c.dim, H * c.vHeadDim);
+  attn += H * (c.qkNopeHeadDim + c.vHeadDim) * c.kvLoraRank * 2; // absorbed W_UK, W_UVᵀ (bf16)
+  if (c.sparse) attn += fp8(c.indexNHeads * c.indexHeadDim, c.qLoraRank) + fp8(c.indexHeadDim, c.dim) + c.indexNHeads * c.dim * 2;
+  const expert = (inter: number) => fp8(2 * inter, c.dim) + fp8(c.dim, inter);
+  const distinct = c.nRoutedExperts * (1 - (1 - c.nActivatedExperts / c.nRoutedExperts) ** batch);
+  const moe = c.nRoutedExperts * c.dim * 2 + c.nSharedExperts * expert(c.moeInterDim) + distinct * expert(c.moeInterDim);
+  const dense = expert(c.interDim);
+  const weights = c.nLayers * attn + c.nDenseLayers * dense + (c.nLayers - c.nDenseLayers) * moe + c.vocabSize * c.dim * 2;
+  const keys = Math.min(context, c.sparse ? c.indexTopk : context);
+  let cache = c.nLayers * batch * keys * (c.kvLoraRank + c.qkRopeHeadDim) * 2;
+  if (c.sparse && context > c.indexTopk) cache += c.nLayers * batch * context * (c.indexHeadDim + 4);
+  return weights + cache;
+}
+
+async function ensureCheckpoint(): Promise<string> {
+  const dir = join(packageRoot(), 'bench', '.cache', 'tiny-1b');
+  if (!existsSync(join(dir, 'model.safetensors.index.json'))) {
+    mkdirSync(dir, { recursive: true });
+    console.log(`writing the '1b' synthetic checkpoint to ${dir} (once)…`);
+    await makeTinyCheckpoint(dir, { preset: '1b', seed: 1 });
+  }
+  return dir;
+}
+
+async function prefillTokensPerSecond(model: Model, batch: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let rep = 0; rep < 3; ++rep) {
+    const seqs = Array.from({ length: batch }, () => model.createSequence());
+    const t0 = performance.now();
+    await model.forward(seqs.map((sequence, i) => ({ sequence, tokens: Array.from({ length: PROMPT }, (_, j) => (j * 7 + i * 13 + rep) % 1000) })));
+    times.push((performance.now() - t0) / 1e3);
+    for (const s of seqs) s.dispose();
+  }
+  return times;
+}
+
+async function decodeStepSeconds(model: Model, batch: number): Promise<number[]> {
+  const seqs = Array.from({ length: batch }, () => model.createSequence());
+  await model.forward(seqs.map((sequence, i) => ({ sequence, tokens: Array.from({ length: PROMPT }, (_, j) => (j * 5 + i) % 1000) })));
+  const times: number[] = [];
+  for (let step = 0; step < DECODE_STEPS; ++step) {
+    const t0 = performance.now();
+    await model.forward(seqs.map((sequence, i) => ({ sequence, tokens: [(step * 31 + i) % 1000] })));
+    times.push((performance.now() - t0) / 1e3);
+  }
+  for (const s of seqs) s.dispose();
+  return times;
+}
+
+export async function modelBenchmarks(roofline: Roofline, device: string): Promise<BenchResult[]> {
+  const dir = await ensureCheckpoint();
+  const bytes = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+  const results: BenchResult[] = [];
+  const loadTimes: number[] = [];
+  let model: Model | undefined;
+  for (let rep = 0; rep < 3; ++rep) {
+    await model?.dispose();
+    const t0 = performance.now();
+    model = await loadModel(dir, { device, maxSequences: 8, maxContext: 256 });
+    loadTimes.push((performance.now() - t0) / 1e3);
+  }
+  const m = model!;
+  const shape = `1b synthetic (${(bytes / 1e9).toFixed(2)} GB), prompt ${PROMPT}`;
+  const loadS = median(loadTimes);
+  results.push({ name: 'model load', shape, device, median: bytes / 1e9 / loadS, unit: 'GB/s', medianMs: loadS * 1e3, samples: 3, roofline: roofline.cpuReadGBps, ratio: bytes / 1e9 / loadS / roofline.cpuReadGBps });
+  for (const batch of [1, 8]) {
+    const pre = median(await prefillTokensPerSecond(m, batch));
+    results.push({ name: `prefill batch ${batch}`, shape, device, median: (batch * PROMPT) / pre, unit: 'tokens/s', medianMs: pre * 1e3, samples: 3, roofline: null, ratio: null });
+    const step = median(await decodeStepSeconds(m, batch));
+    const stepBytes = decodeBytesPerStep(m.config, batch, PROMPT + DECODE_STEPS / 2);
+    const rooflineTokens = (roofline.cpuReadGBps * 1e9) / stepBytes * batch;
+    results.push({ name: `decode batch ${batch}`, shape, device, median: batch / step, unit: 'tokens/s', medianMs: step * 1e3, samples: DECODE_STEPS, roofline: rooflineTokens, ratio: batch / step / rooflineTokens });
+  }
+  await m.dispose();
+  return results;
+}
