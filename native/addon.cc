@@ -199,6 +199,19 @@ Napi::Value SetSimdCap(const Napi::CallbackInfo& info) {
   });
 }
 
+/** profile(reset?) -> { op: { runs, ms } }: time the CPU stream spent in each op. */
+Napi::Value Profile(const Napi::CallbackInfo& info) {
+  bool reset = info.Length() > 0 && info[0].ToBoolean();
+  Napi::Object o = Napi::Object::New(info.Env());
+  for (auto& kv : CpuBackend::get().worker().profile(reset)) {
+    Napi::Object e = Napi::Object::New(info.Env());
+    e.Set("runs", double(kv.second.first));
+    e.Set("ms", double(kv.second.second) / 1e6);
+    o.Set(kv.first, e);
+  }
+  return o;
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -211,6 +224,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
   exports.Set("setSimdCap", Napi::Function::New(env, SetSimdCap, "setSimdCap"));
+  exports.Set("profile", Napi::Function::New(env, Profile, "profile"));
   registerOps(env, exports);
   return exports;
 }

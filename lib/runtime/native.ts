@@ -56,6 +56,8 @@ export interface NativeAddon {
   probe(kind: 'readBandwidth' | 'fmaPeak' | 'cudaCopyBandwidth', bytes?: number, device?: string): Promise<ArrayBuffer>;
   /** Caps the CPU SIMD path (tests); returns the path now in use. */
   setSimdCap(level: 'scalar' | 'avx2' | 'avx512'): string;
+  /** Time the CPU stream spent in each op since the start or the last reset. */
+  profile(reset?: boolean): Record<string, { runs: number; ms: number }>;
   ops: Record<string, NativeOp>;
 }
 

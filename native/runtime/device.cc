@@ -1,5 +1,6 @@
 #include "device.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -42,6 +43,7 @@ void Worker::loop() {
     }
     StreamError err;
     bool failed = false;
+    const auto t0 = std::chrono::steady_clock::now();
     try {
       task.fn();
     } catch (const Error& e) {
@@ -55,8 +57,12 @@ void Worker::loop() {
       err = {ErrorKind::Error, std::string(task.op) + ": unknown error"};
     }
     task.fn = nullptr;  // drop captured storage before reporting idle
+    const uint64_t ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
     {
       std::lock_guard<std::mutex> lock(mu_);
+      auto& entry = profile_[task.op];
+      entry.first += 1;
+      entry.second += ns;
       if (failed && !hasError_) {
         hasError_ = true;
         error_ = err;
@@ -73,6 +79,13 @@ bool Worker::takeError(StreamError* out) {
   *out = error_;
   hasError_ = false;
   return true;
+}
+
+std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>> Worker::profile(bool reset) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>> out(profile_.begin(), profile_.end());
+  if (reset) profile_.clear();
+  return out;
 }
 
 void Worker::drain() {

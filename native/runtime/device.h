@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -47,6 +48,8 @@ class Worker {
   bool takeError(StreamError* out);
   /** Blocks until every task pushed so far has run. Not for the JavaScript thread's hot paths. */
   void drain();
+  /** Time spent running each op name (count, total ns) since the start or the last reset. */
+  std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>> profile(bool reset);
 
  private:
   struct Task {
@@ -61,6 +64,7 @@ class Worker {
   bool busy_ = false, stop_ = false;
   bool hasError_ = false;
   StreamError error_;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> profile_;  // op -> (runs, ns)
   std::thread thread_;
 };
 
@@ -109,6 +113,7 @@ class CpuBackend : public Backend {
   void synchronize(std::function<void(const StreamError*)> done) override;
   std::string description() const override;
   uint64_t totalMemoryBytes() const override;
+  Worker& worker() { return worker_; }
   /** Queues an op on the CPU stream. */
   void enqueue(const char* op, std::function<void()> fn) { worker_.push(op, std::move(fn)); }
   ThreadPool& pool() { return pool_; }
