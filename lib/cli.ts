@@ -18,7 +18,7 @@ Commands:
   demo      print info, then run a short op demo
   make-tiny DIR [--preset tiny|1b] [--dims key=value,...] [--seed N]
             write a random DeepSeek-V3.2 checkpoint (config, shards, index) to DIR
-  logits    --model DIR --prompt 1,2,3 [--prompt …] [--then 7,8 …] [--device cpu|cuda] [--activations bf16|f32]
+  logits    --model DIR --prompt 1,2,3 [--prompt …] [--then 7,8 …] [--device cpu|cuda] [--activations bf16|f32] [--progress]
             prefill the prompts as one batch, then one decode step per --then; prints {"logits": [step][row][vocab]}
 `;
 

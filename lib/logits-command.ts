@@ -1,6 +1,6 @@
 /**
  * `deepseek-native logits --model DIR --prompt 1,2,3 [--prompt …] [--then 7,8 …] [--device cpu|cuda]
- * [--activations bf16|f32]`: all prompts as one batch, then one decode step per --then (one id per
+ * [--activations bf16|f32] [--progress]`: all prompts as one batch, then one decode step per --then (one id per
  * prompt). Prints exactly one JSON object {"logits": [step][row][vocab]} to stdout.
  */
 import { parseArgs } from 'node:util';
@@ -22,6 +22,7 @@ export async function logitsCommand(args: string[]): Promise<void> {
       then: { type: 'string', multiple: true },
       device: { type: 'string', default: 'cpu' },
       activations: { type: 'string', default: 'bf16' },
+      progress: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -38,6 +39,15 @@ export async function logitsCommand(args: string[]): Promise<void> {
     activations: values.activations,
     maxSequences: prompts.length,
     maxContext: longest,
+    // Progress goes to stderr (stdout carries only the JSON), on a terminal or with --progress.
+    ...(values.progress || process.stderr.isTTY
+      ? {
+          onProgress: (p) => {
+            if (p.tensorsLoaded === p.tensorsTotal || p.tensorsLoaded % 200 === 0)
+              process.stderr.write(`\rloading: ${p.tensorsLoaded}/${p.tensorsTotal} tensors, ${(p.bytesLoaded / 1e9).toFixed(2)}/${(p.bytesTotal / 1e9).toFixed(2)} GB${p.tensorsLoaded === p.tensorsTotal ? '\n' : ''}`);
+          },
+        }
+      : {}),
   });
   const seqs = prompts.map(() => model.createSequence());
   const logits: number[][][] = [];
