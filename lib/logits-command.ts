@@ -33,6 +33,7 @@ export async function logitsCommand(args: string[]): Promise<void> {
   const steps = (values.then ?? []).map((t) => parseIds('--then', t));
   for (const s of steps)
     if (s.length !== prompts.length) throw new Error(`logits: --then '${s.join(',')}' has ${s.length} id(s) but there are ${prompts.length} prompt(s)`);
+  const showProgress = values.progress || process.stderr.isTTY;
   const longest = Math.max(...prompts.map((p) => p.length)) + steps.length;
   await using model = await loadModel(values.model, {
     device: values.device,
@@ -40,15 +41,16 @@ export async function logitsCommand(args: string[]): Promise<void> {
     maxSequences: prompts.length,
     maxContext: longest,
     // Progress goes to stderr (stdout carries only the JSON), on a terminal or with --progress.
-    ...(values.progress || process.stderr.isTTY
+    ...(showProgress
       ? {
           onProgress: (p) => {
-            if (p.tensorsLoaded === p.tensorsTotal || p.tensorsLoaded % 200 === 0)
-              process.stderr.write(`\rloading: ${p.tensorsLoaded}/${p.tensorsTotal} tensors, ${(p.bytesLoaded / 1e9).toFixed(2)}/${(p.bytesTotal / 1e9).toFixed(2)} GB${p.tensorsLoaded === p.tensorsTotal ? '\n' : ''}`);
+            if (p.tensorsLoaded % 100 === 0 || p.tensorsLoaded === p.tensorsTotal)
+              process.stderr.write(`\rloading: ${p.tensorsLoaded}/${p.tensorsTotal} tensors, ${(p.bytesLoaded / 1e9).toFixed(2)}/${(p.bytesTotal / 1e9).toFixed(2)} GB`);
           },
         }
       : {}),
   });
+  if (showProgress) process.stderr.write(`\rloaded ${values.model}${' '.repeat(40)}\n`);
   const seqs = prompts.map(() => model.createSequence());
   const logits: number[][][] = [];
   const first = await model.forward(prompts.map((tokens, i) => ({ sequence: seqs[i], tokens })));
