@@ -9,6 +9,11 @@
 #include "convert.h"
 #include "simd.h"
 
+// GCC 12 flags the deliberately undefined lanes inside AVX-512 intrinsics (_mm512_undefined_ps);
+// and it notes the ABI of 64-byte vectors in the always-inlined helpers, which are never called.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace dsn::cpu::attn {
 
 #define DSN_INLINE inline __attribute__((always_inline))
@@ -32,59 +37,78 @@ Scratch& scratch() {
   return s;
 }
 
-/** e^x for x <= 0 in f32 (Cody-Waite reduction, Cephes polynomial; about 1 ulp); 0 below -87. */
-DSN_INLINE float expNonPositive(float x) {
-  float xc = x > -87.0f ? x : -87.0f;
-  float n = -float(int(0.5f - xc * 1.44269504088896341f));  // round to nearest (xc <= 0)
-  float r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * r * r + r + 1.0f;
-  float scale = bitsF32(uint32_t(int(n) + 127) << 23);
-  return x > -87.0f ? y * scale : 0.0f;
-}
+// ---- the portable path: GCC vector extensions, 16 lanes a vector, compiled for the target of the caller ----
 
-/** Softmax down each lane of S [nk][LP] in place; probabilities rounded to bf16 when asked. A
- *  lane that sees no key gets zeros. */
-DSN_INLINE void softmaxLanes(float* S, int64_t nk, int LP, bool toBf16) {
-  float m[kMaxLanes], sum[kMaxLanes];
-  for (int l = 0; l < LP; ++l) m[l] = kNegInf;
-  for (int64_t k = 0; k < nk; ++k)
-    for (int l = 0; l < LP; ++l) m[l] = std::max(m[l], S[k * LP + l]);
-  for (int l = 0; l < LP; ++l) {
-    if (m[l] == kNegInf) m[l] = 0;
-    sum[l] = 0;
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+/** A native vector of floats and its integer twin; 16 lanes (one group) are kN vectors. */
+template <typename F, typename I>
+struct Vec {
+  using f = F;
+  using i = I;
+  static constexpr int kWidth = int(sizeof(F) / 4);
+  static constexpr int kN = kGroup / kWidth;
+  // Unaligned: lanes of the buffers start anywhere.
+  static DSN_INLINE F load(const float* p) {
+    F v;
+    __builtin_memcpy(&v, p, sizeof(F));
+    return v;
   }
-  for (int64_t k = 0; k < nk; ++k)
-    for (int l = 0; l < LP; ++l) {
-      float e = expNonPositive(S[k * LP + l] - m[l]);
-      S[k * LP + l] = e;
-      sum[l] += e;
-    }
-  for (int l = 0; l < LP; ++l) sum[l] = sum[l] > 0 ? sum[l] : std::numeric_limits<float>::infinity();
-  for (int64_t k = 0; k < nk; ++k)
-    for (int l = 0; l < LP; ++l) {
-      float pr = S[k * LP + l] / sum[l];
-      S[k * LP + l] = toBf16 ? roundBf16(pr) : pr;
-    }
+  static DSN_INLINE void store(float* p, F v) { __builtin_memcpy(p, &v, sizeof(F)); }
+  static DSN_INLINE F splat(float x) { return F{} + x; }
+  /** e^x for x <= 0 (Cody-Waite reduction, Cephes polynomial, about 1 ulp; 0 below -87). */
+  static DSN_INLINE F expNonPositive(F x) {
+    const F xc = x > -87.0f ? x : splat(-87.0f);
+    const F big = splat(12582912.0f);  // 1.5 * 2^23: adding and subtracting rounds to an integer
+    const F n = (xc * 1.44269504088896341f + big) - big;
+    F r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    F y = splat(1.9875691500e-4f);
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * (r * r) + r + 1.0f;
+    const I bits = (__builtin_convertvector(n, I) + 127) << 23;
+    return x > -87.0f ? y * (F)bits : splat(0.0f);  // (F) reinterprets the bits
+  }
+  /** Rounds finite, non-negative values to bf16 (nearest even), kept as f32. */
+  static DSN_INLINE F roundBf16(F v) {
+    I u = (I)v;
+    u = (u + 0x7fff + ((u >> 16) & 1)) & int32_t(0xffff0000u);
+    return (F)u;
+  }
+};
+using Vec16 = Vec<v16f, v16i>;
+using Vec8 = Vec<v8f, v8i>;
+using Vec4 = Vec<v4f, v4i>;
+
+/** Rows of keys or values as f32: direct pointers for f32 inputs, else converted into `buf`. */
+DSN_INLINE const float* rowF32(const char* base, int64_t row, int64_t stride, int64_t n, DType type, float* buf) {
+  const char* src = base + row * stride * int64_t(dtypeSize(type));
+  if (type == DType::f32) return reinterpret_cast<const float*>(src);
+  loadF32(src, type, n, buf);
+  return buf;
 }
 
-// ---- the plain C++ path (vectorised by the compiler for the target of its caller) ----
-
-constexpr int kKeysPerStep = 4;
-
-DSN_INLINE void attendPlainBody(const Problem& p, const Lanes& L, const Keys& K) {
-  constexpr int KN = kKeysPerStep;
+/** One work item on native vectors V. KN: keys per score step, CB: value columns per P·V step
+ *  (KN * V::kN and CB * V::kN accumulators, sized to the target's registers). */
+template <typename V, int KN, int CB>
+DSN_INLINE void attendPortableBody(const Problem& p, const Lanes& L, const Keys& K) {
+  using F = typename V::f;
+  using I = typename V::i;
+  constexpr int W = V::kWidth, NV = V::kN;
+  constexpr int64_t kTile = 64;  // keys per P·V step
   Scratch& sc = scratch();
-  const int groups = (L.n + kGroup - 1) / kGroup, LP = groups * kGroup;
+  const int groups = (L.n + kGroup - 1) / kGroup, LP = groups * kGroup, NL = LP / W;
   const int64_t da = p.da, db = p.db, D = da + db, dv = p.dv, nk = int64_t(K.rows.size());
-  const size_t es = dtypeSize(p.type);
-  sc.t.resize(size_t(std::max<int64_t>(KN * std::max(D, dv), 1)));
+  sc.t.resize(size_t(std::max<int64_t>({KN * D, kTile * dv, D, 1})));
   float* tmp = sc.t.data();
 
   sc.q.assign(size_t(D * LP), 0.0f);
@@ -95,60 +119,100 @@ DSN_INLINE void attendPlainBody(const Problem& p, const Lanes& L, const Keys& K)
     for (int64_t d = 0; d < D; ++d) Q[d * LP + l] = tmp[d];
   }
 
+  // Scores, -inf where a lane does not see the key, and each lane's maximum.
   sc.s.resize(size_t(std::max<int64_t>(nk * LP, 1)));
   float* S = sc.s.data();
+  F mx[kMaxLanes / W];
+  for (int u = 0; u < NL; ++u) mx[u] = V::splat(kNegInf);
   for (int64_t k0 = 0; k0 < nk; k0 += KN) {
     const int nb = int(std::min<int64_t>(KN, nk - k0));
+    const float* ka[KN];
+    const float* kb[KN];
     for (int kk = 0; kk < KN; ++kk) {
-      float* dst = tmp + kk * D;
-      if (kk < nb) {
-        int64_t r = K.rows[size_t(k0 + kk)];
-        loadF32(p.a + r * p.aStride * int64_t(es), p.type, da, dst);
-        loadF32(p.b + r * p.bStride * int64_t(es), p.type, db, dst + da);
-      } else {
-        std::fill(dst, dst + D, 0.0f);
-      }
+      const int64_t r = K.rows[size_t(k0 + std::min(kk, nb - 1))];
+      ka[kk] = rowF32(p.a, r, p.aStride, da, p.type, tmp + kk * D);
+      kb[kk] = rowF32(p.b, r, p.bStride, db, p.type, tmp + kk * D + da);
     }
     for (int g = 0; g < groups; ++g) {
-      float acc[KN][kGroup] = {};
-      for (int64_t d = 0; d < D; ++d) {
-        const float* qd = Q + d * LP + g * kGroup;
-        for (int kk = 0; kk < KN; ++kk) {
-          const float kv = tmp[kk * D + d];
-          for (int l = 0; l < kGroup; ++l) acc[kk][l] += qd[l] * kv;
-        }
+      F acc[KN][NV] = {};
+      const float* qg = Q + g * kGroup;
+      for (int64_t d = 0; d < da; ++d) {
+        F qv[NV];
+        for (int u = 0; u < NV; ++u) qv[u] = V::load(qg + d * LP + u * W);
+        for (int kk = 0; kk < KN; ++kk)
+          for (int u = 0; u < NV; ++u) acc[kk][u] += qv[u] * ka[kk][d];
+      }
+      for (int64_t d = 0; d < db; ++d) {
+        F qv[NV];
+        for (int u = 0; u < NV; ++u) qv[u] = V::load(qg + (da + d) * LP + u * W);
+        for (int kk = 0; kk < KN; ++kk)
+          for (int u = 0; u < NV; ++u) acc[kk][u] += qv[u] * kb[kk][d];
       }
       for (int kk = 0; kk < nb; ++kk) {
         const uint64_t m = K.lanes[size_t(k0 + kk)] >> (g * kGroup);
-        float* srow = S + (k0 + kk) * LP + g * kGroup;
-        for (int l = 0; l < kGroup; ++l) srow[l] = ((m >> l) & 1) ? acc[kk][l] * p.scale : kNegInf;
+        for (int u = 0; u < NV; ++u) {
+          I vis;
+          for (int l = 0; l < W; ++l) vis[l] = -int32_t((m >> (u * W + l)) & 1);
+          const F v = vis != 0 ? acc[kk][u] * p.scale : V::splat(kNegInf);
+          V::store(S + (k0 + kk) * LP + g * kGroup + u * W, v);
+          F& mu = mx[g * NV + u];
+          mu = mu > v ? mu : v;
+        }
       }
     }
   }
 
-  softmaxLanes(S, nk, LP, p.type == DType::bf16);
+  // Softmax down the lanes; probabilities rounded to the activation dtype.
+  F sum[kMaxLanes / W];
+  for (int u = 0; u < NL; ++u) {
+    mx[u] = mx[u] == kNegInf ? V::splat(0.0f) : mx[u];
+    sum[u] = V::splat(0.0f);
+  }
+  for (int64_t k = 0; k < nk; ++k)
+    for (int u = 0; u < NL; ++u) {
+      float* s = S + k * LP + u * W;
+      const F e = V::expNonPositive(V::load(s) - mx[u]);
+      V::store(s, e);
+      sum[u] += e;
+    }
+  for (int u = 0; u < NL; ++u) sum[u] = sum[u] > 0.0f ? sum[u] : V::splat(std::numeric_limits<float>::infinity());
+  const bool toBf16 = p.type == DType::bf16;
+  for (int64_t k = 0; k < nk; ++k)
+    for (int u = 0; u < NL; ++u) {
+      float* s = S + k * LP + u * W;
+      const F pr = V::load(s) / sum[u];
+      V::store(s, toBf16 ? V::roundBf16(pr) : pr);
+    }
 
+  // O[c][lanes] = Σ_k P[k][lanes] v_k[c], in runs of kTile keys and CB columns.
   sc.o.assign(size_t(std::max<int64_t>(dv * LP, 1)), 0.0f);
   float* O = sc.o.data();
-  alignas(64) static const float zeros[kMaxLanes] = {};
-  for (int64_t k0 = 0; k0 < nk; k0 += KN) {
-    const int nb = int(std::min<int64_t>(KN, nk - k0));
-    const float* pk[KN];
-    for (int kk = 0; kk < KN; ++kk) {
-      float* dst = tmp + kk * dv;
-      if (kk < nb) {
-        loadF32(p.v + K.rows[size_t(k0 + kk)] * p.vStride * int64_t(es), p.type, dv, dst);
-        pk[kk] = S + (k0 + kk) * LP;
-      } else {
-        std::fill(dst, dst + dv, 0.0f);
-        pk[kk] = zeros;
+  for (int64_t k0 = 0; k0 < nk; k0 += kTile) {
+    const int64_t nb = std::min(kTile, nk - k0);
+    const float* vr[kTile];
+    for (int64_t kk = 0; kk < nb; ++kk) vr[kk] = rowF32(p.v, K.rows[size_t(k0 + kk)], p.vStride, dv, p.type, tmp + kk * dv);
+    for (int g = 0; g < groups; ++g) {
+      const int64_t lane0 = g * kGroup;
+      int64_t c = 0;
+      for (; c + CB <= dv; c += CB) {
+        F acc[CB][NV];
+        for (int cb = 0; cb < CB; ++cb)
+          for (int u = 0; u < NV; ++u) acc[cb][u] = V::load(O + (c + cb) * LP + lane0 + u * W);
+        for (int64_t kk = 0; kk < nb; ++kk) {
+          F pv[NV];
+          for (int u = 0; u < NV; ++u) pv[u] = V::load(S + (k0 + kk) * LP + lane0 + u * W);
+          for (int cb = 0; cb < CB; ++cb)
+            for (int u = 0; u < NV; ++u) acc[cb][u] += pv[u] * vr[kk][c + cb];
+        }
+        for (int cb = 0; cb < CB; ++cb)
+          for (int u = 0; u < NV; ++u) V::store(O + (c + cb) * LP + lane0 + u * W, acc[cb][u]);
       }
-    }
-    const float *p0 = pk[0], *p1 = pk[1], *p2 = pk[2], *p3 = pk[3];
-    for (int64_t c = 0; c < dv; ++c) {
-      const float v0 = tmp[c], v1 = tmp[dv + c], v2 = tmp[2 * dv + c], v3 = tmp[3 * dv + c];
-      float* oc = O + c * LP;
-      for (int l = 0; l < LP; ++l) oc[l] += p0[l] * v0 + p1[l] * v1 + p2[l] * v2 + p3[l] * v3;
+      for (; c < dv; ++c)
+        for (int u = 0; u < NV; ++u) {
+          F acc = V::load(O + c * LP + lane0 + u * W);
+          for (int64_t kk = 0; kk < nb; ++kk) acc += V::load(S + (k0 + kk) * LP + lane0 + u * W) * vr[kk][c];
+          V::store(O + c * LP + lane0 + u * W, acc);
+        }
     }
   }
 
@@ -158,9 +222,10 @@ DSN_INLINE void attendPlainBody(const Problem& p, const Lanes& L, const Keys& K)
   }
 }
 
-DSN_TARGET_AVX512 void attendPlainAvx512(const Problem& p, const Lanes& L, const Keys& K) { attendPlainBody(p, L, K); }
-DSN_TARGET_AVX2 void attendPlainAvx2(const Problem& p, const Lanes& L, const Keys& K) { attendPlainBody(p, L, K); }
-void attendPlainScalar(const Problem& p, const Lanes& L, const Keys& K) { attendPlainBody(p, L, K); }
+// Accumulators: 12 zmm (AVX-512), 6 * 2 ymm (AVX2), 3 * 4 xmm (baseline SSE2).
+DSN_TARGET_AVX512 void attendPortableAvx512(const Problem& p, const Lanes& L, const Keys& K) { attendPortableBody<Vec16, 12, 12>(p, L, K); }
+DSN_TARGET_AVX2 void attendPortableAvx2(const Problem& p, const Lanes& L, const Keys& K) { attendPortableBody<Vec8, 6, 6>(p, L, K); }
+void attendPortableScalar(const Problem& p, const Lanes& L, const Keys& K) { attendPortableBody<Vec4, 3, 3>(p, L, K); }
 
 
 // ---- the AVX-512 BF16 path: vdpbf16ps multiplies pairs of bf16 exactly and adds them into f32 ----
@@ -227,6 +292,13 @@ DSN_TARGET_BF16 void scoreTile(const Problem& p, const uint16_t* qp, int LP, con
     ra[kk] = reinterpret_cast<const uint16_t*>(p.a) + r * p.aStride;
     rb[kk] = reinterpret_cast<const uint16_t*>(p.b) + r * p.bStride;
   }
+  // The rows of the tile after next: from wherever their blocks are, to L2 while this tile computes.
+  for (int64_t k = k0 + 2 * KN, end = std::min<int64_t>(k0 + 3 * KN, int64_t(K.rows.size())); k < end; ++k) {
+    const char* ka = p.a + K.rows[size_t(k)] * p.aStride * 2;
+    const char* kb = p.b + K.rows[size_t(k)] * p.bStride * 2;
+    for (int64_t o = 0; o < p.da * 2; o += 64) _mm_prefetch(ka + o, _MM_HINT_T1);
+    for (int64_t o = 0; o < p.db * 2; o += 64) _mm_prefetch(kb + o, _MM_HINT_T1);
+  }
   __m512 acc[KN][G];
   for (int kk = 0; kk < KN; ++kk)
     for (int g = 0; g < G; ++g) acc[kk][g] = _mm512_setzero_ps();
@@ -246,7 +318,7 @@ DSN_TARGET_BF16 void scoreTile(const Problem& p, const uint16_t* qp, int LP, con
   for (int g = 0; g < G; ++g) _mm512_storeu_ps(mx + 16 * g, m[g]);
 }
 
-/** e^x for x <= 0, 16 lanes (the same reduction and polynomial as expNonPositive, with fma). */
+/** e^x for x <= 0, 16 lanes (the reduction and polynomial of expNonPositiveV, with fma). */
 DSN_TARGET_BF16 DSN_INLINE __m512 expNonPositive16(__m512 x) {
   const __m512 lo = _mm512_set1_ps(-87.0f);
   const __mmask16 live = _mm512_cmp_ps_mask(x, lo, _CMP_GT_OQ);
@@ -326,6 +398,11 @@ DSN_TARGET_BF16 void interleaveValues(const Problem& p, const Keys& K, int64_t j
     const uint16_t* v0 = reinterpret_cast<const uint16_t*>(p.v) + K.rows[size_t(k)] * p.vStride;
     const uint16_t* v1 = k + 1 < nk ? reinterpret_cast<const uint16_t*>(p.v) + K.rows[size_t(k + 1)] * p.vStride : nullptr;
     uint32_t* dst = vp + j * vpStride;
+    // The same pair of the next run of pairs: to L2 before its turn comes.
+    for (int64_t n = 2 * (j0 + j + kPvPairs), e = std::min(n + 2, nk); n < e; ++n) {
+      const char* v = p.v + K.rows[size_t(n)] * p.vStride * 2;
+      for (int64_t o = 0; o < dv * 2; o += 64) _mm_prefetch(v + o, _MM_HINT_T1);
+    }
     for (int64_t c = 0; c < dv; c += 32) {
       const int64_t n = std::min<int64_t>(32, dv - c);
       const __mmask32 m = n == 32 ? ~__mmask32(0) : __mmask32((uint32_t(1) << n) - 1);
@@ -415,9 +492,9 @@ bool bf16DotAvailable() {
 void attend(const Problem& p, const Lanes& L, const Keys& K) {
   if (p.type == DType::bf16 && bf16DotAvailable()) return attendBf16(p, L, K);
   switch (simdLevel()) {
-    case Simd::Avx512: return attendPlainAvx512(p, L, K);
-    case Simd::Avx2: return attendPlainAvx2(p, L, K);
-    default: return attendPlainScalar(p, L, K);
+    case Simd::Avx512: return attendPortableAvx512(p, L, K);
+    case Simd::Avx2: return attendPortableAvx2(p, L, K);
+    default: return attendPortableScalar(p, L, K);
   }
 }
 

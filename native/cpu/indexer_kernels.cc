@@ -1,11 +1,17 @@
 #include "indexer_kernels.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "../runtime/dtype.h"
 #include "cache.h"
 #include "simd.h"
+
+// GCC 12 flags the deliberately undefined lanes inside AVX-512 intrinsics (_mm512_undefined_ps).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace dsn::cpu::indexer {
 
@@ -28,9 +34,11 @@ const F8Table& f8Table() {
 }
 
 struct Scratch {
-  std::vector<float> q;  // [Di][LP]
-  std::vector<float> w;  // [LP]
-  std::vector<float> k;  // [KN][Di]
+  std::vector<float> q;      // [Di][LP]
+  std::vector<float> w;      // [LP]
+  std::vector<float> k;      // [KN][Di]
+  std::vector<uint16_t> qp;  // BF16 path: [Di / 2][LP][2] bf16 bits
+  std::vector<uint16_t> kb;  // BF16 path: [KN][Di rounded up to even] bf16 bits
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -94,9 +102,134 @@ DSN_TARGET_AVX512 void scorePlainAvx512(const IndexerScoresParams& p, int64_t t,
 DSN_TARGET_AVX2 void scorePlainAvx2(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) { scorePlainBody(p, t, s0, s1, out); }
 void scorePlainScalar(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) { scorePlainBody(p, t, s0, s1, out); }
 
+
+// ---- the AVX-512 BF16 path ----
+
+#define DSN_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")))
+
+/** E4M3 code -> bf16 bits (exact; NaN codes give a quiet NaN). */
+struct Bf16Table {
+  uint16_t v[256];
+  Bf16Table() {
+    for (int c = 0; c < 256; ++c) v[c] = f32ToBf16(f8e4m3ToF32(uint8_t(c)));
+  }
+};
+const Bf16Table& bf16Table() {
+  static const Bf16Table t;
+  return t;
+}
+
+/** n (<= 32) E4M3 codes -> bf16 bits, 32 lanes: normal codes by moving the fields (exponent bias
+ *  7 -> 127), subnormal ones from a table, the sign copied. */
+DSN_TARGET_BF16 inline __m512i widenF8(const uint8_t* src, int n) {
+  const __mmask32 m = n >= 32 ? ~__mmask32(0) : __mmask32((uint32_t(1) << n) - 1);
+  const __m512i x = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, src));
+  const __m512i mag = _mm512_and_si512(x, _mm512_set1_epi16(0x7f));
+  const __m512i normal = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16(120 << 7));
+  // bf16 of m * 2^-9 for the subnormal mantissas m = 0..7 (entries 8..31 unused).
+  const __m512i subTable = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                            0x3c60, 0x3c40, 0x3c20, 0x3c00, 0x3bc0, 0x3b80, 0x3b00, 0);
+  __m512i r = _mm512_mask_permutexvar_epi16(normal, _mm512_cmplt_epu16_mask(mag, _mm512_set1_epi16(8)), mag, subTable);
+  r = _mm512_mask_mov_epi16(r, _mm512_cmpeq_epi16_mask(mag, _mm512_set1_epi16(0x7f)), _mm512_set1_epi16(0x7fc0));
+  return _mm512_or_si512(r, _mm512_slli_epi16(_mm512_and_si512(x, _mm512_set1_epi16(0x80)), 8));
+}
+
+DSN_TARGET_BF16 inline __m512bh asBh(__m512i v) { return (__m512bh)v; }
+
+template <int G> struct Tiles;
+template <> struct Tiles<1> { static constexpr int kKeys = 12; };
+template <> struct Tiles<2> { static constexpr int kKeys = 8; };
+template <> struct Tiles<3> { static constexpr int kKeys = 6; };
+template <> struct Tiles<4> { static constexpr int kKeys = 6; };
+
+/** Adds Σ_h w[h] relu(q[h] . k[s]) over one chunk of up to 64 heads into total[s - s0]. */
+template <int G>
+DSN_TARGET_BF16 void scoreHeadsBf16(const IndexerScoresParams& p, int64_t t, int64_t h0, int64_t s0, int64_t s1, float* total) {
+  constexpr int LP = G * kGroup, KN = Tiles<G>::kKeys;
+  const uint16_t* lut = bf16Table().v;
+  Scratch& sc = scratch();
+  const int64_t H = p.heads, Di = p.dim, Dp = (Di + 1) / 2 * 2, pairs = Dp / 2;
+  const int64_t nh = std::min<int64_t>(LP, H - h0);
+  sc.qp.assign(size_t(pairs * LP * 2), 0);
+  alignas(64) float w[LP] = {};
+  for (int64_t h = 0; h < nh; ++h) {
+    const uint8_t* qh = p.q + (t * H + h0 + h) * Di;
+    for (int64_t d = 0; d < Di; ++d) sc.qp[size_t(((d / 2) * LP + h) * 2 + (d & 1))] = lut[qh[d]];
+    w[h] = p.weights[t * H + h0 + h];
+  }
+  __m512 wv[G];
+  for (int g = 0; g < G; ++g) wv[g] = _mm512_load_ps(w + 16 * g);
+  sc.kb.resize(size_t(KN * Dp));
+  uint16_t* kb = sc.kb.data();
+  const int32_t* table = p.blockTable + int64_t(p.seqIdx[t]) * p.maxBlocks;
+  for (int64_t k0 = s0; k0 < s1; k0 += KN) {
+    const int nb = int(std::min<int64_t>(KN, s1 - k0));
+    for (int kk = 0; kk < KN; ++kk) {
+      const int64_t s = k0 + std::min(kk, nb - 1);
+      const int64_t row = int64_t(table[s / kBlockTokens]) * kBlockTokens + s % kBlockTokens;
+      const uint8_t* src = p.kCache + row * Di;
+      uint16_t* dst = kb + kk * Dp;
+      for (int64_t d = 0; d < Di; d += 32) {
+        const int n = int(std::min<int64_t>(32, Di - d));
+        _mm512_mask_storeu_epi16(dst + d, n >= 32 ? ~__mmask32(0) : __mmask32((uint32_t(1) << n) - 1), widenF8(src + d, n));
+      }
+      if (Dp != Di) dst[Di] = 0;
+    }
+    __m512 acc[KN][G];
+    for (int kk = 0; kk < KN; ++kk)
+      for (int g = 0; g < G; ++g) acc[kk][g] = _mm512_setzero_ps();
+    const uint16_t* q = sc.qp.data();
+    for (int64_t j = 0; j < pairs; ++j, q += LP * 2) {
+      __m512bh qv[G];
+      for (int g = 0; g < G; ++g) qv[g] = asBh(_mm512_loadu_si512(q + 32 * g));
+      for (int kk = 0; kk < KN; ++kk) {
+        uint32_t pair;
+        std::memcpy(&pair, kb + kk * Dp + 2 * j, 4);
+        const __m512bh kv = asBh(_mm512_set1_epi32(int(pair)));
+        for (int g = 0; g < G; ++g) acc[kk][g] = _mm512_dpbf16_ps(acc[kk][g], qv[g], kv);
+      }
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    for (int kk = 0; kk < nb; ++kk) {
+      __m512 v = _mm512_mul_ps(wv[0], _mm512_max_ps(acc[kk][0], zero));
+      for (int g = 1; g < G; ++g) v = _mm512_fmadd_ps(wv[g], _mm512_max_ps(acc[kk][g], zero), v);
+      total[k0 - s0 + kk] += _mm512_reduce_add_ps(v);
+    }
+  }
+}
+
+/** The BF16 path of scoreKeys: heads in chunks of up to 64 lanes, then the keys' scales. */
+void scoreKeysBf16(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) {
+  std::fill(out, out + (s1 - s0), 0.0f);
+  for (int64_t h0 = 0; h0 < p.heads; h0 += 64) {
+    switch ((std::min<int64_t>(64, p.heads - h0) + kGroup - 1) / kGroup) {
+      case 1: scoreHeadsBf16<1>(p, t, h0, s0, s1, out); break;
+      case 2: scoreHeadsBf16<2>(p, t, h0, s0, s1, out); break;
+      case 3: scoreHeadsBf16<3>(p, t, h0, s0, s1, out); break;
+      default: scoreHeadsBf16<4>(p, t, h0, s0, s1, out); break;
+    }
+  }
+  const int32_t* table = p.blockTable + int64_t(p.seqIdx[t]) * p.maxBlocks;
+  for (int64_t s = s0; s < s1; ++s)
+    out[s - s0] *= p.kScales[int64_t(table[s / kBlockTokens]) * kBlockTokens + s % kBlockTokens];
+}
+
 }  // namespace
 
+bool bf16DotAvailable() {
+  static const bool has = [] {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0;
+#else
+    return false;
+#endif
+  }();
+  return has && simdLevel() == Simd::Avx512;
+}
+
 void scoreKeys(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) {
+  if (bf16DotAvailable()) return scoreKeysBf16(p, t, s0, s1, out);
   switch (simdLevel()) {
     case Simd::Avx512: return scorePlainAvx512(p, t, s0, s1, out);
     case Simd::Avx2: return scorePlainAvx2(p, t, s0, s1, out);
