@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../runtime/dtype.h"
+#include "attention_vec.h"
 #include "cache.h"
 #include "simd.h"
 
@@ -19,7 +20,7 @@ namespace dsn::cpu::indexer {
 
 namespace {
 
-constexpr int kGroup = 16;
+using vec::kGroup;
 
 /** E4M3 code -> f32, every code (the table the plain path widens with). */
 struct F8Table {
@@ -45,62 +46,68 @@ Scratch& scratch() {
   return s;
 }
 
-constexpr int kKeysPerStep = 4;
-
-DSN_INLINE void scorePlainBody(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) {
-  constexpr int KN = kKeysPerStep;
+/** One run of keys on native vectors V, the heads side by side in lanes; KN keys per step. */
+template <typename V, int KN>
+DSN_INLINE void scorePortableBody(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) {
+  using F = typename V::f;
+  constexpr int W = V::kWidth;
   const float* lut = f8Table().v;
   Scratch& sc = scratch();
   const int64_t H = p.heads, Di = p.dim;
-  const int groups = int((H + kGroup - 1) / kGroup), LP = groups * kGroup;
+  const int groups = int((H + kGroup - 1) / kGroup), LP = groups * kGroup, NL = LP / W;
   sc.q.assign(size_t(Di * LP), 0.0f);
   sc.w.assign(size_t(LP), 0.0f);
   sc.k.resize(size_t(KN * Di));
-  float *Q = sc.q.data(), *W = sc.w.data(), *Kt = sc.k.data();
+  float *Q = sc.q.data(), *Wt = sc.w.data(), *Kt = sc.k.data();
   for (int64_t h = 0; h < H; ++h) {
     const uint8_t* qh = p.q + (t * H + h) * Di;
     for (int64_t d = 0; d < Di; ++d) Q[d * LP + h] = lut[qh[d]];
-    W[h] = p.weights[t * H + h];
+    Wt[h] = p.weights[t * H + h];
   }
   const int32_t* table = p.blockTable + int64_t(p.seqIdx[t]) * p.maxBlocks;
   for (int64_t k0 = s0; k0 < s1; k0 += KN) {
     const int nb = int(std::min<int64_t>(KN, s1 - k0));
     float kScale[KN];
     for (int kk = 0; kk < KN; ++kk) {
-      float* dst = Kt + kk * Di;
-      if (kk < nb) {
-        int64_t s = k0 + kk, row = int64_t(table[s / kBlockTokens]) * kBlockTokens + s % kBlockTokens;
-        const uint8_t* src = p.kCache + row * Di;
-        for (int64_t d = 0; d < Di; ++d) dst[d] = lut[src[d]];
-        kScale[kk] = p.kScales[row];
-      } else {
-        std::fill(dst, dst + Di, 0.0f);
-        kScale[kk] = 0;
-      }
+      const int64_t s = k0 + std::min(kk, nb - 1);
+      const int64_t row = int64_t(table[s / kBlockTokens]) * kBlockTokens + s % kBlockTokens;
+      const uint8_t* src = p.kCache + row * Di;
+      for (int64_t d = 0; d < Di; ++d) Kt[kk * Di + d] = lut[src[d]];
+      kScale[kk] = p.kScales[row];
     }
-    float total[KN] = {};
-    for (int g = 0; g < groups; ++g) {
-      float acc[KN][kGroup] = {};
+    F total[KN] = {};
+    for (int u0 = 0; u0 < NL; u0 += V::kN) {  // one group of 16 heads: kN vectors
+      F acc[KN][V::kN] = {};
       for (int64_t d = 0; d < Di; ++d) {
-        const float* qd = Q + d * LP + g * kGroup;
-        for (int kk = 0; kk < KN; ++kk) {
-          const float kv = Kt[kk * Di + d];
-          for (int l = 0; l < kGroup; ++l) acc[kk][l] += qd[l] * kv;
+        F qv[V::kN];
+        for (int u = 0; u < V::kN; ++u) qv[u] = V::load(Q + d * LP + (u0 + u) * W);
+        for (int kk = 0; kk < KN; ++kk)
+          for (int u = 0; u < V::kN; ++u) acc[kk][u] += qv[u] * Kt[kk * Di + d];
+      }
+      for (int kk = 0; kk < KN; ++kk)
+        for (int u = 0; u < V::kN; ++u) {
+          const F a = acc[kk][u];
+          total[kk] += V::load(Wt + (u0 + u) * W) * (a > 0.0f ? a : V::splat(0.0f));
         }
-      }
-      for (int kk = 0; kk < KN; ++kk) {
-        float sum = 0;
-        for (int l = 0; l < kGroup; ++l) sum += W[g * kGroup + l] * std::max(acc[kk][l], 0.0f);
-        total[kk] += sum;
-      }
     }
-    for (int kk = 0; kk < nb; ++kk) out[k0 - s0 + kk] = total[kk] * kScale[kk];
+    for (int kk = 0; kk < nb; ++kk) {
+      float sum = 0;
+      for (int l = 0; l < W; ++l) sum += total[kk][l];
+      out[k0 - s0 + kk] = sum * kScale[kk];
+    }
   }
 }
 
-DSN_TARGET_AVX512 void scorePlainAvx512(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) { scorePlainBody(p, t, s0, s1, out); }
-DSN_TARGET_AVX2 void scorePlainAvx2(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) { scorePlainBody(p, t, s0, s1, out); }
-void scorePlainScalar(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) { scorePlainBody(p, t, s0, s1, out); }
+// Accumulators: 12 zmm (AVX-512), 6 * 2 ymm (AVX2), 3 * 4 xmm (baseline SSE2).
+DSN_TARGET_AVX512 void scorePortableAvx512(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) {
+  scorePortableBody<vec::Vec16, 12>(p, t, s0, s1, out);
+}
+DSN_TARGET_AVX2 void scorePortableAvx2(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) {
+  scorePortableBody<vec::Vec8, 6>(p, t, s0, s1, out);
+}
+void scorePortableScalar(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) {
+  scorePortableBody<vec::Vec4, 3>(p, t, s0, s1, out);
+}
 
 
 // ---- the AVX-512 BF16 path ----
@@ -216,24 +223,12 @@ void scoreKeysBf16(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t 
 
 }  // namespace
 
-bool bf16DotAvailable() {
-  static const bool has = [] {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512bf16") != 0;
-#else
-    return false;
-#endif
-  }();
-  return has && simdLevel() == Simd::Avx512;
-}
-
 void scoreKeys(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) {
-  if (bf16DotAvailable()) return scoreKeysBf16(p, t, s0, s1, out);
+  if (vec::bf16DotAvailable()) return scoreKeysBf16(p, t, s0, s1, out);
   switch (simdLevel()) {
-    case Simd::Avx512: return scorePlainAvx512(p, t, s0, s1, out);
-    case Simd::Avx2: return scorePlainAvx2(p, t, s0, s1, out);
-    default: return scorePlainScalar(p, t, s0, s1, out);
+    case Simd::Avx512: return scorePortableAvx512(p, t, s0, s1, out);
+    case Simd::Avx2: return scorePortableAvx2(p, t, s0, s1, out);
+    default: return scorePortableScalar(p, t, s0, s1, out);
   }
 }
 
