@@ -33,14 +33,14 @@ struct Scratch {
   std::vector<float> o;      // output accumulators: [dv][lanes]
   std::vector<uint16_t> qp;  // BF16 path: queries as pairs of dims, [pairs][lanes][2]
   std::vector<uint16_t> pp;  // BF16 path: probabilities as pairs of keys, [keys / 2][lanes][2]
-  std::vector<uint32_t> vp;  // BF16 path: values of a run of key pairs, [pairs][dv] (two bf16 each)
+  std::vector<uint32_t> vp;  // BF16 path: values of a run of key pairs, [pairs][vpStride] (two bf16 each)
 };
 Scratch& scratch() {
   thread_local Scratch s;
   return s;
 }
 
-// ---- the portable path: GCC vector extensions, 16 lanes a vector, compiled for the target of the caller ----
+// ---- the portable path: native-width GCC vectors (attention_vec.h), compiled for the target of the caller ----
 
 /** Rows of keys or values as f32: direct pointers for f32 inputs, else converted into `buf`. */
 DSN_INLINE const float* rowF32(const char* base, int64_t row, int64_t stride, int64_t n, DType type, float* buf) {
@@ -431,12 +431,19 @@ void attendBf16(const Problem& p, const Lanes& L, const Keys& K) {
 }  // namespace
 
 void attend(const Problem& p, const Lanes& L, const Keys& K) {
-  if (p.type == DType::bf16 && vec::bf16DotAvailable()) return attendBf16(p, L, K);
-  switch (simdLevel()) {
-    case Simd::Avx512: return attendPortableAvx512(p, L, K);
-    case Simd::Avx2: return attendPortableAvx2(p, L, K);
-    default: return attendPortableScalar(p, L, K);
+  if (p.type == DType::bf16 && vec::bf16DotAvailable()) {
+    attendBf16(p, L, K);
+  } else {
+    switch (simdLevel()) {
+      case Simd::Avx512: attendPortableAvx512(p, L, K); break;
+      case Simd::Avx2: attendPortableAvx2(p, L, K); break;
+      default: attendPortableScalar(p, L, K); break;
+    }
   }
+  // The score buffer grows with the context (keys x 64 lanes x 4 bytes); a thread keeps at most
+  // 64 MiB of it between items.
+  Scratch& sc = scratch();
+  if (sc.s.capacity() > (size_t(1) << 24)) std::vector<float>().swap(sc.s);
 }
 
 }  // namespace dsn::cpu::attn
