@@ -53,6 +53,33 @@ inline uint32_t orderKey(float f) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
+/**
+ * The `take` best entries of keys[0, n) (take < n) by radix select: three histogram passes (12,
+ * 12 and 8 bits) find the take-th largest key T; every key above T is in, and of the keys equal to
+ * T the lowest indices fill the rest. Appends (key << 32 | ~index) for each, unsorted.
+ */
+void radixSelect(const uint32_t* keys, int64_t n, int64_t take, std::vector<uint64_t>& sel) {
+  static constexpr int kShift[3] = {20, 8, 0}, kBits[3] = {12, 12, 8};
+  uint32_t prefix = 0, mask = 0;
+  int64_t need = take;  // of the keys matching prefix, how many are still to take from the top
+  std::vector<int64_t> hist(size_t(1) << 12);
+  for (int pass = 0; pass < 3; ++pass) {
+    const int shift = kShift[pass];
+    const uint32_t bins = uint32_t(1) << kBits[pass], low = bins - 1;
+    std::fill(hist.begin(), hist.begin() + bins, 0);
+    for (int64_t i = 0; i < n; ++i)
+      if ((keys[i] & mask) == prefix) ++hist[(keys[i] >> shift) & low];
+    uint32_t b = low;
+    while (hist[b] < need) need -= hist[b--];
+    prefix |= b << shift;
+    mask |= low << shift;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (keys[i] > prefix || (keys[i] == prefix && need-- > 0))
+      sel.push_back((uint64_t(keys[i]) << 32) | uint32_t(0xffffffffu - uint32_t(i)));
+  }
+}
+
 }  // namespace
 
 void topK(const TopKParams& p, ThreadPool& pool) {
@@ -61,18 +88,24 @@ void topK(const TopKParams& p, ThreadPool& pool) {
       if (p.lengths[t] < 0 || p.lengths[t] > p.cols)
         throwRange("lengths[", t, "] = ", p.lengths[t], " is out of range [0, ", p.cols, "]");
   pool.parallelFor(p.rows, [&](int64_t r0, int64_t r1) {
-    std::vector<uint64_t> keys;
+    std::vector<uint32_t> keys;
+    std::vector<uint64_t> sel;
     for (int64_t t = r0; t < r1; ++t) {
       const int64_t n = p.lengths ? p.lengths[t] : p.cols;
       const float* row = p.scores + t * p.cols;
-      keys.resize(size_t(n));
-      // Larger key = better: the score's order, then the lower index.
-      for (int64_t s = 0; s < n; ++s) keys[size_t(s)] = (uint64_t(orderKey(row[s])) << 32) | uint32_t(0xffffffffu - uint32_t(s));
       const int64_t take = std::min(p.k, n);
-      if (take < n) std::nth_element(keys.begin(), keys.begin() + take, keys.end(), std::greater<uint64_t>());
-      std::sort(keys.begin(), keys.begin() + take, std::greater<uint64_t>());
+      keys.resize(size_t(n));
+      for (int64_t s = 0; s < n; ++s) keys[size_t(s)] = orderKey(row[s]);
+      // Larger composite = better: the score's order, then the lower index.
+      sel.clear();
+      if (take < n) {
+        radixSelect(keys.data(), n, take, sel);
+      } else {
+        for (int64_t s = 0; s < n; ++s) sel.push_back((uint64_t(keys[size_t(s)]) << 32) | uint32_t(0xffffffffu - uint32_t(s)));
+      }
+      std::sort(sel.begin(), sel.end(), std::greater<uint64_t>());
       int32_t* out = p.indices + t * p.k;
-      for (int64_t j = 0; j < take; ++j) out[j] = int32_t(0xffffffffu - uint32_t(keys[size_t(j)]));
+      for (int64_t j = 0; j < take; ++j) out[j] = int32_t(0xffffffffu - uint32_t(sel[size_t(j)]));
       for (int64_t j = take; j < p.k; ++j) out[j] = -1;
     }
   }, 1);
