@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <functional>
 #include <limits>
 #include <vector>
@@ -11,7 +10,6 @@
 #include "../runtime/errors.h"
 #include "cache.h"
 #include "indexer_kernels.h"
-#include "simd.h"
 
 namespace dsn::cpu {
 

@@ -22,7 +22,7 @@ namespace {
 
 using vec::kGroup;
 
-/** E4M3 code -> f32, every code (the table the plain path widens with). */
+/** E4M3 code -> f32 for every code (the portable path widens with it). */
 struct F8Table {
   float v[256];
   F8Table() {
