@@ -62,6 +62,8 @@ void mlaDecode(const MlaDecodeParams& p, ThreadPool& pool) {
     }
   }
 
+  if (p.tokens == 0 || p.heads == 0) return;
+
   // The keys of each query: physical cache rows, visible to every head.
   std::vector<Keys> keys(size_t(p.tokens));
   pool.parallelFor(p.tokens, [&](int64_t t0, int64_t t1) {

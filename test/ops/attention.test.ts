@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { ops, tensor, type Tensor } from '../../lib/index.js';
+import { ops, synchronize, tensor } from '../../lib/index.js';
 import { type Rng, rng, roundTo } from '../helpers.js';
 import { maxAbs, onSimdPath, shuffled, SIMD_PATHS } from './attention-helpers.js';
 
@@ -173,6 +173,21 @@ describe('mlaDecode on cpu', () => {
     await expect(run([0, 0], [3, 3], [1, -2, 0, 0])).rejects.toThrow(`mlaDecode: indices[0, 1] = -2 is out of range [-1, ${cap})`);
     // A listed key beyond qPos is not visible, so its (unused) table entry is not followed.
     await expect(run([0, 0], [3, 3], [1, 140, 0, -1])).resolves.toBeDefined();
+  });
+
+  it('handles empty inputs (no heads, no queries)', async () => {
+    const cache = pagedCache(r, [10], 6, 'f32', () => r.normal());
+    using c = tensor(cache.data, { shape: [cache.numBlocks, 64, 6] });
+    using table = tensor(cache.table, { shape: [1, cache.maxBlocks] });
+    for (const [T, H] of [[1, 0], [0, 3]]) {
+      using ql = tensor(new Float32Array(0), { shape: [T, H, 4] });
+      using qp = tensor(new Float32Array(0), { shape: [T, H, 2] });
+      using s = tensor(new Int32Array(T));
+      using p = tensor(new Int32Array(T).fill(5));
+      using out = ops.mlaDecode(ql, qp, c, table, s, p, { scale: 1 });
+      expect(out.shape).toEqual([T, H, 4]);
+      await synchronize('cpu');  // (read() of an empty tensor is a runtime limitation of its own)
+    }
   });
 
   it('gives zeros to a query that sees no key', async () => {
@@ -395,5 +410,3 @@ describe('the two MLA forms agree', () => {
   }
 });
 
-// Keep the Tensor type import used for readers of this file.
-export type { Tensor };
