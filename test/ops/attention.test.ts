@@ -100,6 +100,15 @@ describe('mlaDecode on cpu', () => {
     { name: 'H=70 (two head chunks)', H: 70, C: 24, Dr: 8, lengths: [100], queries: [[0, 99], [0, 31]] },
     { name: 'model widths C=512 Dr=64', H: 16, C: 512, Dr: 64, lengths: [150, 70], queries: [[0, 149], [1, 69], [0, 63]] },
   ];
+  for (let i = 0; i < 2; ++i) {
+    const lengths = Array.from({ length: r.int(1, 4) }, () => r.int(1, 200));
+    const queries = Array.from({ length: r.int(1, 7) }, () => {
+      const seq = r.int(0, lengths.length);
+      return [seq, r.int(0, lengths[seq])];
+    });
+    const [H, C, Dr] = [r.int(1, 40), r.int(1, 80), r.int(0, 20)];
+    configs.push({ name: `random shapes H=${H} C=${C} Dr=${Dr} lengths=${lengths} queries=${JSON.stringify(queries)}`, H, C, Dr, lengths, queries });
+  }
   for (const dtype of ['f32', 'bf16'] as const) {
     for (const sparse of [false, true]) {
       for (const c of configs) {
@@ -242,6 +251,10 @@ describe('mlaPrefill on cpu', () => {
     { name: 'model widths Dn=128 Dr=64 Dv=128', T: 20, H: 2, S: 40, Dn: 128, Dr: 64, Dv: 128, qPos: (t: number) => 20 + t },
     { name: 'shuffled positions', T: 9, H: 5, S: 30, Dn: 6, Dr: 2, Dv: 7, qPos: () => -1 },
   ];
+  for (let i = 0; i < 2; ++i) {
+    const [T, H, S, Dn, Dr, Dv] = [r.int(1, 80), r.int(1, 5), r.int(1, 120), r.int(0, 40), r.int(0, 20), r.int(1, 40)];
+    configs.push({ name: `random shapes T=${T} H=${H} S=${S} Dn=${Dn} Dr=${Dr} Dv=${Dv}, random positions`, T, H, S, Dn, Dr, Dv, qPos: () => -1 });
+  }
   for (const dtype of ['f32', 'bf16'] as const) {
     for (const sparse of [false, true]) {
       for (const c of configs) {
