@@ -375,13 +375,20 @@ DSN_TARGET_BF16 void attendBf16Groups(const Problem& p, const Lanes& L, const Ke
   const int64_t nk = int64_t(K.rows.size()), dv = p.dv;
   const int64_t pairsA = (p.da + 1) / 2, pairsB = (p.db + 1) / 2;
 
-  // Queries as dim pairs, lanes innermost; zeros in padding lanes and odd tails.
-  sc.qp.assign(size_t((pairsA + pairsB) * LP * 2), 0);
-  for (int l = 0; l < L.n; ++l) {
-    const uint16_t* qa = reinterpret_cast<const uint16_t*>(L.qa[l]);
-    const uint16_t* qb = reinterpret_cast<const uint16_t*>(L.qb[l]);
-    for (int64_t d = 0; d < p.da; ++d) sc.qp[size_t(((d / 2) * LP + l) * 2 + (d & 1))] = qa[d];
-    for (int64_t d = 0; d < p.db; ++d) sc.qp[size_t(((pairsA + d / 2) * LP + l) * 2 + (d & 1))] = qb[d];
+  // Queries as dim pairs (32 bits each), lanes innermost; zeros in padding lanes and odd tails.
+  sc.qp.resize(size_t((pairsA + pairsB) * LP * 2));
+  uint32_t* qp32 = reinterpret_cast<uint32_t*>(sc.qp.data());
+  for (int l = 0; l < LP; ++l) {
+    auto segment = [&](const char* src, int64_t len, int64_t pair0) {
+      for (int64_t j = 0; j < len / 2; ++j) std::memcpy(qp32 + (pair0 + j) * LP + l, src + 4 * j, 4);
+      if (len & 1) qp32[(pair0 + len / 2) * LP + l] = reinterpret_cast<const uint16_t*>(src)[len - 1];
+    };
+    if (l < L.n) {
+      segment(L.qa[l], p.da, 0);
+      segment(L.qb[l], p.db, pairsA);
+    } else {
+      for (int64_t j = 0; j < pairsA + pairsB; ++j) qp32[j * LP + l] = 0;
+    }
   }
 
   sc.s.resize(size_t(std::max<int64_t>(nk * LP, 1)));
@@ -412,10 +419,16 @@ DSN_TARGET_BF16 void attendBf16Groups(const Problem& p, const Lanes& L, const Ke
     for (; c < dv; ++c) pvTile<G, 1>(pp, LP, sc.vp.data(), vpStride, np, c, O);
   }
 
-  sc.t.resize(size_t(std::max<int64_t>(dv, 1)));
+  // Each lane's column of O, gathered 16 values at a time, rounded to bf16 (nearest even).
+  const __m512i cols = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(LP));
   for (int l = 0; l < L.n; ++l) {
-    for (int64_t c = 0; c < dv; ++c) sc.t[size_t(c)] = O[c * LP + l];
-    storeF32(sc.t.data(), DType::bf16, dv, L.out[l]);
+    uint16_t* out = reinterpret_cast<uint16_t*>(L.out[l]);
+    for (int64_t c = 0; c < dv; c += 16) {
+      const int n = int(std::min<int64_t>(16, dv - c));
+      const __mmask16 m = __mmask16((1u << n) - 1);
+      const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, cols, O + c * LP + l, 4);
+      _mm256_mask_storeu_epi16(out + c, m, (__m256i)_mm512_cvtneps_pbh(v));
+    }
   }
 }
 
