@@ -11,6 +11,8 @@ export const BLOCK_TOKENS = 64;
 /**
  * Writes rows into the cache in place, queued in order on the cache's stream (a later row wins a
  * repeated slot).
+ * A cache with one value per token (the indexer's kScales `[numBlocks, 64]`) is written through a
+ * `[numBlocks, 64, 1]` view: `pagedWrite(kScales.reshape([n, 64, 1]), s.reshape([T, 1]), slots)`.
  * @param cache `[numBlocks, 64, W]` any dtype
  * @param rows `[T, W]`, cache's dtype
  * @param slots `[T]` i32 (checked when the op runs: 0 ≤ slot < numBlocks · 64)

@@ -1,20 +1,19 @@
 #include "attention.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <limits>
 #include <vector>
 
 #include "../runtime/errors.h"
 #include "attention_kernels.h"
 #include "cache.h"
-#include "convert.h"
-#include "simd.h"
 
 namespace dsn::cpu {
 
-using namespace attn;
+using attn::Keys;
+using attn::kGroup;
+using attn::kMaxLanes;
+using attn::Lanes;
+using attn::Problem;
 
 namespace {
 
@@ -63,6 +62,8 @@ void mlaDecode(const MlaDecodeParams& p, ThreadPool& pool) {
     }
   }
 
+  if (p.tokens == 0 || p.heads == 0) return;
+
   // The keys of each query: physical cache rows, visible to every head.
   std::vector<Keys> keys(size_t(p.tokens));
   pool.parallelFor(p.tokens, [&](int64_t t0, int64_t t1) {
@@ -106,7 +107,7 @@ void mlaDecode(const MlaDecodeParams& p, ThreadPool& pool) {
         lanes.qb[l] = static_cast<const char*>(p.qPe) + th * p.dr * es;
         lanes.out[l] = static_cast<char*>(p.out) + th * p.latent * es;
       }
-      attend(pr, lanes, keys[size_t(t)]);
+      attn::attend(pr, lanes, keys[size_t(t)]);
     }
   }, 1);
 }
@@ -174,7 +175,7 @@ void mlaPrefill(const MlaPrefillParams& p, ThreadPool& pool) {
         lanes.qb[l] = lanes.qa[l] + p.dn * es;
         lanes.out[l] = static_cast<char*>(p.out) + th * p.dv * es;
       }
-      attend(pr, lanes, keys[size_t(b)]);
+      attn::attend(pr, lanes, keys[size_t(b)]);
     }
   }, 1);
 }

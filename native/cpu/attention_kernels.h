@@ -50,7 +50,4 @@ struct Keys {
 /** Runs one work item (on the calling thread). */
 void attend(const Problem& p, const Lanes& lanes, const Keys& keys);
 
-/** True when this CPU has AVX-512 BF16 dot products (and the SIMD cap allows AVX-512). */
-bool bf16DotAvailable();
-
 }  // namespace dsn::cpu::attn

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <functional>
 #include <limits>
 #include <vector>
@@ -11,7 +10,6 @@
 #include "../runtime/errors.h"
 #include "cache.h"
 #include "indexer_kernels.h"
-#include "simd.h"
 
 namespace dsn::cpu {
 
@@ -27,8 +25,10 @@ void indexerScores(const IndexerScoresParams& p, ThreadPool& pool) {
       if (table[b] < 0 || table[b] >= p.numBlocks)
         throwRange("blockTable[", seq, ", ", b, "] = ", table[b], " is out of range [0, ", p.numBlocks, ")");
   }
-  // Work items: (query, a run of keys); keys past qPos get -inf.
-  const int64_t chunk = indexer::kKeysPerItem;
+  // Work items: (query, a run of keys), about four per thread; keys past qPos get -inf.
+  const int64_t perQuery = std::max<int64_t>(1, (4 * pool.threads() + p.tokens - 1) / p.tokens);
+  int64_t chunk = std::max(indexer::kMinKeysPerItem, (p.maxKeys + perQuery - 1) / perQuery);
+  chunk = (chunk + kBlockTokens - 1) / kBlockTokens * kBlockTokens;
   const int64_t chunks = (p.maxKeys + chunk - 1) / chunk;
   pool.parallelFor(p.tokens * chunks, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {

@@ -9,8 +9,8 @@
 
 namespace dsn::cpu::indexer {
 
-/** Keys per work item (a run of one query's keys). */
-constexpr int64_t kKeysPerItem = 512;
+/** Fewest keys in a work item (a run of one query's keys): each item widens its query once. */
+constexpr int64_t kMinKeysPerItem = 256;
 
 /** out[s - s0] for the visible keys s in [s0, s1) of query t (block ids already checked). */
 void scoreKeys(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out);

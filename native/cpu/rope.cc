@@ -10,7 +10,7 @@ namespace dsn::cpu {
 
 namespace {
 
-/** Rotates the pairs of one row held in f32 (the reference's complex product, without fma). */
+/** Rotates the pairs of one row held in f32 (the reference's complex product). */
 inline __attribute__((always_inline)) void rotateBody(float* x, const float* c, const float* s, int64_t half, bool interleaved) {
   if (interleaved) {
     for (int64_t i = 0; i < half; ++i) {

@@ -58,6 +58,19 @@ describe('paged cache on cpu', () => {
     }
   }
 
+  it('writes a per-token cache ([numBlocks, 64]) through a [numBlocks, 64, 1] view', async () => {
+    using scales = tensor(new Float32Array(3 * 64), { shape: [3, 64] });
+    using rows = tensor(new Float32Array([0.5, 2, 8]), { shape: [3] });
+    using slots = tensor(new Int32Array([130, 0, 64]));
+    using view = scales.reshape([3, 64, 1]);
+    using rowView = rows.reshape([3, 1]);
+    ops.pagedWrite(view, rowView, slots);
+    const got = await scales.read<'f32'>();
+    const want = new Float32Array(3 * 64);
+    [want[130], want[0], want[64]] = [0.5, 2, 8];
+    expect(Array.from(got)).toEqual(Array.from(want));
+  });
+
   it('checks slots when it runs and writes nothing on a bad slot', async () => {
     using cache = tensor(new Float32Array(2 * 64 * 3), { shape: [2, 64, 3] });
     using rows = tensor(new Float32Array([1, 2, 3, 4, 5, 6]), { shape: [2, 3] });

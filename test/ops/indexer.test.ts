@@ -16,7 +16,18 @@ describe('indexerScores on cpu', () => {
     { name: 'odd sizes, ragged batch, blocks crossed', H: 5, D: 24, lengths: [130, 65, 3], queries: [[0, 129], [1, 64], [2, 2], [0, 63]], maxKeys: 150 },
     { name: 'Hi=20 Di=40', H: 20, D: 40, lengths: [200], queries: [[0, 199], [0, 64]], maxKeys: 200 },
     { name: 'model widths Hi=64 Di=128', H: 64, D: 128, lengths: [600, 300], queries: [[0, 599], [1, 299], [0, 511]], maxKeys: 640 },
+    { name: 'Hi=70 (two head chunks) Di=33', H: 70, D: 33, lengths: [90], queries: [[0, 89]], maxKeys: 100 },
   ];
+  for (let i = 0; i < 2; ++i) {
+    const lengths = Array.from({ length: r.int(1, 4) }, () => r.int(1, 300));
+    const queries = Array.from({ length: r.int(1, 5) }, () => {
+      const seq = r.int(0, lengths.length);
+      return [seq, r.int(0, lengths[seq])];
+    });
+    const [H, D] = [r.int(1, 80), r.int(1, 150)];
+    const maxKeys = Math.max(...queries.map((q) => q[1])) + 1 + r.int(0, 50);
+    configs.push({ name: `random shapes Hi=${H} Di=${D} lengths=${lengths} queries=${JSON.stringify(queries)} maxKeys=${maxKeys}`, H, D, lengths, queries, maxKeys });
+  }
   for (const c of configs) {
     it(`${c.name}: float64 reference on every SIMD path (seed ${r.seed})`, async () => {
       const { H, D, maxKeys } = c;
