@@ -10,6 +10,9 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include <algorithm>
+
+#include "../runtime/dtype.h"
 #include "simd.h"
 
 #define DSN_TARGET_AVX512BF16 \
@@ -40,7 +43,7 @@ DSN_TARGET_AVX2 void microAvx2(int64_t slots, const uint32_t* ap_, const uint32_
     __m256 w0 = _mm256_load_ps(wp + s * kAvx2Nr), w1 = _mm256_load_ps(wp + s * kAvx2Nr + 8);
 #pragma GCC unroll 6
     for (int i = 0; i < kAvx2Mr; ++i) {
-      __m256 a = _mm256_broadcast_ss(ap + s * kAvx2Mr + i);
+      __m256 a = _mm256_broadcast_ss(ap + i * slots + s);
       t[i][0] = _mm256_fmadd_ps(a, w0, t[i][0]);
       t[i][1] = _mm256_fmadd_ps(a, w1, t[i][1]);
     }
@@ -78,7 +81,7 @@ DSN_TARGET_AVX512 void microAvx512(int64_t slots, const uint32_t* ap_, const uin
     __m512 w0 = _mm512_load_ps(w), w1 = _mm512_load_ps(w + 16), w2 = _mm512_load_ps(w + 32), w3 = _mm512_load_ps(w + 48);
 #pragma GCC unroll 6
     for (int i = 0; i < kMr; ++i) {
-      __m512 a = _mm512_set1_ps(ap[s * kMr + i]);
+      __m512 a = _mm512_set1_ps(ap[i * slots + s]);
       t[i][0] = _mm512_fmadd_ps(a, w0, t[i][0]);
       t[i][1] = _mm512_fmadd_ps(a, w1, t[i][1]);
       t[i][2] = _mm512_fmadd_ps(a, w2, t[i][2]);
@@ -98,16 +101,134 @@ const KernelSet kAvx512 = {"avx512", kMr, kNr, false, packAAvx512, packWAvx512, 
 
 // ---- AVX512-BF16: 6 × 64, bf16 pairs ----
 
+/** bf16 bits of the E4M3 magnitudes 0…127 (exact), split into high and low bytes for vpermi2b. */
+struct Fp8Bf16Tables {
+  alignas(64) uint8_t hi[128];
+  alignas(64) uint8_t lo[128];
+  Fp8Bf16Tables() {
+    for (int c = 0; c < 128; ++c) {
+      uint32_t b = f32Bits(f8e4m3ToF32(uint8_t(c))) >> 16;  // exact: E4M3 needs 3 mantissa bits
+      hi[c] = uint8_t(b >> 8);
+      lo[c] = uint8_t(b);
+    }
+  }
+};
+const Fp8Bf16Tables kFp8Bf16;
+
+struct Fp8Decoder {
+  __m512i hi0, hi1, lo0, lo1, signBit;
+  DSN_TARGET_AVX512BF16 Fp8Decoder()
+      : hi0(_mm512_load_si512(kFp8Bf16.hi)), hi1(_mm512_load_si512(kFp8Bf16.hi + 64)),
+        lo0(_mm512_load_si512(kFp8Bf16.lo)), lo1(_mm512_load_si512(kFp8Bf16.lo + 64)), signBit(_mm512_set1_epi8(char(0x80))) {}
+  /** 64 E4M3 codes → 64 bf16 as two vectors of k-pairs. Within 128-bit lane L, `even` holds the
+   *  pairs of codes 16L…16L+7 and `odd` those of 16L+8…16L+15 (the order of vpunpck{l,h}bw). */
+  DSN_TARGET_AVX512BF16 void decode(__m512i codes, __m512i& even, __m512i& odd) const {
+    __m512i h = _mm512_permutex2var_epi8(hi0, codes, hi1);   // index bits 0-6: the magnitude
+    h = _mm512_ternarylogic_epi32(h, codes, signBit, 0xF8);  // h | (codes & 0x80)
+    __m512i l = _mm512_permutex2var_epi8(lo0, codes, lo1);
+    even = _mm512_unpacklo_epi8(l, h);
+    odd = _mm512_unpackhi_epi8(l, h);
+  }
+  /** The same 64 bf16 in k order: pairs 0…15 and 16…31. */
+  DSN_TARGET_AVX512BF16 void decodeInOrder(__m512i codes, __m512i& first, __m512i& second) const {
+    __m512i e, o;
+    decode(codes, e, o);
+    first = _mm512_permutex2var_epi64(e, _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), o);
+    second = _mm512_permutex2var_epi64(e, _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15), o);
+  }
+};
+
+/** A rows → [group][i][64 pairs]: each row's 128 codes decoded in k order. */
+DSN_TARGET_AVX512BF16 void packABf16Fp8(const Problem& p, int64_t m0, int64_t rows, int64_t k0, uint32_t* dst) {
+  const Fp8Decoder dec;
+  const int64_t padded = (rows + kMr - 1) / kMr * kMr;
+  const uint8_t* a = static_cast<const uint8_t*>(p.a);
+  for (int64_t r = 0; r < padded; ++r) {
+    __m512i* d = reinterpret_cast<__m512i*>(dst + r * 64);
+    if (r >= rows) {
+      d[0] = d[1] = d[2] = d[3] = _mm512_setzero_si512();
+      continue;
+    }
+    const uint8_t* src = a + (m0 + r) * p.lda + k0;
+    __m512i x0, x1, x2, x3;
+    dec.decodeInOrder(_mm512_loadu_si512(src), x0, x1);
+    dec.decodeInOrder(_mm512_loadu_si512(src + 64), x2, x3);
+    _mm512_store_si512(d, x0);
+    _mm512_store_si512(d + 1, x1);
+    _mm512_store_si512(d + 2, x2);
+    _mm512_store_si512(d + 3, x3);
+  }
+}
+
 void packABf16(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst) {
+  if (p.aType == DType::f8e4m3 && klen == kBlockK) return packABf16Fp8(p, m0, rows, k0, dst);
   packAGeneric(p, m0, rows, k0, klen, kMr, true, dst);
 }
+
+/** Transposes 16 vectors of 16 dwords: out[c] = column c (lane i from r[i]). */
+DSN_TARGET_AVX512BF16 inline void transpose16(const __m512i* r, __m512i* out) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  // u[4g + q]: rows 4g…4g+3 of column 4L + q in lane L.
+  for (int g = 0; g < 4; ++g) {
+    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  for (int q = 0; q < 4; ++q) {
+    __m512i v0 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0x88), v1 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0xdd);
+    __m512i v2 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0x88), v3 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0xdd);
+    out[q] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+    out[8 + q] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
+    out[4 + q] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+    out[12 + q] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
+  }
+}
+
+/** W panel of 64 rows, FP8 [N, K] → [64 pairs][64 columns]: rows decoded, then 16 × 16 transposes. */
+DSN_TARGET_AVX512BF16 void packWBf16Fp8(const Problem& p, int64_t n0, int64_t k0, uint32_t* dst) {
+  const Fp8Decoder dec;
+  const uint8_t* w = static_cast<const uint8_t*>(p.w);
+  for (int g = 0; g < 4; ++g) {
+    // half h of the k-block (codes 64h…64h+63), part 0: even vectors, part 1: odd vectors.
+    __m512i ev[2][16], od[2][16];
+    for (int i = 0; i < 16; ++i) {
+      int64_t n = n0 + 16 * g + i;
+      if (n >= p.N) {
+        ev[0][i] = od[0][i] = ev[1][i] = od[1][i] = _mm512_setzero_si512();
+        continue;
+      }
+      const uint8_t* src = w + n * p.ldw + k0;
+      dec.decode(_mm512_loadu_si512(src), ev[0][i], od[0][i]);
+      dec.decode(_mm512_loadu_si512(src + 64), ev[1][i], od[1][i]);
+    }
+    uint32_t* base = dst + 16 * g;
+    for (int h = 0; h < 2; ++h) {
+      // Column c of an even vector is pair 8(c/4) + c%4 of the half; of an odd vector, 8(c/4) + 4 + c%4.
+      __m512i cols[16];
+      transpose16(ev[h], cols);
+      for (int c = 0; c < 16; ++c) _mm512_store_si512(base + (32 * h + 8 * (c >> 2) + (c & 3)) * kNr, cols[c]);
+      transpose16(od[h], cols);
+      for (int c = 0; c < 16; ++c) _mm512_store_si512(base + (32 * h + 8 * (c >> 2) + 4 + (c & 3)) * kNr, cols[c]);
+    }
+  }
+}
+
 void packWBf16(const Problem& p, int64_t n0, int64_t k0, int64_t klen, uint32_t* dst) {
+  if (p.wType == DType::f8e4m3 && !p.wKN && klen == kBlockK) return packWBf16Fp8(p, n0, k0, dst);
   packWGeneric(p, n0, k0, klen, kNr, true, dst);
 }
 
 DSN_TARGET_AVX512BF16 inline __m512bh asBh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
 
 DSN_TARGET_AVX512BF16 void microBf16(int64_t slots, const uint32_t* ap, const uint32_t* wp, const float* scale, float* c, int64_t ldc) {
+  // The C tile is read back at the end: fetch it into L1 while the products run.
+  for (int i = 0; i < kMr; ++i)
+    for (int v = 0; v < 4; ++v) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * v), _MM_HINT_T0);
   __m512 t[kMr][4];
 #pragma GCC unroll 6
   for (int i = 0; i < kMr; ++i) t[i][0] = t[i][1] = t[i][2] = t[i][3] = _mm512_setzero_ps();
@@ -117,7 +238,7 @@ DSN_TARGET_AVX512BF16 void microBf16(int64_t slots, const uint32_t* ap, const ui
     __m512bh w2 = asBh(_mm512_load_si512(w + 32)), w3 = asBh(_mm512_load_si512(w + 48));
 #pragma GCC unroll 6
     for (int i = 0; i < kMr; ++i) {
-      __m512bh a = asBh(_mm512_set1_epi32(int(ap[s * kMr + i])));
+      __m512bh a = asBh(_mm512_set1_epi32(int(ap[i * slots + s])));
       t[i][0] = _mm512_dpbf16_ps(t[i][0], a, w0);
       t[i][1] = _mm512_dpbf16_ps(t[i][1], a, w1);
       t[i][2] = _mm512_dpbf16_ps(t[i][2], a, w2);
@@ -133,7 +254,141 @@ DSN_TARGET_AVX512BF16 void microBf16(int64_t slots, const uint32_t* ap, const ui
   }
 }
 
-const KernelSet kAvx512Bf16 = {"avx512bf16", kMr, kNr, true, packABf16, packWBf16, microBf16, nullptr};
+// ---- AVX512-BF16, few rows of A (decode): W streamed once, decoded in registers ----
+//
+// Lanes run along k: A's rows are decoded once per task in the decoder's pair order, each W row's
+// 128-code block is decoded into the same order, the block's dot product accumulates in f32 over 4
+// vdpbf16ps, then acc += block · sa·sw. A horizontal sum gives y at the end. K is walked in chunks
+// that keep A's rows in L1; between chunks the per-row accumulators wait in a small buffer.
+
+thread_local Scratch tlsSmallA, tlsSmallC, tlsSmallS;
+
+/** A zero vector from its own zeroing idiom (vpxord, free at rename) rather than a copy of one
+ *  shared zero register, which costs an execution slot per use. */
+DSN_TARGET_AVX512BF16 inline __m512 freshZero() {
+  __m512 z;
+  asm volatile("vpxord %0, %0, %0" : "=v"(z));
+  return z;
+}
+
+/** Rows [n, n + NR) of W (NR = 1 or 2; rows in the same 128-row scale block) over k-blocks [kb0, kb1). */
+template <int M, int NR>
+DSN_TARGET_AVX512BF16 inline void smallMBf16Step(const Fp8Decoder& dec, const uint8_t* row, int64_t ldw, const uint8_t* ahead,
+                                                 const uint32_t* ap, int64_t halfK, const float* scales, int64_t kb0, int64_t kb1,
+                                                 __m512 (&acc)[NR][M]) {
+  for (int64_t kb = kb0; kb < kb1; ++kb) {
+    __m512i wv[NR][4];
+#pragma GCC unroll 2
+    for (int r = 0; r < NR; ++r) {
+      const uint8_t* src = row + r * ldw + kb * kBlockK;
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + r * ldw + kb * kBlockK), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + r * ldw + kb * kBlockK + 64), _MM_HINT_T0);
+      dec.decode(_mm512_loadu_si512(src), wv[r][0], wv[r][1]);
+      dec.decode(_mm512_loadu_si512(src + 64), wv[r][2], wv[r][3]);
+    }
+    // The M·NR block sums advance together, one k-quarter at a time: independent chains side by side.
+    __m512 block[NR][M];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j)
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) {
+        const __m512bh av = asBh(_mm512_load_si512(ap + m * halfK + kb * 64 + 16 * j));
+#pragma GCC unroll 2
+        for (int r = 0; r < NR; ++r)
+          block[r][m] = _mm512_dpbf16_ps(j == 0 ? freshZero() : block[r][m], asBh(wv[r][j]), av);
+      }
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m) {
+      const __m512 scale = _mm512_set1_ps(scales[kb * M + m]);
+#pragma GCC unroll 2
+      for (int r = 0; r < NR; ++r) acc[r][m] = _mm512_fmadd_ps(block[r][m], scale, acc[r][m]);
+    }
+  }
+}
+
+template <int M>
+DSN_TARGET_AVX512BF16 void smallMBf16Rows(const Problem& p, int64_t n0, int64_t n1) {
+  constexpr int NR = M == 3 || M == 4 ? 2 : 1;  // W rows a step: two share each load of A (where registers allow)
+  const int64_t K = p.K, KB = K / kBlockK, halfK = K / 2;
+  const Fp8Decoder dec;
+  const uint8_t* a = static_cast<const uint8_t*>(p.a);
+  const uint8_t* w = static_cast<const uint8_t*>(p.w);
+  uint32_t* ap = tlsSmallA.get<uint32_t>(size_t(M * halfK));
+  for (int m = 0; m < M; ++m)
+    for (int64_t c = 0; c < K / 64; ++c) {
+      __m512i e, o;
+      dec.decode(_mm512_loadu_si512(a + m * p.lda + 64 * c), e, o);
+      _mm512_store_si512(ap + m * halfK + 32 * c, e);
+      _mm512_store_si512(ap + m * halfK + 32 * c + 16, o);
+    }
+  // A chunk in L1: M rows × chunkBlocks × 256 bytes ≤ 8 KB; accumulators of rowsPerPass rows ≤ 8 KB.
+  const int64_t chunkBlocks = std::max<int64_t>(1, 32 / M);
+  const int64_t rowsPerPass = 128 / M / NR * NR;
+  __m512* cbuf = tlsSmallC.get<__m512>(size_t(rowsPerPass * M));
+  float* scales = tlsSmallS.get<float>(size_t(KB * M));  // [kb][m] = sa[m, kb] · sw[nb, kb]
+  int64_t scalesFor = -1;
+  auto finish = [&](int64_t n, const __m512* acc) DSN_TARGET_AVX512BF16 {
+    for (int m = 0; m < M; ++m) {
+      float v = _mm512_reduce_add_ps(acc[m]);
+      if (p.yType == DType::f32) static_cast<float*>(p.y)[m * p.ldy + n] = v;
+      else static_cast<uint16_t*>(p.y)[m * p.ldy + n] = f32ToBf16(v);
+    }
+  };
+  for (int64_t r0 = n0; r0 < n1; r0 += rowsPerPass) {
+    const int64_t r1 = std::min(n1, r0 + rowsPerPass);
+    for (int64_t kb0 = 0; kb0 < KB; kb0 += chunkBlocks) {
+      const int64_t kb1 = std::min(KB, kb0 + chunkBlocks);
+      for (int64_t n = r0; n < r1;) {
+        if (n / kBlockK != scalesFor) {
+          scalesFor = n / kBlockK;
+          const float* sw = p.wScales + scalesFor * p.ldws;
+          for (int64_t kb = 0; kb < KB; ++kb)
+            for (int m = 0; m < M; ++m) scales[kb * M + m] = p.aScales[m * p.ldas + kb] * sw[kb];
+        }
+        const uint8_t* row = w + n * p.ldw;
+        // Two rows when both exist and share a scale block (n even: blocks and passes start even).
+        const bool pair = NR == 2 && n + 1 < r1 && (n + 1) % kBlockK != 0;
+        const int step = pair ? 2 : 1;
+        const uint8_t* ahead = n + step + 1 < r1 ? row + (step + 1) * p.ldw : row;
+        if (pair) {
+          __m512 acc[2][M];
+          for (int r = 0; r < 2; ++r)
+            for (int m = 0; m < M; ++m) acc[r][m] = kb0 == 0 ? _mm512_setzero_ps() : cbuf[(n - r0 + r) * M + m];
+          smallMBf16Step<M, 2>(dec, row, p.ldw, ahead, ap, halfK, scales, kb0, kb1, acc);
+          for (int r = 0; r < 2; ++r) {
+            if (kb1 < KB) for (int m = 0; m < M; ++m) cbuf[(n - r0 + r) * M + m] = acc[r][m];
+            else finish(n + r, acc[r]);
+          }
+        } else {
+          __m512 acc[1][M];
+          for (int m = 0; m < M; ++m) acc[0][m] = kb0 == 0 ? _mm512_setzero_ps() : cbuf[(n - r0) * M + m];
+          smallMBf16Step<M, 1>(dec, row, p.ldw, ahead, ap, halfK, scales, kb0, kb1, acc);
+          if (kb1 < KB) for (int m = 0; m < M; ++m) cbuf[(n - r0) * M + m] = acc[0][m];
+          else finish(n, acc[0]);
+        }
+        n += step;
+      }
+    }
+  }
+}
+
+bool smallMBf16(const Problem& p, int64_t n0, int64_t n1) {
+  if (p.aType != DType::f8e4m3 || p.wType != DType::f8e4m3 || p.wKN || !p.aScales || !p.wScales || p.K % kBlockK != 0)
+    return false;
+  switch (p.M) {
+    case 1: smallMBf16Rows<1>(p, n0, n1); return true;
+    case 2: smallMBf16Rows<2>(p, n0, n1); return true;
+    case 3: smallMBf16Rows<3>(p, n0, n1); return true;
+    case 4: smallMBf16Rows<4>(p, n0, n1); return true;
+    case 5: smallMBf16Rows<5>(p, n0, n1); return true;
+    case 6: smallMBf16Rows<6>(p, n0, n1); return true;
+    case 7: smallMBf16Rows<7>(p, n0, n1); return true;
+    case 8: smallMBf16Rows<8>(p, n0, n1); return true;
+    default: return false;
+  }
+}
+
+const KernelSet kAvx512Bf16 = {"avx512bf16", kMr, kNr, true, packABf16, packWBf16, microBf16, smallMBf16};
 
 bool cpuHasBf16Dot() {
   __builtin_cpu_init();
