@@ -63,11 +63,85 @@ const KernelSet kAvx2 = {"avx2", kAvx2Mr, kAvx2Nr, false, packAAvx2, packWAvx2, 
 
 constexpr int kMr = 6, kNr = 64;
 
-void packAAvx512(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst) {
-  packAGeneric(p, m0, rows, k0, klen, kMr, false, dst);
+/** Transposes 16 vectors of 16 dwords: out[c] = column c (lane i from r[i]). */
+DSN_TARGET_AVX512 inline void transpose16(const __m512i* r, __m512i* out) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  // u[4g + q]: rows 4g…4g+3 of column 4L + q in lane L.
+  for (int g = 0; g < 4; ++g) {
+    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  for (int q = 0; q < 4; ++q) {
+    __m512i v0 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0x88), v1 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0xdd);
+    __m512i v2 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0x88), v3 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0xdd);
+    out[q] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+    out[8 + q] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
+    out[4 + q] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+    out[12 + q] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
+  }
 }
-void packWAvx512(const Problem& p, int64_t n0, int64_t k0, int64_t klen, uint32_t* dst) {
-  packWGeneric(p, n0, k0, klen, kNr, false, dst);
+
+/** 16 elements of a row of dtype t from element i, as f32. FP8 on the bits: the magnitude moved into
+ *  an f32's exponent and mantissa fields, times 2^120 (exact, subnormals included); NaN codes → NaN. */
+DSN_TARGET_AVX512 inline __m512 load16F32(const void* base, DType t, int64_t i) {
+  switch (t) {
+    case DType::f32: return _mm512_loadu_ps(static_cast<const float*>(base) + i);
+    case DType::bf16: {
+      __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + i));
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    default: {
+      __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i));
+      __m512i x = _mm512_cvtepi8_epi32(c);  // sign-extended: bit 31 = the code's sign
+      __m512i bits = _mm512_and_si512(_mm512_slli_epi32(x, 20), _mm512_set1_epi32(int(0x87f00000u)));
+      __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(0x1p120f));
+      __mmask16 nan = _mm512_cmpeq_epi32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7f)), _mm512_set1_epi32(0x7f));
+      return _mm512_mask_mov_ps(v, nan, _mm512_set1_ps(__builtin_nanf("")));
+    }
+  }
+}
+
+/** A rows → [group][i][k] f32. */
+DSN_TARGET_AVX512 void packAAvx512(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst) {
+  if (klen % 16 != 0) return packAGeneric(p, m0, rows, k0, klen, kMr, false, dst);
+  const int64_t padded = (rows + kMr - 1) / kMr * kMr;
+  for (int64_t r = 0; r < padded; ++r) {
+    float* d = reinterpret_cast<float*>(dst + r * klen);
+    if (r >= rows) {
+      for (int64_t k = 0; k < klen; k += 16) _mm512_storeu_ps(d + k, _mm512_setzero_ps());
+      continue;
+    }
+    const int64_t base = (m0 + r) * p.lda + k0;
+    for (int64_t k = 0; k < klen; k += 16) _mm512_storeu_ps(d + k, load16F32(p.a, p.aType, base + k));
+  }
+}
+
+/** W panel of 64 columns → [k][64] f32: from [N, K] by 16 × 16 transposes, from [K, N] by rows. */
+DSN_TARGET_AVX512 void packWAvx512(const Problem& p, int64_t n0, int64_t k0, int64_t klen, uint32_t* dst) {
+  float* d = reinterpret_cast<float*>(dst);
+  if (p.wKN) {
+    if (n0 + kNr > p.N) return packWGeneric(p, n0, k0, klen, kNr, false, dst);
+    for (int64_t k = 0; k < klen; ++k)
+      for (int v = 0; v < 4; ++v) _mm512_store_ps(d + k * kNr + 16 * v, load16F32(p.w, p.wType, (k0 + k) * p.ldw + n0 + 16 * v));
+    return;
+  }
+  if (klen % 16 != 0) return packWGeneric(p, n0, k0, klen, kNr, false, dst);
+  for (int g = 0; g < 4; ++g)
+    for (int64_t k = 0; k < klen; k += 16) {
+      __m512i rowsv[16], cols[16];
+      for (int i = 0; i < 16; ++i) {
+        int64_t n = n0 + 16 * g + i;
+        rowsv[i] = n < p.N ? _mm512_castps_si512(load16F32(p.w, p.wType, n * p.ldw + k0 + k)) : _mm512_setzero_si512();
+      }
+      transpose16(rowsv, cols);
+      for (int c = 0; c < 16; ++c) _mm512_store_si512(d + (k + c) * kNr + 16 * g, cols[c]);
+    }
 }
 
 DSN_TARGET_AVX512 void microAvx512(int64_t slots, const uint32_t* ap_, const uint32_t* wp_, const float* scale, float* c, int64_t ldc) {
@@ -97,7 +171,156 @@ DSN_TARGET_AVX512 void microAvx512(int64_t slots, const uint32_t* ap_, const uin
   }
 }
 
-const KernelSet kAvx512 = {"avx512", kMr, kNr, false, packAAvx512, packWAvx512, microAvx512, nullptr};
+// ---- AVX-512 f32, few rows of A: W streamed once, lanes along k ----
+
+thread_local Scratch tlsSmallA, tlsSmallC, tlsSmallS;
+
+DSN_TARGET_AVX512 inline __m512 load16F32Masked(const void* base, DType t, int64_t i, __mmask16 mask) {
+  if (mask == 0xffff) return load16F32(base, t, i);
+  switch (t) {
+    case DType::f32: return _mm512_maskz_loadu_ps(mask, static_cast<const float*>(base) + i);
+    case DType::bf16: {
+      __m256i h = _mm256_maskz_loadu_epi16(mask, static_cast<const uint16_t*>(base) + i);
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    default: {
+      alignas(16) uint8_t tmp[16] = {};
+      for (int j = 0; j < 16; ++j)
+        if (mask >> j & 1) tmp[j] = static_cast<const uint8_t*>(base)[i + j];
+      return _mm512_maskz_mov_ps(mask, load16F32(tmp, t, 0));
+    }
+  }
+}
+
+/** Writes the horizontal sums of acc[m] to y[m, n]. */
+template <int M>
+DSN_TARGET_AVX512 inline void finishRow(const Problem& p, int64_t n, const __m512* acc) {
+  for (int m = 0; m < M; ++m) {
+    float v = _mm512_reduce_add_ps(acc[m]);
+    if (p.yType == DType::f32) static_cast<float*>(p.y)[m * p.ldy + n] = v;
+    else static_cast<uint16_t*>(p.y)[m * p.ldy + n] = f32ToBf16(v);
+  }
+}
+
+template <int M, DType WT>
+DSN_TARGET_AVX512 void smallMF32Rows(const Problem& p, int64_t n0, int64_t n1) {
+  constexpr bool kScaled = WT == DType::f8e4m3;  // FP8: per-128 block sums times sa·sw
+  const int64_t K = p.K, Kp = (K + 15) / 16 * 16;
+  float* ap = tlsSmallA.get<float>(size_t(M * Kp));
+  for (int m = 0; m < M; ++m)
+    for (int64_t k = 0; k < Kp; k += 16) {
+      __mmask16 mask = K - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (K - k)) - 1);
+      _mm512_store_ps(ap + m * Kp + k, load16F32Masked(p.a, p.aType, m * p.lda + k, mask));
+    }
+  // A chunk in L1 (≤ 16 KB, a multiple of 128 elements); accumulators of rowsPerPass rows ≤ 8 KB.
+  const int64_t chunk = std::max<int64_t>(kBlockK, (4096 / M) / kBlockK * kBlockK);
+  const int64_t rowsPerPass = 128 / M;
+  const int64_t KB = K / kBlockK;
+  __m512* cbuf = tlsSmallC.get<__m512>(size_t(rowsPerPass * M));
+  float* scales = kScaled ? tlsSmallS.get<float>(size_t(KB * M)) : nullptr;
+  int64_t scalesFor = -1;
+  const size_t es = dtypeSize(WT);
+  for (int64_t r0 = n0; r0 < n1; r0 += rowsPerPass) {
+    const int64_t r1 = std::min(n1, r0 + rowsPerPass);
+    for (int64_t c0 = 0; c0 < K; c0 += chunk) {
+      const int64_t c1 = std::min(K, c0 + chunk);
+      for (int64_t n = r0; n < r1; ++n) {
+        if (kScaled && n / kBlockK != scalesFor) {
+          scalesFor = n / kBlockK;
+          const float* sw = p.wScales + scalesFor * p.ldws;
+          for (int64_t kb = 0; kb < KB; ++kb)
+            for (int m = 0; m < M; ++m) scales[kb * M + m] = p.aScales[m * p.ldas + kb] * sw[kb];
+        }
+        __m512 acc[M];
+#pragma GCC unroll 8
+        for (int m = 0; m < M; ++m) acc[m] = c0 == 0 ? _mm512_setzero_ps() : cbuf[(n - r0) * M + m];
+        const char* row = static_cast<const char*>(p.w) + n * p.ldw * int64_t(es);
+        const char* ahead = n + 2 < r1 ? row + 2 * p.ldw * int64_t(es) : row;
+        if (kScaled) {
+          for (int64_t kb = c0 / kBlockK; kb < c1 / kBlockK; ++kb) {
+            _mm_prefetch(ahead + kb * kBlockK, _MM_HINT_T0);
+            _mm_prefetch(ahead + kb * kBlockK + 64, _MM_HINT_T0);
+            __m512 block[2][M];
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; ++j) {
+              __m512 wv = load16F32(row, WT, kb * kBlockK + 16 * j);
+#pragma GCC unroll 8
+              for (int m = 0; m < M; ++m) {
+                __m512 av = _mm512_load_ps(ap + m * Kp + kb * kBlockK + 16 * j);
+                block[j & 1][m] = j < 2 ? _mm512_mul_ps(av, wv) : _mm512_fmadd_ps(av, wv, block[j & 1][m]);
+              }
+            }
+#pragma GCC unroll 8
+            for (int m = 0; m < M; ++m)
+              acc[m] = _mm512_fmadd_ps(_mm512_add_ps(block[0][m], block[1][m]), _mm512_set1_ps(scales[kb * M + m]), acc[m]);
+          }
+        } else {
+          __m512 acc2[M];
+#pragma GCC unroll 8
+          for (int m = 0; m < M; ++m) acc2[m] = _mm512_setzero_ps();
+          int64_t k = c0;
+          for (; k + 32 <= c1; k += 32) {
+            _mm_prefetch(ahead + k * int64_t(es), _MM_HINT_T0);
+            if (es == 4) _mm_prefetch(ahead + k * int64_t(es) + 64, _MM_HINT_T0);
+            __m512 w0 = load16F32(row, WT, k), w1 = load16F32(row, WT, k + 16);
+#pragma GCC unroll 8
+            for (int m = 0; m < M; ++m) {
+              acc[m] = _mm512_fmadd_ps(_mm512_load_ps(ap + m * Kp + k), w0, acc[m]);
+              acc2[m] = _mm512_fmadd_ps(_mm512_load_ps(ap + m * Kp + k + 16), w1, acc2[m]);
+            }
+          }
+          for (; k < c1; k += 16) {
+            __mmask16 mask = c1 - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (c1 - k)) - 1);
+            __m512 w0 = load16F32Masked(row, WT, k, mask);
+#pragma GCC unroll 8
+            for (int m = 0; m < M; ++m) acc[m] = _mm512_fmadd_ps(_mm512_load_ps(ap + m * Kp + k), w0, acc[m]);
+          }
+#pragma GCC unroll 8
+          for (int m = 0; m < M; ++m) acc[m] = _mm512_add_ps(acc[m], acc2[m]);
+        }
+        if (c1 < K) {
+#pragma GCC unroll 8
+          for (int m = 0; m < M; ++m) cbuf[(n - r0) * M + m] = acc[m];
+        } else {
+          finishRow<M>(p, n, acc);
+        }
+      }
+    }
+  }
+}
+
+template <DType WT>
+bool smallMF32Typed(const Problem& p, int64_t n0, int64_t n1) {
+  switch (p.M) {
+    case 1: smallMF32Rows<1, WT>(p, n0, n1); return true;
+    case 2: smallMF32Rows<2, WT>(p, n0, n1); return true;
+    case 3: smallMF32Rows<3, WT>(p, n0, n1); return true;
+    case 4: smallMF32Rows<4, WT>(p, n0, n1); return true;
+    case 5: smallMF32Rows<5, WT>(p, n0, n1); return true;
+    case 6: smallMF32Rows<6, WT>(p, n0, n1); return true;
+    case 7: smallMF32Rows<7, WT>(p, n0, n1); return true;
+    case 8: smallMF32Rows<8, WT>(p, n0, n1); return true;
+    default: return false;
+  }
+}
+
+bool smallMAvx512(const Problem& p, int64_t n0, int64_t n1) {
+  if (p.wKN) return false;
+  switch (p.wType) {
+    case DType::f8e4m3:
+      if (!p.aScales || !p.wScales || p.K % kBlockK != 0) return false;
+      return smallMF32Typed<DType::f8e4m3>(p, n0, n1);
+    case DType::bf16:
+      if (p.aScales || p.wScales) return false;
+      return smallMF32Typed<DType::bf16>(p, n0, n1);
+    case DType::f32:
+      if (p.aScales || p.wScales) return false;
+      return smallMF32Typed<DType::f32>(p, n0, n1);
+    default: return false;
+  }
+}
+
+const KernelSet kAvx512 = {"avx512", kMr, kNr, false, packAAvx512, packWAvx512, microAvx512, smallMAvx512};
 
 // ---- AVX512-BF16: 6 × 64, bf16 pairs ----
 
@@ -160,33 +383,29 @@ DSN_TARGET_AVX512BF16 void packABf16Fp8(const Problem& p, int64_t m0, int64_t ro
   }
 }
 
-void packABf16(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst) {
-  if (p.aType == DType::f8e4m3 && klen == kBlockK) return packABf16Fp8(p, m0, rows, k0, dst);
-  packAGeneric(p, m0, rows, k0, klen, kMr, true, dst);
+/** bf16 A rows → pairs: a row's bf16 in k order already are the pairs (odd tail padded with 0). */
+DSN_TARGET_AVX512BF16 void packABf16Bf16(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst) {
+  const int64_t slots = (klen + 1) / 2, padded = (rows + kMr - 1) / kMr * kMr;
+  const uint16_t* a = static_cast<const uint16_t*>(p.a);
+  for (int64_t r = 0; r < padded; ++r) {
+    uint16_t* d = reinterpret_cast<uint16_t*>(dst + r * slots);
+    if (r >= rows) {
+      for (int64_t k = 0; k < 2 * slots; k += 32) _mm512_mask_storeu_epi16(d + k, __mmask32(~0u >> (32 - std::min<int64_t>(32, 2 * slots - k))), _mm512_setzero_si512());
+      continue;
+    }
+    const uint16_t* src = a + (m0 + r) * p.lda + k0;
+    for (int64_t k = 0; k < 2 * slots; k += 32) {
+      int64_t have = std::min<int64_t>(32, klen - k), room = std::min<int64_t>(32, 2 * slots - k);
+      __m512i v = _mm512_maskz_loadu_epi16(have > 0 ? __mmask32(~0u >> (32 - have)) : 0, src + k);
+      _mm512_mask_storeu_epi16(d + k, __mmask32(~0u >> (32 - room)), v);
+    }
+  }
 }
 
-/** Transposes 16 vectors of 16 dwords: out[c] = column c (lane i from r[i]). */
-DSN_TARGET_AVX512BF16 inline void transpose16(const __m512i* r, __m512i* out) {
-  __m512i t[16], u[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  // u[4g + q]: rows 4g…4g+3 of column 4L + q in lane L.
-  for (int g = 0; g < 4; ++g) {
-    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
-    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
-    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
-  }
-  for (int q = 0; q < 4; ++q) {
-    __m512i v0 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0x88), v1 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0xdd);
-    __m512i v2 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0x88), v3 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0xdd);
-    out[q] = _mm512_shuffle_i32x4(v0, v2, 0x88);
-    out[8 + q] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
-    out[4 + q] = _mm512_shuffle_i32x4(v1, v3, 0x88);
-    out[12 + q] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
-  }
+void packABf16(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst) {
+  if (p.aType == DType::f8e4m3 && klen == kBlockK) return packABf16Fp8(p, m0, rows, k0, dst);
+  if (p.aType == DType::bf16) return packABf16Bf16(p, m0, rows, k0, klen, dst);
+  packAGeneric(p, m0, rows, k0, klen, kMr, true, dst);
 }
 
 /** W panel of 64 rows, FP8 [N, K] → [64 pairs][64 columns]: rows decoded, then 16 × 16 transposes. */
@@ -218,8 +437,45 @@ DSN_TARGET_AVX512BF16 void packWBf16Fp8(const Problem& p, int64_t n0, int64_t k0
   }
 }
 
+/** bf16 W panel → [pair][64 columns]: from [N, K] the pairs are a row's dwords (16 × 16 transposes);
+ *  from [K, N] rows k and k+1 interleave. */
+DSN_TARGET_AVX512BF16 void packWBf16Bf16(const Problem& p, int64_t n0, int64_t k0, int64_t klen, uint32_t* dst) {
+  const uint16_t* w = static_cast<const uint16_t*>(p.w);
+  const int64_t slots = (klen + 1) / 2;
+  if (p.wKN) {
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), hi = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    for (int64_t s = 0; s < slots; ++s) {
+      const int64_t k = k0 + 2 * s;
+      for (int h = 0; h < 2; ++h) {  // 32 columns at a time
+        const int64_t c = n0 + 32 * h;
+        const int64_t have = std::max<int64_t>(0, std::min<int64_t>(32, p.N - c));
+        const __mmask32 mask = have ? __mmask32(~0u >> (32 - have)) : 0;
+        __m512i r0 = _mm512_maskz_loadu_epi16(mask, w + k * p.ldw + c);
+        __m512i r1 = 2 * s + 1 < klen ? _mm512_maskz_loadu_epi16(mask, w + (k + 1) * p.ldw + c) : _mm512_setzero_si512();
+        __m512i a = _mm512_unpacklo_epi16(r0, r1), b = _mm512_unpackhi_epi16(r0, r1);  // pairs by 128-bit lane
+        _mm512_store_si512(dst + s * kNr + 32 * h, _mm512_permutex2var_epi64(a, lo, b));
+        _mm512_store_si512(dst + s * kNr + 32 * h + 16, _mm512_permutex2var_epi64(a, hi, b));
+      }
+    }
+    return;
+  }
+  for (int g = 0; g < 4; ++g)
+    for (int64_t s = 0; s < slots; s += 16) {
+      const int64_t have = std::min<int64_t>(32, klen - 2 * s);  // bf16 of this 16-pair group
+      const __mmask32 mask = __mmask32(~0u >> (32 - have));
+      __m512i rowsv[16], cols[16];
+      for (int i = 0; i < 16; ++i) {
+        int64_t n = n0 + 16 * g + i;
+        rowsv[i] = n < p.N ? _mm512_maskz_loadu_epi16(mask, w + n * p.ldw + k0 + 2 * s) : _mm512_setzero_si512();
+      }
+      transpose16(rowsv, cols);
+      for (int c = 0; c < 16 && s + c < slots; ++c) _mm512_store_si512(dst + (s + c) * kNr + 16 * g, cols[c]);
+    }
+}
+
 void packWBf16(const Problem& p, int64_t n0, int64_t k0, int64_t klen, uint32_t* dst) {
   if (p.wType == DType::f8e4m3 && !p.wKN && klen == kBlockK) return packWBf16Fp8(p, n0, k0, dst);
+  if (p.wType == DType::bf16) return packWBf16Bf16(p, n0, k0, klen, dst);
   packWGeneric(p, n0, k0, klen, kNr, true, dst);
 }
 
@@ -260,8 +516,6 @@ DSN_TARGET_AVX512BF16 void microBf16(int64_t slots, const uint32_t* ap, const ui
 // 128-code block is decoded into the same order, the block's dot product accumulates in f32 over 4
 // vdpbf16ps, then acc += block · sa·sw. A horizontal sum gives y at the end. K is walked in chunks
 // that keep A's rows in L1; between chunks the per-row accumulators wait in a small buffer.
-
-thread_local Scratch tlsSmallA, tlsSmallC, tlsSmallS;
 
 /** A zero vector from its own zeroing idiom (vpxord, free at rename) rather than a copy of one
  *  shared zero register, which costs an execution slot per use. */
@@ -374,7 +628,7 @@ DSN_TARGET_AVX512BF16 void smallMBf16Rows(const Problem& p, int64_t n0, int64_t 
 
 bool smallMBf16(const Problem& p, int64_t n0, int64_t n1) {
   if (p.aType != DType::f8e4m3 || p.wType != DType::f8e4m3 || p.wKN || !p.aScales || !p.wScales || p.K % kBlockK != 0)
-    return false;
+    return smallMAvx512(p, n0, n1);  // bf16 operands: the f32 streaming kernel
   switch (p.M) {
     case 1: smallMBf16Rows<1>(p, n0, n1); return true;
     case 2: smallMBf16Rows<2>(p, n0, n1); return true;

@@ -113,6 +113,11 @@ describe('fp8Gemm on cpu', () => {
     [[37], 300, 512],
     [[2, 150], 70, 256],
     [[64], 700, 1024],
+    // Few rows with K long enough to be walked in chunks by the decode kernel.
+    [[4], 300, 1152],
+    [[5], 70, 640],
+    [[7], 33, 768],
+    [[8], 150, 1024],
   ];
   for (const path of PATHS) {
     for (const outDtype of ['bf16', 'f32'] as const) {
