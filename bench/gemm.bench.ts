@@ -252,7 +252,7 @@ export function gemmCases(device: string): BenchCase[] {
   for (const T of [64, 4096]) {
     const perExpert = (T * TOP_K) / EXPERTS;
     cases.push(groupedCase(device, T));
-    cases.push(fp8GemmCase(device, perExpert, EXPERT_N, EXPERT_K, perExpert < 16, `fp8Gemm (one expert, ${perExpert} rows)`));
+    cases.push(fp8GemmCase(device, perExpert, EXPERT_N, EXPERT_K, perExpert < 16, `fp8Gemm one expert of T=${T} (${perExpert} rows)`));
   }
   return cases;
 }

@@ -205,7 +205,7 @@ void run(const Problem* problems, int64_t count, ThreadPool& pool) {
     const Problem& p = problems[i];
     if (p.M <= 0 || p.N <= 0) continue;
     sets[i] = &pick(p);
-    small[i] = sets[i]->smallM && p.M <= 8;
+    small[i] = sets[i]->smallM && p.M <= 8 && p.K > 0;
     planTasks(p, int32_t(i), *sets[i], pool.threads(), small[i], tasks);
   }
   if (tasks.empty()) return;

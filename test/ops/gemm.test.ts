@@ -322,6 +322,26 @@ describe('gemm on cpu', () => {
     }
   }
 
+  it('handles empty products: K = 0 gives zeros, M = 0 or N = 0 empty outputs', async () => {
+    for (const path of PATHS) {
+      await usePath(path);
+      using x0 = tensor(new Float32Array(0), { shape: [2, 0] });
+      using w0 = tensor(new Float32Array(0), { shape: [3, 0] });
+      using y0 = ops.gemm(x0, w0, 'bf16');
+      expect(y0.shape).toEqual([2, 3]);
+      expect(Array.from(await y0.toFloat32Array())).toEqual([0, 0, 0, 0, 0, 0]);
+      using xm = tensor(new Float32Array(0), { shape: [0, 5] });
+      using w5 = tensor(r.floats(15), { shape: [3, 5] });
+      using ym = ops.gemm(xm, w5, 'f32');
+      expect(ym.shape).toEqual([0, 3]);
+      using x5 = tensor(r.floats(10), { shape: [2, 5] });
+      using wn = tensor(new Float32Array(0), { shape: [0, 5] });
+      using yn = ops.gemm(x5, wn, 'f32');
+      expect(yn.shape).toEqual([2, 0]);
+      await synchronize('cpu');
+    }
+  });
+
   it('rejects bad arguments with the op, argument, expected and received', () => {
     using x = tensor(new Float32Array(6), { shape: [2, 3] });
     using w = tensor(new Float32Array(8), { shape: [2, 4] });
