@@ -739,11 +739,12 @@ DSN_TARGET_AVX512BF16 inline __m512 freshZero() {
   return z;
 }
 
-/** Rows [n, n + NR) of W (NR = 1 or 2; rows in the same 128-row scale block) over k-blocks [kb0, kb1). */
-template <int M, int NR>
+/** Rows [n, n + NR) of W (NR = 1 or 2; rows in the same 128-row scale block) against MG rows of A
+ *  over k-blocks [kb0, kb1). scales[kb · scaleStride + m] = sa·sw of A row m of the group. */
+template <int MG, int NR>
 DSN_TARGET_AVX512BF16 inline void smallMBf16Step(const Fp8Decoder& dec, const uint8_t* row, int64_t ldw, const uint8_t* ahead,
-                                                 const uint32_t* ap, int64_t halfK, const float* scales, int64_t kb0, int64_t kb1,
-                                                 __m512 (&acc)[NR][M]) {
+                                                 const uint32_t* ap, int64_t halfK, const float* scales, int64_t scaleStride,
+                                                 int64_t kb0, int64_t kb1, __m512 (&acc)[NR][MG]) {
   for (int64_t kb = kb0; kb < kb1; ++kb) {
     __m512i wv[NR][4];
 #pragma GCC unroll 2
@@ -754,33 +755,59 @@ DSN_TARGET_AVX512BF16 inline void smallMBf16Step(const Fp8Decoder& dec, const ui
       dec.decode(_mm512_loadu_si512(src), wv[r][0], wv[r][1]);
       dec.decode(_mm512_loadu_si512(src + 64), wv[r][2], wv[r][3]);
     }
-    // The M·NR block sums advance together, one k-quarter at a time: independent chains side by side.
-    __m512 block[NR][M];
+    // The MG·NR block sums advance together, one k-quarter at a time: independent chains side by side.
+    __m512 block[NR][MG];
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j)
-#pragma GCC unroll 8
-      for (int m = 0; m < M; ++m) {
+#pragma GCC unroll 4
+      for (int m = 0; m < MG; ++m) {
         const __m512bh av = asBh(_mm512_load_si512(ap + m * halfK + kb * 64 + 16 * j));
 #pragma GCC unroll 2
         for (int r = 0; r < NR; ++r)
           block[r][m] = _mm512_dpbf16_ps(j == 0 ? freshZero() : block[r][m], asBh(wv[r][j]), av);
       }
-#pragma GCC unroll 8
-    for (int m = 0; m < M; ++m) {
-      const __m512 scale = _mm512_set1_ps(scales[kb * M + m]);
+#pragma GCC unroll 4
+    for (int m = 0; m < MG; ++m) {
+      const __m512 scale = _mm512_set1_ps(scales[kb * scaleStride + m]);
 #pragma GCC unroll 2
       for (int r = 0; r < NR; ++r) acc[r][m] = _mm512_fmadd_ps(block[r][m], scale, acc[r][m]);
     }
   }
 }
 
+/** One group of A rows [mOff, mOff + MG) of an M-row product against W rows [n, n + NR): accumulators
+ *  from / to cbufRow ([NR][M]) between K chunks, the horizontal sums into y after the last. */
+template <int M, int MG, int NR>
+DSN_TARGET_AVX512BF16 inline void smallMBf16Group(const Problem& p, const Fp8Decoder& dec, int64_t n, const uint8_t* ahead,
+                                                  const uint32_t* ap, int64_t halfK, const float* scales, int mOff,
+                                                  int64_t kb0, int64_t kb1, __m512* cbufRow) {
+  const int64_t KB = p.K / kBlockK;
+  __m512 acc[NR][MG];
+  for (int r = 0; r < NR; ++r)
+    for (int m = 0; m < MG; ++m) acc[r][m] = kb0 == 0 ? _mm512_setzero_ps() : cbufRow[r * M + mOff + m];
+  const uint8_t* row = static_cast<const uint8_t*>(p.w) + n * p.ldw;
+  smallMBf16Step<MG, NR>(dec, row, p.ldw, ahead, ap + mOff * halfK, halfK, scales + mOff, M, kb0, kb1, acc);
+  for (int r = 0; r < NR; ++r)
+    for (int m = 0; m < MG; ++m) {
+      if (kb1 < KB) {
+        cbufRow[r * M + mOff + m] = acc[r][m];
+        continue;
+      }
+      float v = _mm512_reduce_add_ps(acc[r][m]);
+      int64_t at = (mOff + m) * p.ldy + n + r;
+      if (p.yType == DType::f32) static_cast<float*>(p.y)[at] = v;
+      else static_cast<uint16_t*>(p.y)[at] = f32ToBf16(v);
+    }
+}
+
 template <int M>
 DSN_TARGET_AVX512BF16 void smallMBf16Rows(const Problem& p, int64_t n0, int64_t n1) {
-  constexpr int NR = M == 3 || M == 4 ? 2 : 1;  // W rows a step: two share each load of A (where registers allow)
+  // A's rows in up to two groups of ≤ 4, each against two W rows at a time (the W rows stay in L1
+  // for the second group): that keeps block sums, accumulators and decoded W in the 32 registers.
+  constexpr int G1 = M <= 4 ? M : (M + 1) / 2, G2 = M - G1;
   const int64_t K = p.K, KB = K / kBlockK, halfK = K / 2;
   const Fp8Decoder dec;
   const uint8_t* a = static_cast<const uint8_t*>(p.a);
-  const uint8_t* w = static_cast<const uint8_t*>(p.w);
   uint32_t* ap = tlsSmallA.get<uint32_t>(size_t(M * halfK));
   for (int m = 0; m < M; ++m)
     for (int64_t c = 0; c < K / 64; ++c) {
@@ -789,19 +816,12 @@ DSN_TARGET_AVX512BF16 void smallMBf16Rows(const Problem& p, int64_t n0, int64_t 
       _mm512_store_si512(ap + m * halfK + 32 * c, e);
       _mm512_store_si512(ap + m * halfK + 32 * c + 16, o);
     }
-  // A chunk in L1: M rows × chunkBlocks × 256 bytes ≤ 8 KB; accumulators of rowsPerPass rows ≤ 8 KB.
-  const int64_t chunkBlocks = std::max<int64_t>(1, 32 / M);
-  const int64_t rowsPerPass = 128 / M / NR * NR;
+  // A chunk in L1: M rows × chunkBlocks × 256 bytes ≤ 16 KB; accumulators of rowsPerPass rows ≤ 8 KB.
+  const int64_t chunkBlocks = std::max<int64_t>(1, 64 / M);
+  const int64_t rowsPerPass = std::max<int64_t>(2, 128 / M / 2 * 2);
   __m512* cbuf = tlsSmallC.get<__m512>(size_t(rowsPerPass * M));
   float* scales = tlsSmallS.get<float>(size_t(KB * M));  // [kb][m] = sa[m, kb] · sw[nb, kb]
   int64_t scalesFor = -1;
-  auto finish = [&](int64_t n, const __m512* acc) DSN_TARGET_AVX512BF16 {
-    for (int m = 0; m < M; ++m) {
-      float v = _mm512_reduce_add_ps(acc[m]);
-      if (p.yType == DType::f32) static_cast<float*>(p.y)[m * p.ldy + n] = v;
-      else static_cast<uint16_t*>(p.y)[m * p.ldy + n] = f32ToBf16(v);
-    }
-  };
   for (int64_t r0 = n0; r0 < n1; r0 += rowsPerPass) {
     const int64_t r1 = std::min(n1, r0 + rowsPerPass);
     for (int64_t kb0 = 0; kb0 < KB; kb0 += chunkBlocks) {
@@ -813,26 +833,18 @@ DSN_TARGET_AVX512BF16 void smallMBf16Rows(const Problem& p, int64_t n0, int64_t 
           for (int64_t kb = 0; kb < KB; ++kb)
             for (int m = 0; m < M; ++m) scales[kb * M + m] = p.aScales[m * p.ldas + kb] * sw[kb];
         }
-        const uint8_t* row = w + n * p.ldw;
         // Two rows when both exist and share a scale block (n even: blocks and passes start even).
-        const bool pair = NR == 2 && n + 1 < r1 && (n + 1) % kBlockK != 0;
+        const bool pair = n + 1 < r1 && (n + 1) % kBlockK != 0;
         const int step = pair ? 2 : 1;
+        const uint8_t* row = static_cast<const uint8_t*>(p.w) + n * p.ldw;
         const uint8_t* ahead = n + step + 1 < r1 ? row + (step + 1) * p.ldw : row;
+        __m512* cb = cbuf + (n - r0) * M;
         if (pair) {
-          __m512 acc[2][M];
-          for (int r = 0; r < 2; ++r)
-            for (int m = 0; m < M; ++m) acc[r][m] = kb0 == 0 ? _mm512_setzero_ps() : cbuf[(n - r0 + r) * M + m];
-          smallMBf16Step<M, 2>(dec, row, p.ldw, ahead, ap, halfK, scales, kb0, kb1, acc);
-          for (int r = 0; r < 2; ++r) {
-            if (kb1 < KB) for (int m = 0; m < M; ++m) cbuf[(n - r0 + r) * M + m] = acc[r][m];
-            else finish(n + r, acc[r]);
-          }
+          smallMBf16Group<M, G1, 2>(p, dec, n, ahead, ap, halfK, scales, 0, kb0, kb1, cb);
+          if constexpr (G2 > 0) smallMBf16Group<M, G2, 2>(p, dec, n, row, ap, halfK, scales, G1, kb0, kb1, cb);
         } else {
-          __m512 acc[1][M];
-          for (int m = 0; m < M; ++m) acc[0][m] = kb0 == 0 ? _mm512_setzero_ps() : cbuf[(n - r0) * M + m];
-          smallMBf16Step<M, 1>(dec, row, p.ldw, ahead, ap, halfK, scales, kb0, kb1, acc);
-          if (kb1 < KB) for (int m = 0; m < M; ++m) cbuf[(n - r0) * M + m] = acc[0][m];
-          else finish(n, acc[0]);
+          smallMBf16Group<M, G1, 1>(p, dec, n, ahead, ap, halfK, scales, 0, kb0, kb1, cb);
+          if constexpr (G2 > 0) smallMBf16Group<M, G2, 1>(p, dec, n, row, ap, halfK, scales, G1, kb0, kb1, cb);
         }
         n += step;
       }
