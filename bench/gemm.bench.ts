@@ -212,12 +212,17 @@ function routeCounts(T: number): Int32Array {
   return counts;
 }
 
-function groupedCase(device: string, T: number): BenchCase {
+/**
+ * The grouped GEMM for T tokens, and fp8Gemm on the same total work: at T = 4096 one weight of the
+ * expert shape with all R rows (the same FLOPs); at T = 64 (decode-like, ~2 rows an expert) M = 2
+ * against one weight as large as the experts hit (the same weight bytes and rows per weight row).
+ */
+function groupedCases(device: string, T: number): BenchCase[] {
   const R = T * TOP_K;
   const counts = routeCounts(T);
   const hit = counts.reduce((n, c) => n + (c > 0 ? 1 : 0), 0);
   const decode = R / EXPERTS < 16;
-  return lazyCase(
+  const grouped = lazyCase(
     {
       name: `groupedFp8Gemm E=${EXPERTS} top-${TOP_K} T=${T}${decode ? ` (GB/s of the ${hit} experts' FP8 weights)` : ''}`,
       shape: `[${R}, ${EXPERT_K}] · [${EXPERTS}, ${EXPERT_N}, ${EXPERT_K}]ᵀ`,
@@ -238,6 +243,10 @@ function groupedCase(device: string, T: number): BenchCase {
       };
     },
   );
+  const dense = decode
+    ? fp8GemmCase(device, 2, hit * EXPERT_N, EXPERT_K, true, `fp8Gemm, same work as T=${T}:`)
+    : fp8GemmCase(device, R, EXPERT_N, EXPERT_K, false, `fp8Gemm, same work as T=${T}:`);
+  return [grouped, dense];
 }
 
 export function gemmCases(device: string): BenchCase[] {
@@ -249,10 +258,6 @@ export function gemmCases(device: string): BenchCase[] {
     if (peer) cases.push(peer);
   }
   for (const [N, K] of WEIGHTS) for (const M of DECODE_M) cases.push(fp8GemmCase(device, M, N, K, true));
-  for (const T of [64, 4096]) {
-    const perExpert = (T * TOP_K) / EXPERTS;
-    cases.push(groupedCase(device, T));
-    cases.push(fp8GemmCase(device, perExpert, EXPERT_N, EXPERT_K, perExpert < 16, `fp8Gemm one expert of T=${T} (${perExpert} rows)`));
-  }
+  for (const T of [64, 4096]) cases.push(...groupedCases(device, T));
   return cases;
 }

@@ -518,8 +518,71 @@ bool smallMF32Typed(const Problem& p, int64_t n0, int64_t n1) {
   }
 }
 
+/** W stored [K, N] (bmmHeads), few rows: lanes along n, A broadcast, W rows streamed once. */
+template <int M>
+DSN_TARGET_AVX512 void smallMKNRows(const Problem& p, int64_t n0, int64_t n1) {
+  constexpr int V = M <= 6 ? 4 : 3;  // 16-column vectors a step: M·V accumulators ≤ 24
+  float* ap = tlsSmallA.get<float>(size_t(M * p.K));
+  for (int m = 0; m < M; ++m)
+    for (int64_t k = 0; k < p.K; ++k) ap[m * p.K + k] = f32FromAny(p.a, p.aType, m * p.lda + k);
+  const int64_t es = int64_t(dtypeSize(p.wType));
+  for (int64_t c = n0; c < n1; c += 16 * V) {
+    __mmask16 mask[V];
+    for (int v = 0; v < V; ++v) {
+      int64_t have = std::max<int64_t>(0, std::min<int64_t>(16, n1 - c - 16 * v));
+      mask[v] = __mmask16((1u << have) - 1);
+    }
+    __m512 acc[M][V];
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m)
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[m][v] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < p.K; ++k) {
+      const int64_t base = k * p.ldw + c;
+      _mm_prefetch(static_cast<const char*>(p.w) + (base + 8 * p.ldw) * es, _MM_HINT_T0);
+      __m512 wv[V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) wv[v] = load16F32Masked(p.w, p.wType, base + 16 * v, mask[v]);
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) {
+        const __m512 a = _mm512_set1_ps(ap[m * p.K + k]);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[m][v] = _mm512_fmadd_ps(a, wv[v], acc[m][v]);
+      }
+    }
+    for (int m = 0; m < M; ++m)
+      for (int v = 0; v < V; ++v) {
+        if (!mask[v]) continue;
+        if (p.yType == DType::f32) {
+          _mm512_mask_storeu_ps(static_cast<float*>(p.y) + m * p.ldy + c + 16 * v, mask[v], acc[m][v]);
+        } else {
+          alignas(64) float tmp[16];
+          _mm512_store_ps(tmp, acc[m][v]);
+          uint16_t* y = static_cast<uint16_t*>(p.y) + m * p.ldy + c + 16 * v;
+          for (int j = 0; j < 16; ++j)
+            if (mask[v] >> j & 1) y[j] = f32ToBf16(tmp[j]);
+        }
+      }
+  }
+}
+
+bool smallMKN(const Problem& p, int64_t n0, int64_t n1) {
+  if (p.aScales || p.wScales || p.wType == DType::f8e4m3) return false;
+  switch (p.M) {
+    case 1: smallMKNRows<1>(p, n0, n1); return true;
+    case 2: smallMKNRows<2>(p, n0, n1); return true;
+    case 3: smallMKNRows<3>(p, n0, n1); return true;
+    case 4: smallMKNRows<4>(p, n0, n1); return true;
+    case 5: smallMKNRows<5>(p, n0, n1); return true;
+    case 6: smallMKNRows<6>(p, n0, n1); return true;
+    case 7: smallMKNRows<7>(p, n0, n1); return true;
+    case 8: smallMKNRows<8>(p, n0, n1); return true;
+    default: return false;
+  }
+}
+
 bool smallMAvx512(const Problem& p, int64_t n0, int64_t n1) {
-  if (p.wKN) return false;
+  if (p.wKN) return smallMKN(p, n0, n1);
   switch (p.wType) {
     case DType::f8e4m3:
       if (!p.aScales || !p.wScales || p.K % kBlockK != 0) return false;
