@@ -72,7 +72,7 @@ class Scratch {
   size_t cap_ = 0;
 };
 
-// ---- kernel sets (gemm_engine.cc: scalar; gemm_x86.cc: AVX2, AVX-512, AVX512-BF16) ----
+// ---- kernel sets (gemm_engine.cc: scalar; gemm_avx2.cc, gemm_avx512.cc, gemm_avx512bf16.cc) ----
 
 /** Packed operands are 32-bit slots: one f32 (k) or, with bf16Pairs, two bf16 (k, k+1). */
 struct KernelSet {
