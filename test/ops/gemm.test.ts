@@ -105,6 +105,7 @@ describe('fp8Gemm on cpu', () => {
   afterAll(restorePaths);
   // [leading dims of a, N, K]: M = 1 (decode path), M ≤ 8, larger M, N not a multiple of 128 or 64.
   const shapes: [number[], number, number][] = [
+    [[], 70, 256],
     [[1], 1, 128],
     [[1], 200, 256],
     [[3], 130, 256],
@@ -284,6 +285,7 @@ describe('gemm on cpu', () => {
   const r = rng();
   afterAll(restorePaths);
   const shapes: [number[], number, number][] = [
+    [[], 9, 33],
     [[1], 1, 1],
     [[1], 37, 5],
     [[3], 130, 129],
