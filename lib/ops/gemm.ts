@@ -60,7 +60,9 @@ export function groupedFp8Gemm(
 }
 
 /**
- * y = x · wᵀ with f32 accumulation (any K, N; f32 and bf16 operands may be mixed).
+ * y = x · wᵀ with f32 accumulation (any K, N; f32 and bf16 operands may be mixed). With both operands
+ * bf16 on a CPU with AVX512-BF16 the products go through vdpbf16ps (exact products, f32 sums), which
+ * reads bf16 subnormals (|v| < 2⁻¹²⁶) as zero.
  * @param x `[..., K]` f32 | bf16
  * @param w `[N, K]` f32 | bf16
  * @returns `[..., N]` of outDtype
@@ -71,7 +73,7 @@ export function gemm(x: Tensor, w: Tensor, outDtype: GemmOutDtype): Tensor {
 
 /**
  * Per-head batched product (MLA's absorbed projections): y[t, h, b] = Σ_a x[t, h, a] · w[h, a, b],
- * f32 accumulation.
+ * f32 accumulation (bf16 × bf16 as in gemm).
  * @param x `[T, H, A]` f32 | bf16
  * @param w `[H, A, B]` f32 | bf16
  * @returns `[T, H, B]` of outDtype

@@ -13,27 +13,6 @@ namespace dsn::cpu::gemmk {
 
 namespace {
 
-/** A 64-byte aligned scratch buffer that only grows; one per thread and use. */
-class Scratch {
- public:
-  ~Scratch() { std::free(p_); }
-  template <typename T>
-  T* get(size_t count) {
-    size_t bytes = (count * sizeof(T) + 63) & ~size_t(63);
-    if (bytes > cap_) {
-      std::free(p_);
-      p_ = std::aligned_alloc(64, bytes);
-      if (!p_) throw std::bad_alloc();
-      cap_ = bytes;
-    }
-    return static_cast<T*>(p_);
-  }
-
- private:
-  void* p_ = nullptr;
-  size_t cap_ = 0;
-};
-
 thread_local Scratch tlsA, tlsW, tlsC;
 
 std::atomic<bool> g_bf16Dot{true};
@@ -76,7 +55,7 @@ void microScalar(int64_t slots, const uint32_t* ap_, const uint32_t* wp_, const 
   float t[kScalarMr][kScalarNr] = {};
   for (int64_t s = 0; s < slots; ++s)
     for (int i = 0; i < kScalarMr; ++i) {
-      float a = ap[s * kScalarMr + i];
+      float a = ap[i * slots + s];
       for (int j = 0; j < kScalarNr; ++j) t[i][j] += a * wp[s * kScalarNr + j];
     }
   for (int i = 0; i < kScalarMr; ++i)
@@ -102,18 +81,20 @@ void planTasks(const Problem& p, int32_t index, const KernelSet& ks, int threads
     }
     return;
   }
-  // Rows: blocks of up to 256 (a multiple of mr), split evenly.
-  const int64_t maxRows = (256 / ks.mr) * ks.mr;
-  const int64_t rowBlocks = (p.M + maxRows - 1) / maxRows;
-  // Columns: up to 4 panels a task, fewer when that leaves threads idle.
-  int64_t perTask = std::min<int64_t>(4, std::max<int64_t>(1, panels * rowBlocks / (int64_t(threads) * 3)));
-  perTask = std::max<int64_t>(1, std::min(perTask, panels));
+  // Rows: blocks of up to 512, split evenly in multiples of mr. Each task packs the W panels it needs
+  // once per row block, so larger blocks amortise the FP8 decode better.
+  const int64_t rowBlocks = (p.M + 511) / 512;
+  const int64_t blockRows = ((p.M + rowBlocks - 1) / rowBlocks + ks.mr - 1) / ks.mr * ks.mr;
+  // Columns: as many panels a task as keep its f32 tile within 512 KB (at most 8), fewer when that
+  // leaves fewer than two tasks a thread.
+  int64_t perTask = std::max<int64_t>(1, std::min<int64_t>(8, (512 << 10) / (blockRows * ks.nr * 4)));
+  while (perTask > 1 && rowBlocks * ((panels + perTask - 1) / perTask) < 2 * int64_t(threads)) --perTask;
   const int64_t colTasks = (panels + perTask - 1) / perTask;
-  for (int64_t r = 0; r < rowBlocks; ++r) {
-    int64_t m0 = p.M * r / rowBlocks, m1 = p.M * (r + 1) / rowBlocks;
+  for (int64_t m0 = 0; m0 < p.M; m0 += blockRows) {
+    const int64_t rows = std::min(blockRows, p.M - m0);
     for (int64_t c = 0; c < colTasks; ++c) {
-      int64_t j0 = panels * c / colTasks, j1 = panels * (c + 1) / colTasks;
-      if (m1 > m0 && j1 > j0) out.push_back({index, m0, m1 - m0, j0 * ks.nr, std::min(p.N, j1 * ks.nr) - j0 * ks.nr});
+      int64_t j0 = c * perTask, j1 = std::min(panels, j0 + perTask);
+      out.push_back({index, m0, rows, j0 * ks.nr, std::min(p.N, j1 * ks.nr) - j0 * ks.nr});
     }
   }
 }
@@ -182,13 +163,13 @@ void packAGeneric(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_
     for (int i = 0; i < mr; ++i) {
       int64_t r = g * mr + i;
       if (r >= rows) {
-        for (int64_t s = 0; s < slots; ++s) d[s * mr + i] = 0;
+        for (int64_t s = 0; s < slots; ++s) d[i * slots + s] = 0;
         continue;
       }
       const int64_t base = (m0 + r) * p.lda + k0;
       for (int64_t s = 0; s < slots; ++s) {
         int64_t k = pairs ? 2 * s : s;
-        d[s * mr + i] = slotOf(p.a, p.aType, base + k, pairs, k + 1 < klen);
+        d[i * slots + s] = slotOf(p.a, p.aType, base + k, pairs, k + 1 < klen);
       }
     }
   }
@@ -224,7 +205,7 @@ void run(const Problem* problems, int64_t count, ThreadPool& pool) {
     const Problem& p = problems[i];
     if (p.M <= 0 || p.N <= 0) continue;
     sets[i] = &pick(p);
-    small[i] = sets[i]->smallM && p.M <= 8;
+    small[i] = sets[i]->smallM && p.M <= 8 && p.K > 0;
     planTasks(p, int32_t(i), *sets[i], pool.threads(), small[i], tasks);
   }
   if (tasks.empty()) return;

@@ -8,6 +8,8 @@
 // tasks of a batch of problems (the experts of a grouped GEMM, the heads of bmmHeads).
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 
 #include "../runtime/dtype.h"
 #include "../runtime/threadpool.h"
@@ -43,18 +45,46 @@ void run(const Problem* problems, int64_t count, ThreadPool& pool);
 bool setBf16Dot(bool enabled);
 bool bf16DotAvailable();
 
-// ---- kernel sets (gemm_engine.cc: scalar; gemm_x86.cc: AVX2, AVX-512, AVX512-BF16) ----
+/** A 64-byte aligned scratch buffer that only grows; kernels keep one per thread and use. */
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { std::free(p_); }
+  template <typename T>
+  T* get(size_t count) {
+    size_t bytes = (count * sizeof(T) + 63) & ~size_t(63);
+    if (bytes > cap_) {
+      std::free(p_);
+      p_ = std::aligned_alloc(64, bytes);
+      if (!p_) {
+        cap_ = 0;
+        throw std::bad_alloc();
+      }
+      cap_ = bytes;
+    }
+    return static_cast<T*>(p_);
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t cap_ = 0;
+};
+
+// ---- kernel sets (gemm_engine.cc: scalar; gemm_avx2.cc, gemm_avx512.cc, gemm_avx512bf16.cc) ----
 
 /** Packed operands are 32-bit slots: one f32 (k) or, with bf16Pairs, two bf16 (k, k+1). */
 struct KernelSet {
   const char* name;
   int mr, nr;       // register tile: mr rows of A × nr columns of W; nr divides 128
   bool bf16Pairs;
-  /** A rows [m0, m0 + rows), k in [k0, k0 + klen) → dst[ir][slot][mr] (rows padded to mr with 0). */
+  /** A rows [m0, m0 + rows), k in [k0, k0 + klen) → dst[group][i][slot], row m0 + group·mr + i
+   *  (rows padded to a multiple of mr with zeros). */
   void (*packA)(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst);
   /** W columns [n0, n0 + nr) (zero past N), same k range → dst[slot][nr]. */
   void (*packW)(const Problem& p, int64_t n0, int64_t k0, int64_t klen, uint32_t* dst);
-  /** c[i][j] += (Σ_slot ap[slot][i] · wp[slot][j]) · scale[i] for an mr × nr tile. */
+  /** c[i][j] += (Σ_slot ap[i][slot] · wp[slot][j]) · scale[i] for an mr × nr tile. */
   void (*micro)(int64_t slots, const uint32_t* ap, const uint32_t* wp, const float* scale, float* c, int64_t ldc);
   /** Optional: the whole product for few rows of A (M ≤ 8) straight from W, or nullptr. Returns
    *  false when it does not handle this problem. Runs columns [n0, n1) only. */

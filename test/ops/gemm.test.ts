@@ -105,6 +105,7 @@ describe('fp8Gemm on cpu', () => {
   afterAll(restorePaths);
   // [leading dims of a, N, K]: M = 1 (decode path), M ≤ 8, larger M, N not a multiple of 128 or 64.
   const shapes: [number[], number, number][] = [
+    [[], 70, 256],
     [[1], 1, 128],
     [[1], 200, 256],
     [[3], 130, 256],
@@ -113,6 +114,11 @@ describe('fp8Gemm on cpu', () => {
     [[37], 300, 512],
     [[2, 150], 70, 256],
     [[64], 700, 1024],
+    // Few rows with K long enough to be walked in chunks by the decode kernel.
+    [[4], 300, 1152],
+    [[5], 70, 640],
+    [[7], 33, 768],
+    [[8], 150, 1024],
   ];
   for (const path of PATHS) {
     for (const outDtype of ['bf16', 'f32'] as const) {
@@ -279,6 +285,7 @@ describe('gemm on cpu', () => {
   const r = rng();
   afterAll(restorePaths);
   const shapes: [number[], number, number][] = [
+    [[], 9, 33],
     [[1], 1, 1],
     [[1], 37, 5],
     [[3], 130, 129],
@@ -316,6 +323,26 @@ describe('gemm on cpu', () => {
       }
     }
   }
+
+  it('handles empty products: K = 0 gives zeros, M = 0 or N = 0 empty outputs', async () => {
+    for (const path of PATHS) {
+      await usePath(path);
+      using x0 = tensor(new Float32Array(0), { shape: [2, 0] });
+      using w0 = tensor(new Float32Array(0), { shape: [3, 0] });
+      using y0 = ops.gemm(x0, w0, 'bf16');
+      expect(y0.shape).toEqual([2, 3]);
+      expect(Array.from(await y0.toFloat32Array())).toEqual([0, 0, 0, 0, 0, 0]);
+      using xm = tensor(new Float32Array(0), { shape: [0, 5] });
+      using w5 = tensor(r.floats(15), { shape: [3, 5] });
+      using ym = ops.gemm(xm, w5, 'f32');
+      expect(ym.shape).toEqual([0, 3]);
+      using x5 = tensor(r.floats(10), { shape: [2, 5] });
+      using wn = tensor(new Float32Array(0), { shape: [0, 5] });
+      using yn = ops.gemm(x5, wn, 'f32');
+      expect(yn.shape).toEqual([2, 0]);
+      await synchronize('cpu');
+    }
+  });
 
   it('rejects bad arguments with the op, argument, expected and received', () => {
     using x = tensor(new Float32Array(6), { shape: [2, 3] });

@@ -1,0 +1,263 @@
+/**
+ * FP8 GEMM benchmarks on DeepSeek-V3.2 weight shapes:
+ * - fp8Gemm prefill (M = 256): GFLOP/s = 2·M·N·K / s against the f32 FMA peak, beside the OpenBLAS
+ *   sgemm peer (bench/peers/sgemm.c) on the same shapes in f32;
+ * - fp8Gemm decode (M = 1…8): GB/s of FP8 weight bytes against the read bandwidth;
+ * - groupedFp8Gemm with 256 experts and top-8 routing at T = 64 and T = 4096 tokens, beside fp8Gemm on
+ *   one expert's weight with the same rows per expert (the same work per weight byte).
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface, type Interface } from 'node:readline';
+
+import { ops, synchronize, tensor, type Tensor } from '../lib/index.js';
+import { native, packageRoot } from '../lib/runtime/native.js';
+import type { BenchCase } from './harness.js';
+
+/** FP8 weights N×K of the model: fused q_a + kv_a projection (1536 + 576 = 2112 × 7168), a 4096-row
+ *  slice of q_b (24576 × 1536), the shared expert's down projection (7168 × 2048), an expert's gate
+ *  or up projection (2048 × 7168) and the two stacked (4096 × 7168). */
+const WEIGHTS: [number, number][] = [
+  [2112, 7168],
+  [4096, 1536],
+  [7168, 2048],
+  [2048, 7168],
+  [4096, 7168],
+];
+const PREFILL_M = 256;
+const DECODE_M = [1, 2, 4, 8];
+/** Grouped GEMM: 256 experts, top-8; the expert weight is the routed down projection with N shrunk
+ *  from 7168 to 1024 (K = moe_intermediate_size 2048) to keep memory (512 MB) and run time sane. */
+const EXPERTS = 256, TOP_K = 8, EXPERT_N = 1024, EXPERT_K = 2048;
+
+/** Fast deterministic bytes: E4M3 codes without the NaN codes. */
+function randomCodes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; ++i) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    let c = s & 0xff;
+    if ((c & 0x7f) === 0x7f) c ^= 1;
+    out[i] = c;
+  }
+  return out;
+}
+
+function randomScales(n: number): Float32Array {
+  return Float32Array.from({ length: n }, () => 1e-3 * (1 + Math.random()));
+}
+
+interface Fp8Operand {
+  codes: Tensor;
+  scales: Tensor;
+}
+
+function fp8Activation(rows: number, K: number, seed: number): Fp8Operand {
+  return {
+    codes: tensor(randomCodes(rows * K, seed), { shape: [rows, K], dtype: 'f8e4m3' }),
+    scales: tensor(randomScales(rows * (K / 128)), { shape: [rows, K / 128] }),
+  };
+}
+
+function fp8Weight(lead: number[], N: number, K: number, seed: number): Fp8Operand {
+  const count = lead.reduce((a, b) => a * b, 1);
+  return {
+    codes: tensor(randomCodes(count * N * K, seed), { shape: [...lead, N, K], dtype: 'f8e4m3' }),
+    scales: tensor(randomScales(count * Math.ceil(N / 128) * (K / 128)), { shape: [...lead, Math.ceil(N / 128), K / 128] }),
+  };
+}
+
+/** A case whose tensors are made on first use (inside the warm-up), so filtered-out cases cost nothing. */
+function lazyCase(
+  base: Omit<BenchCase, 'run' | 'dispose'>,
+  setup: () => { run: () => void; dispose: () => void },
+): BenchCase {
+  let state: ReturnType<typeof setup> | undefined;
+  return {
+    ...base,
+    run: async () => {
+      state ??= setup();
+      state.run();
+      await synchronize(base.device);
+    },
+    dispose: () => state?.dispose(),
+  };
+}
+
+/** Decode cases cycle through copies of the weight totalling ≥ 96 MB, so W comes from memory (not
+ *  from the 32 MB L3) as it does when a model's layers run one after another. */
+const STREAM_BYTES = 96 << 20;
+
+function fp8GemmCase(device: string, M: number, N: number, K: number, decode: boolean, label = 'fp8Gemm'): BenchCase {
+  return lazyCase(
+    {
+      name: `${label} M=${M}${decode ? ' (GB/s of FP8 weight)' : ''}`,
+      shape: `[${M}, ${K}] · [${N}, ${K}]ᵀ`,
+      device,
+      unit: decode ? 'GB/s' : 'GFLOP/s',
+      work: decode ? N * K : 2 * M * N * K,
+      roofline: decode ? 'cpuRead' : 'cpuFma',
+    },
+    () => {
+      const a = fp8Activation(M, K, 7 + M);
+      const copies = decode ? Math.max(1, Math.ceil(STREAM_BYTES / (N * K))) : 1;
+      const ws = Array.from({ length: copies }, (_, i) => fp8Weight([], N, K, 11 + N + i));
+      let next = 0;
+      return {
+        run: () => {
+          const w = ws[next];
+          next = (next + 1) % copies;
+          ops.fp8Gemm(a.codes, a.scales, w.codes, w.scales, 'bf16').dispose();
+        },
+        dispose: () => [a.codes, a.scales, ...ws.flatMap((w) => [w.codes, w.scales])].forEach((t) => t.dispose()),
+      };
+    },
+  );
+}
+
+// ---- the OpenBLAS sgemm peer, driven over a pipe ----
+
+let peerBinary: string | null | undefined;
+
+/** Compiles bench/peers/sgemm.c against OpenBLAS once; null (and a printed reason) when unavailable. */
+function peerPath(): string | null {
+  if (peerBinary !== undefined) return peerBinary;
+  const src = join(packageRoot(), 'bench', 'peers', 'sgemm.c');
+  const out = join(mkdtempSync(join(tmpdir(), 'dsn-peer-')), 'sgemm');
+  try {
+    if (!existsSync(src)) throw new Error(`${src} is missing`);
+    execFileSync('cc', ['-O2', src, '-o', out, '-lopenblas'], { stdio: 'pipe' });
+    peerBinary = out;
+  } catch (e) {
+    const why = (e as { stderr?: Buffer }).stderr?.toString().split('\n')[0] || (e as Error).message;
+    console.log(`OpenBLAS sgemm: peer unavailable (${why}); apt-get install -y libopenblas-dev to enable it`);
+    peerBinary = null;
+  }
+  return peerBinary;
+}
+
+class PeerProcess {
+  readonly #child: ChildProcess;
+  readonly #lines: Interface;
+  readonly #waiting: { resolve: (line: string) => void; reject: (e: Error) => void }[] = [];
+
+  constructor(bin: string, args: string[]) {
+    this.#child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.#lines = createInterface({ input: this.#child.stdout! });
+    this.#lines.on('line', (line) => this.#waiting.shift()?.resolve(line));
+    this.#child.on('exit', (code) => {
+      for (const w of this.#waiting.splice(0)) w.reject(new Error(`sgemm peer exited with ${code}`));
+    });
+  }
+
+  #next(): Promise<string> {
+    return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
+  }
+
+  ready(): Promise<string> {
+    return this.#next();
+  }
+
+  async run(): Promise<void> {
+    const done = this.#next();
+    this.#child.stdin!.write('run\n');
+    await done;
+  }
+
+  dispose(): void {
+    this.#child.removeAllListeners('exit');
+    this.#child.stdin!.end();
+    this.#child.kill();
+  }
+}
+
+function peerCase(device: string, M: number, N: number, K: number): BenchCase | null {
+  const bin = peerPath();
+  if (!bin) return null;
+  const threads = native().buildInfo().threads;
+  let peer: PeerProcess | undefined;
+  return {
+    name: `OpenBLAS sgemm peer M=${M}`,
+    shape: `[${M}, ${K}] · [${N}, ${K}]ᵀ`,
+    device,
+    unit: 'GFLOP/s',
+    work: 2 * M * N * K,
+    roofline: 'cpuFma',
+    run: async () => {
+      if (!peer) {
+        peer = new PeerProcess(bin, [String(M), String(N), String(K), String(threads)]);
+        await peer.ready();
+      }
+      await peer.run();
+    },
+    dispose: () => peer?.dispose(),
+  };
+}
+
+// ---- grouped GEMM: random top-8 routing ----
+
+/** Rows per expert for T tokens each choosing TOP_K distinct experts uniformly. */
+function routeCounts(T: number): Int32Array {
+  const counts = new Int32Array(EXPERTS);
+  const chosen = new Set<number>();
+  for (let t = 0; t < T; ++t) {
+    chosen.clear();
+    while (chosen.size < TOP_K) chosen.add(Math.floor(Math.random() * EXPERTS));
+    for (const e of chosen) counts[e] += 1;
+  }
+  return counts;
+}
+
+/**
+ * The grouped GEMM for T tokens, and fp8Gemm on the same total work: at T = 4096 one weight of the
+ * expert shape with all R rows (the same FLOPs); at T = 64 (decode-like, ~2 rows an expert) M = 2
+ * against one weight as large as the experts hit (the same weight bytes and rows per weight row).
+ */
+function groupedCases(device: string, T: number): BenchCase[] {
+  const R = T * TOP_K;
+  const counts = routeCounts(T);
+  const hit = counts.reduce((n, c) => n + (c > 0 ? 1 : 0), 0);
+  const decode = R / EXPERTS < 16;
+  const grouped = lazyCase(
+    {
+      name: `groupedFp8Gemm E=${EXPERTS} top-${TOP_K} T=${T}${decode ? ` (GB/s of the ${hit} experts' FP8 weights)` : ''}`,
+      shape: `[${R}, ${EXPERT_K}] · [${EXPERTS}, ${EXPERT_N}, ${EXPERT_K}]ᵀ`,
+      device,
+      unit: decode ? 'GB/s' : 'GFLOP/s',
+      work: decode ? hit * EXPERT_N * EXPERT_K : 2 * R * EXPERT_N * EXPERT_K,
+      roofline: decode ? 'cpuRead' : 'cpuFma',
+    },
+    () => {
+      const a = fp8Activation(R, EXPERT_K, 5);
+      const w = fp8Weight([EXPERTS], EXPERT_N, EXPERT_K, 3);
+      const offsets = new Int32Array(EXPERTS + 1);
+      for (let e = 0; e < EXPERTS; ++e) offsets[e + 1] = offsets[e] + counts[e];
+      const off = tensor(offsets, { shape: [EXPERTS + 1] });
+      return {
+        run: () => ops.groupedFp8Gemm(a.codes, a.scales, w.codes, w.scales, off, 'bf16').dispose(),
+        dispose: () => [a.codes, a.scales, w.codes, w.scales, off].forEach((t) => t.dispose()),
+      };
+    },
+  );
+  const dense = decode
+    ? fp8GemmCase(device, 2, hit * EXPERT_N, EXPERT_K, true, `fp8Gemm, same work as T=${T}:`)
+    : fp8GemmCase(device, R, EXPERT_N, EXPERT_K, false, `fp8Gemm, same work as T=${T}:`);
+  return [grouped, dense];
+}
+
+export function gemmCases(device: string): BenchCase[] {
+  if (device !== 'cpu') return [];
+  const cases: BenchCase[] = [];
+  for (const [N, K] of WEIGHTS) {
+    cases.push(fp8GemmCase(device, PREFILL_M, N, K, false));
+    const peer = peerCase(device, PREFILL_M, N, K);
+    if (peer) cases.push(peer);
+  }
+  for (const [N, K] of WEIGHTS) for (const M of DECODE_M) cases.push(fp8GemmCase(device, M, N, K, true));
+  for (const T of [64, 4096]) cases.push(...groupedCases(device, T));
+  return cases;
+}

@@ -1,0 +1,267 @@
+// AVX2 kernel set of the GEMM engine: a 6 × 16 f32 register tile over packed panels, and a streaming
+// kernel for few rows of A (lanes along k). FP8 is widened to f32 on the bits.
+#include "gemm_x86.h"
+
+#if defined(__x86_64__)
+
+namespace dsn::cpu::gemmk {
+
+namespace {
+
+// ---- AVX2: 6 × 16 f32 ----
+
+constexpr int kAvx2Mr = 6, kAvx2Nr = 16;
+
+/** 8 elements of a row of dtype t from element i, as f32 (FP8 on the bits, as load16F32). */
+DSN_TARGET_AVX2 inline __m256 load8F32(const void* base, DType t, int64_t i) {
+  switch (t) {
+    case DType::f32: return _mm256_loadu_ps(static_cast<const float*>(base) + i);
+    case DType::bf16: {
+      __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    default: {
+      __m128i c = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i));
+      __m256i x = _mm256_cvtepi8_epi32(c);
+      __m256i bits = _mm256_and_si256(_mm256_slli_epi32(x, 20), _mm256_set1_epi32(int(0x87f00000u)));
+      __m256 v = _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(0x1p120f));
+      __m256i nan = _mm256_cmpeq_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7f)), _mm256_set1_epi32(0x7f));
+      return _mm256_blendv_ps(v, _mm256_set1_ps(__builtin_nanf("")), _mm256_castsi256_ps(nan));
+    }
+  }
+}
+
+/** The first n (< 8) elements as load8F32 would give them, the rest 0; reads only those n. */
+DSN_TARGET_AVX2 inline __m256 load8F32Partial(const void* base, DType t, int64_t i, int64_t n) {
+  alignas(32) uint8_t tmp[32] = {};
+  const size_t es = dtypeSize(t);
+  std::memcpy(tmp, static_cast<const char*>(base) + i * int64_t(es), size_t(n) * es);
+  return load8F32(tmp, t, 0);
+}
+
+DSN_TARGET_AVX2 inline void transpose8(__m256* r) {
+  __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+  __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+  __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+  __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/** A rows → [group][i][k] f32. */
+DSN_TARGET_AVX2 void packAAvx2(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst) {
+  const int64_t padded = (rows + kAvx2Mr - 1) / kAvx2Mr * kAvx2Mr;
+  for (int64_t r = 0; r < padded; ++r) {
+    float* d = reinterpret_cast<float*>(dst + r * klen);
+    if (r >= rows) {
+      std::memset(d, 0, size_t(klen) * 4);
+      continue;
+    }
+    const int64_t base = (m0 + r) * p.lda + k0;
+    int64_t k = 0;
+    for (; k + 8 <= klen; k += 8) _mm256_storeu_ps(d + k, load8F32(p.a, p.aType, base + k));
+    for (; k < klen; ++k) d[k] = f32FromAny(p.a, p.aType, base + k);
+  }
+}
+
+/** W panel of 16 columns → [k][16] f32: from [N, K] by 8 × 8 transposes, from [K, N] by rows. */
+DSN_TARGET_AVX2 void packWAvx2(const Problem& p, int64_t n0, int64_t k0, int64_t klen, uint32_t* dst) {
+  float* d = reinterpret_cast<float*>(dst);
+  if (p.wKN) {
+    if (n0 + kAvx2Nr > p.N) return packWGeneric(p, n0, k0, klen, kAvx2Nr, false, dst);
+    for (int64_t k = 0; k < klen; ++k)
+      for (int v = 0; v < 2; ++v) _mm256_store_ps(d + k * kAvx2Nr + 8 * v, load8F32(p.w, p.wType, (k0 + k) * p.ldw + n0 + 8 * v));
+    return;
+  }
+  for (int g = 0; g < 2; ++g)
+    for (int64_t k = 0; k < klen; k += 8) {
+      const int64_t have = std::min<int64_t>(8, klen - k);
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) {
+        int64_t n = n0 + 8 * g + i;
+        if (n >= p.N) r[i] = _mm256_setzero_ps();
+        else if (have == 8) r[i] = load8F32(p.w, p.wType, n * p.ldw + k0 + k);
+        else r[i] = load8F32Partial(p.w, p.wType, n * p.ldw + k0 + k, have);
+      }
+      transpose8(r);
+      for (int c = 0; c < have; ++c) _mm256_store_ps(d + (k + c) * kAvx2Nr + 8 * g, r[c]);
+    }
+}
+
+DSN_TARGET_AVX2 void microAvx2(int64_t slots, const uint32_t* ap_, const uint32_t* wp_, const float* scale, float* c, int64_t ldc) {
+  const float* ap = reinterpret_cast<const float*>(ap_);
+  const float* wp = reinterpret_cast<const float*>(wp_);
+  __m256 t[kAvx2Mr][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < kAvx2Mr; ++i) t[i][0] = t[i][1] = _mm256_setzero_ps();
+  for (int64_t s = 0; s < slots; ++s) {
+    __m256 w0 = _mm256_load_ps(wp + s * kAvx2Nr), w1 = _mm256_load_ps(wp + s * kAvx2Nr + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < kAvx2Mr; ++i) {
+      __m256 a = _mm256_broadcast_ss(ap + i * slots + s);
+      t[i][0] = _mm256_fmadd_ps(a, w0, t[i][0]);
+      t[i][1] = _mm256_fmadd_ps(a, w1, t[i][1]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < kAvx2Mr; ++i) {
+    __m256 sc = _mm256_broadcast_ss(scale + i);
+    float* ci = c + i * ldc;
+    _mm256_storeu_ps(ci, _mm256_fmadd_ps(t[i][0], sc, _mm256_loadu_ps(ci)));
+    _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(t[i][1], sc, _mm256_loadu_ps(ci + 8)));
+  }
+}
+
+// ---- AVX2, few rows of A: W streamed once, lanes along k (as the AVX-512 kernel, 8 lanes) ----
+
+DSN_TARGET_AVX2 inline float hsum8(__m256 v) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
+
+template <int M, DType WT>
+DSN_TARGET_AVX2 void smallMAvx2Rows(const Problem& p, int64_t n0, int64_t n1) {
+  constexpr bool kScaled = WT == DType::f8e4m3;
+  const int64_t K = p.K, Kp = (K + 7) / 8 * 8;
+  float* ap = tlsSmallA.get<float>(size_t(M * Kp));
+  for (int m = 0; m < M; ++m)
+    for (int64_t k = 0; k < Kp; k += 8)
+      _mm256_store_ps(ap + m * Kp + k, K - k >= 8 ? load8F32(p.a, p.aType, m * p.lda + k) : load8F32Partial(p.a, p.aType, m * p.lda + k, K - k));
+  const int64_t chunk = std::max<int64_t>(kBlockK, (4096 / M) / kBlockK * kBlockK);
+  const int64_t rowsPerPass = 128 / M;
+  const int64_t KB = K / kBlockK;
+  __m256* cbuf = tlsSmallC.get<__m256>(size_t(rowsPerPass * M));
+  float* scales = kScaled ? tlsSmallS.get<float>(size_t(KB * M)) : nullptr;
+  int64_t scalesFor = -1;
+  const int64_t es = int64_t(dtypeSize(WT));
+  for (int64_t r0 = n0; r0 < n1; r0 += rowsPerPass) {
+    const int64_t r1 = std::min(n1, r0 + rowsPerPass);
+    for (int64_t c0 = 0; c0 < K; c0 += chunk) {
+      const int64_t c1 = std::min(K, c0 + chunk);
+      for (int64_t n = r0; n < r1; ++n) {
+        if (kScaled && n / kBlockK != scalesFor) {
+          scalesFor = n / kBlockK;
+          const float* sw = p.wScales + scalesFor * p.ldws;
+          for (int64_t kb = 0; kb < KB; ++kb)
+            for (int m = 0; m < M; ++m) scales[kb * M + m] = p.aScales[m * p.ldas + kb] * sw[kb];
+        }
+        __m256 acc[M];
+#pragma GCC unroll 8
+        for (int m = 0; m < M; ++m) acc[m] = c0 == 0 ? _mm256_setzero_ps() : cbuf[(n - r0) * M + m];
+        const char* row = static_cast<const char*>(p.w) + n * p.ldw * es;
+        const char* ahead = n + 2 < r1 ? row + 2 * p.ldw * es : row;
+        if (kScaled) {
+          for (int64_t kb = c0 / kBlockK; kb < c1 / kBlockK; ++kb) {
+            _mm_prefetch(ahead + kb * kBlockK, _MM_HINT_T0);
+            _mm_prefetch(ahead + kb * kBlockK + 64, _MM_HINT_T0);
+            __m256 block[2][M];
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; ++j) {
+              __m256 wv = load8F32(row, WT, kb * kBlockK + 8 * j);
+#pragma GCC unroll 8
+              for (int m = 0; m < M; ++m) {
+                __m256 av = _mm256_load_ps(ap + m * Kp + kb * kBlockK + 8 * j);
+                block[j & 1][m] = j < 2 ? _mm256_mul_ps(av, wv) : _mm256_fmadd_ps(av, wv, block[j & 1][m]);
+              }
+            }
+#pragma GCC unroll 8
+            for (int m = 0; m < M; ++m)
+              acc[m] = _mm256_fmadd_ps(_mm256_add_ps(block[0][m], block[1][m]), _mm256_set1_ps(scales[kb * M + m]), acc[m]);
+          }
+        } else {
+          __m256 acc2[M];
+#pragma GCC unroll 8
+          for (int m = 0; m < M; ++m) acc2[m] = _mm256_setzero_ps();
+          int64_t k = c0;
+          for (; k + 16 <= c1; k += 16) {
+            _mm_prefetch(ahead + k * es, _MM_HINT_T0);
+            __m256 w0 = load8F32(row, WT, k), w1 = load8F32(row, WT, k + 8);
+#pragma GCC unroll 8
+            for (int m = 0; m < M; ++m) {
+              acc[m] = _mm256_fmadd_ps(_mm256_load_ps(ap + m * Kp + k), w0, acc[m]);
+              acc2[m] = _mm256_fmadd_ps(_mm256_load_ps(ap + m * Kp + k + 8), w1, acc2[m]);
+            }
+          }
+          for (; k < c1; k += 8) {
+            __m256 w0 = c1 - k >= 8 ? load8F32(row, WT, k) : load8F32Partial(row, WT, k, c1 - k);
+#pragma GCC unroll 8
+            for (int m = 0; m < M; ++m) acc[m] = _mm256_fmadd_ps(_mm256_load_ps(ap + m * Kp + k), w0, acc[m]);
+          }
+#pragma GCC unroll 8
+          for (int m = 0; m < M; ++m) acc[m] = _mm256_add_ps(acc[m], acc2[m]);
+        }
+        if (c1 < K) {
+#pragma GCC unroll 8
+          for (int m = 0; m < M; ++m) cbuf[(n - r0) * M + m] = acc[m];
+          continue;
+        }
+        for (int m = 0; m < M; ++m) {
+          float v = hsum8(acc[m]);
+          if (p.yType == DType::f32) static_cast<float*>(p.y)[m * p.ldy + n] = v;
+          else static_cast<uint16_t*>(p.y)[m * p.ldy + n] = f32ToBf16(v);
+        }
+      }
+    }
+  }
+}
+
+template <DType WT>
+bool smallMAvx2Typed(const Problem& p, int64_t n0, int64_t n1) {
+  switch (p.M) {
+    case 1: smallMAvx2Rows<1, WT>(p, n0, n1); return true;
+    case 2: smallMAvx2Rows<2, WT>(p, n0, n1); return true;
+    case 3: smallMAvx2Rows<3, WT>(p, n0, n1); return true;
+    case 4: smallMAvx2Rows<4, WT>(p, n0, n1); return true;
+    case 5: smallMAvx2Rows<5, WT>(p, n0, n1); return true;
+    case 6: smallMAvx2Rows<6, WT>(p, n0, n1); return true;
+    case 7: smallMAvx2Rows<7, WT>(p, n0, n1); return true;
+    case 8: smallMAvx2Rows<8, WT>(p, n0, n1); return true;
+    default: return false;
+  }
+}
+
+bool smallMAvx2(const Problem& p, int64_t n0, int64_t n1) {
+  if (p.wKN) return false;
+  switch (p.wType) {
+    case DType::f8e4m3:
+      if (!p.aScales || !p.wScales || p.K % kBlockK != 0) return false;
+      return smallMAvx2Typed<DType::f8e4m3>(p, n0, n1);
+    case DType::bf16:
+      if (p.aScales || p.wScales) return false;
+      return smallMAvx2Typed<DType::bf16>(p, n0, n1);
+    case DType::f32:
+      if (p.aScales || p.wScales) return false;
+      return smallMAvx2Typed<DType::f32>(p, n0, n1);
+    default: return false;
+  }
+}
+
+}  // namespace
+
+const KernelSet* avx2Set() {
+  static const KernelSet set = {"avx2", kAvx2Mr, kAvx2Nr, false, packAAvx2, packWAvx2, microAvx2, smallMAvx2};
+  return &set;
+}
+
+}  // namespace dsn::cpu::gemmk
+
+#else  // not x86-64: no such kernel set
+
+#include "gemm_engine.h"
+
+namespace dsn::cpu::gemmk {
+const KernelSet* avx2Set() { return nullptr; }
+}  // namespace dsn::cpu::gemmk
+
+#endif

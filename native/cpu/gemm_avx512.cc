@@ -1,0 +1,291 @@
+// AVX-512 f32 kernel set of the GEMM engine: a 6 × 64 f32 register tile over packed panels, and
+// streaming kernels for few rows of A: lanes along k for [N, K] weights, along n for [K, N] (bmmHeads).
+#include "gemm_x86.h"
+
+#if defined(__x86_64__)
+
+namespace dsn::cpu::gemmk {
+
+namespace {
+
+// ---- AVX-512: 6 × 64 f32 ----
+
+constexpr int kMr = 6, kNr = 64;
+
+/** A rows → [group][i][k] f32. */
+DSN_TARGET_AVX512 void packAAvx512(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst) {
+  if (klen % 16 != 0) return packAGeneric(p, m0, rows, k0, klen, kMr, false, dst);
+  const int64_t padded = (rows + kMr - 1) / kMr * kMr;
+  for (int64_t r = 0; r < padded; ++r) {
+    float* d = reinterpret_cast<float*>(dst + r * klen);
+    if (r >= rows) {
+      for (int64_t k = 0; k < klen; k += 16) _mm512_storeu_ps(d + k, _mm512_setzero_ps());
+      continue;
+    }
+    const int64_t base = (m0 + r) * p.lda + k0;
+    for (int64_t k = 0; k < klen; k += 16) _mm512_storeu_ps(d + k, load16F32(p.a, p.aType, base + k));
+  }
+}
+
+/** W panel of 64 columns → [k][64] f32: from [N, K] by 16 × 16 transposes, from [K, N] by rows. */
+DSN_TARGET_AVX512 void packWAvx512(const Problem& p, int64_t n0, int64_t k0, int64_t klen, uint32_t* dst) {
+  float* d = reinterpret_cast<float*>(dst);
+  if (p.wKN) {
+    if (n0 + kNr > p.N) return packWGeneric(p, n0, k0, klen, kNr, false, dst);
+    for (int64_t k = 0; k < klen; ++k)
+      for (int v = 0; v < 4; ++v) _mm512_store_ps(d + k * kNr + 16 * v, load16F32(p.w, p.wType, (k0 + k) * p.ldw + n0 + 16 * v));
+    return;
+  }
+  if (klen % 16 != 0) return packWGeneric(p, n0, k0, klen, kNr, false, dst);
+  for (int g = 0; g < 4; ++g)
+    for (int64_t k = 0; k < klen; k += 16) {
+      __m512i rowsv[16], cols[16];
+      for (int i = 0; i < 16; ++i) {
+        int64_t n = n0 + 16 * g + i;
+        rowsv[i] = n < p.N ? _mm512_castps_si512(load16F32(p.w, p.wType, n * p.ldw + k0 + k)) : _mm512_setzero_si512();
+      }
+      transpose16(rowsv, cols);
+      for (int c = 0; c < 16; ++c) _mm512_store_si512(d + (k + c) * kNr + 16 * g, cols[c]);
+    }
+}
+
+DSN_TARGET_AVX512 void microAvx512(int64_t slots, const uint32_t* ap_, const uint32_t* wp_, const float* scale, float* c, int64_t ldc) {
+  const float* ap = reinterpret_cast<const float*>(ap_);
+  const float* wp = reinterpret_cast<const float*>(wp_);
+  __m512 t[kMr][4];
+#pragma GCC unroll 6
+  for (int i = 0; i < kMr; ++i) t[i][0] = t[i][1] = t[i][2] = t[i][3] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < slots; ++s) {
+    const float* w = wp + s * kNr;
+    __m512 w0 = _mm512_load_ps(w), w1 = _mm512_load_ps(w + 16), w2 = _mm512_load_ps(w + 32), w3 = _mm512_load_ps(w + 48);
+#pragma GCC unroll 6
+    for (int i = 0; i < kMr; ++i) {
+      __m512 a = _mm512_set1_ps(ap[i * slots + s]);
+      t[i][0] = _mm512_fmadd_ps(a, w0, t[i][0]);
+      t[i][1] = _mm512_fmadd_ps(a, w1, t[i][1]);
+      t[i][2] = _mm512_fmadd_ps(a, w2, t[i][2]);
+      t[i][3] = _mm512_fmadd_ps(a, w3, t[i][3]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < kMr; ++i) {
+    __m512 sc = _mm512_set1_ps(scale[i]);
+    float* ci = c + i * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) _mm512_storeu_ps(ci + 16 * v, _mm512_fmadd_ps(t[i][v], sc, _mm512_loadu_ps(ci + 16 * v)));
+  }
+}
+
+// ---- AVX-512 f32, few rows of A: W streamed once, lanes along k ----
+
+
+/** Writes the horizontal sums of acc[m] to y[m, n]. */
+template <int M>
+DSN_TARGET_AVX512 inline void finishRow(const Problem& p, int64_t n, const __m512* acc) {
+  for (int m = 0; m < M; ++m) {
+    float v = _mm512_reduce_add_ps(acc[m]);
+    if (p.yType == DType::f32) static_cast<float*>(p.y)[m * p.ldy + n] = v;
+    else static_cast<uint16_t*>(p.y)[m * p.ldy + n] = f32ToBf16(v);
+  }
+}
+
+template <int M, DType WT>
+DSN_TARGET_AVX512 void smallMF32Rows(const Problem& p, int64_t n0, int64_t n1) {
+  constexpr bool kScaled = WT == DType::f8e4m3;  // FP8: per-128 block sums times sa·sw
+  const int64_t K = p.K, Kp = (K + 15) / 16 * 16;
+  float* ap = tlsSmallA.get<float>(size_t(M * Kp));
+  for (int m = 0; m < M; ++m)
+    for (int64_t k = 0; k < Kp; k += 16) {
+      __mmask16 mask = K - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (K - k)) - 1);
+      _mm512_store_ps(ap + m * Kp + k, load16F32Masked(p.a, p.aType, m * p.lda + k, mask));
+    }
+  // A chunk in L1 (≤ 16 KB, a multiple of 128 elements); accumulators of rowsPerPass rows ≤ 8 KB.
+  const int64_t chunk = std::max<int64_t>(kBlockK, (4096 / M) / kBlockK * kBlockK);
+  const int64_t rowsPerPass = 128 / M;
+  const int64_t KB = K / kBlockK;
+  __m512* cbuf = tlsSmallC.get<__m512>(size_t(rowsPerPass * M));
+  float* scales = kScaled ? tlsSmallS.get<float>(size_t(KB * M)) : nullptr;
+  int64_t scalesFor = -1;
+  const size_t es = dtypeSize(WT);
+  for (int64_t r0 = n0; r0 < n1; r0 += rowsPerPass) {
+    const int64_t r1 = std::min(n1, r0 + rowsPerPass);
+    for (int64_t c0 = 0; c0 < K; c0 += chunk) {
+      const int64_t c1 = std::min(K, c0 + chunk);
+      for (int64_t n = r0; n < r1; ++n) {
+        if (kScaled && n / kBlockK != scalesFor) {
+          scalesFor = n / kBlockK;
+          const float* sw = p.wScales + scalesFor * p.ldws;
+          for (int64_t kb = 0; kb < KB; ++kb)
+            for (int m = 0; m < M; ++m) scales[kb * M + m] = p.aScales[m * p.ldas + kb] * sw[kb];
+        }
+        __m512 acc[M];
+#pragma GCC unroll 8
+        for (int m = 0; m < M; ++m) acc[m] = c0 == 0 ? _mm512_setzero_ps() : cbuf[(n - r0) * M + m];
+        const char* row = static_cast<const char*>(p.w) + n * p.ldw * int64_t(es);
+        const char* ahead = n + 2 < r1 ? row + 2 * p.ldw * int64_t(es) : row;
+        if (kScaled) {
+          for (int64_t kb = c0 / kBlockK; kb < c1 / kBlockK; ++kb) {
+            _mm_prefetch(ahead + kb * kBlockK, _MM_HINT_T0);
+            _mm_prefetch(ahead + kb * kBlockK + 64, _MM_HINT_T0);
+            __m512 block[2][M];
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; ++j) {
+              __m512 wv = load16F32(row, WT, kb * kBlockK + 16 * j);
+#pragma GCC unroll 8
+              for (int m = 0; m < M; ++m) {
+                __m512 av = _mm512_load_ps(ap + m * Kp + kb * kBlockK + 16 * j);
+                block[j & 1][m] = j < 2 ? _mm512_mul_ps(av, wv) : _mm512_fmadd_ps(av, wv, block[j & 1][m]);
+              }
+            }
+#pragma GCC unroll 8
+            for (int m = 0; m < M; ++m)
+              acc[m] = _mm512_fmadd_ps(_mm512_add_ps(block[0][m], block[1][m]), _mm512_set1_ps(scales[kb * M + m]), acc[m]);
+          }
+        } else {
+          __m512 acc2[M];
+#pragma GCC unroll 8
+          for (int m = 0; m < M; ++m) acc2[m] = _mm512_setzero_ps();
+          int64_t k = c0;
+          for (; k + 32 <= c1; k += 32) {
+            _mm_prefetch(ahead + k * int64_t(es), _MM_HINT_T0);
+            if (es == 4) _mm_prefetch(ahead + k * int64_t(es) + 64, _MM_HINT_T0);
+            __m512 w0 = load16F32(row, WT, k), w1 = load16F32(row, WT, k + 16);
+#pragma GCC unroll 8
+            for (int m = 0; m < M; ++m) {
+              acc[m] = _mm512_fmadd_ps(_mm512_load_ps(ap + m * Kp + k), w0, acc[m]);
+              acc2[m] = _mm512_fmadd_ps(_mm512_load_ps(ap + m * Kp + k + 16), w1, acc2[m]);
+            }
+          }
+          for (; k < c1; k += 16) {
+            __mmask16 mask = c1 - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (c1 - k)) - 1);
+            __m512 w0 = load16F32Masked(row, WT, k, mask);
+#pragma GCC unroll 8
+            for (int m = 0; m < M; ++m) acc[m] = _mm512_fmadd_ps(_mm512_load_ps(ap + m * Kp + k), w0, acc[m]);
+          }
+#pragma GCC unroll 8
+          for (int m = 0; m < M; ++m) acc[m] = _mm512_add_ps(acc[m], acc2[m]);
+        }
+        if (c1 < K) {
+#pragma GCC unroll 8
+          for (int m = 0; m < M; ++m) cbuf[(n - r0) * M + m] = acc[m];
+        } else {
+          finishRow<M>(p, n, acc);
+        }
+      }
+    }
+  }
+}
+
+template <DType WT>
+bool smallMF32Typed(const Problem& p, int64_t n0, int64_t n1) {
+  switch (p.M) {
+    case 1: smallMF32Rows<1, WT>(p, n0, n1); return true;
+    case 2: smallMF32Rows<2, WT>(p, n0, n1); return true;
+    case 3: smallMF32Rows<3, WT>(p, n0, n1); return true;
+    case 4: smallMF32Rows<4, WT>(p, n0, n1); return true;
+    case 5: smallMF32Rows<5, WT>(p, n0, n1); return true;
+    case 6: smallMF32Rows<6, WT>(p, n0, n1); return true;
+    case 7: smallMF32Rows<7, WT>(p, n0, n1); return true;
+    case 8: smallMF32Rows<8, WT>(p, n0, n1); return true;
+    default: return false;
+  }
+}
+
+/** W stored [K, N] (bmmHeads), few rows: lanes along n, A broadcast, W rows streamed once. */
+template <int M>
+DSN_TARGET_AVX512 void smallMKNRows(const Problem& p, int64_t n0, int64_t n1) {
+  constexpr int V = M <= 6 ? 4 : 3;  // 16-column vectors a step: M·V accumulators ≤ 24
+  float* ap = tlsSmallA.get<float>(size_t(M * p.K));
+  for (int m = 0; m < M; ++m)
+    for (int64_t k = 0; k < p.K; ++k) ap[m * p.K + k] = f32FromAny(p.a, p.aType, m * p.lda + k);
+  const int64_t es = int64_t(dtypeSize(p.wType));
+  for (int64_t c = n0; c < n1; c += 16 * V) {
+    __mmask16 mask[V];
+    for (int v = 0; v < V; ++v) {
+      int64_t have = std::max<int64_t>(0, std::min<int64_t>(16, n1 - c - 16 * v));
+      mask[v] = __mmask16((1u << have) - 1);
+    }
+    __m512 acc[M][V];
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m)
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[m][v] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < p.K; ++k) {
+      const int64_t base = k * p.ldw + c;
+      _mm_prefetch(static_cast<const char*>(p.w) + (base + 8 * p.ldw) * es, _MM_HINT_T0);
+      __m512 wv[V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) wv[v] = load16F32Masked(p.w, p.wType, base + 16 * v, mask[v]);
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) {
+        const __m512 a = _mm512_set1_ps(ap[m * p.K + k]);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[m][v] = _mm512_fmadd_ps(a, wv[v], acc[m][v]);
+      }
+    }
+    for (int m = 0; m < M; ++m)
+      for (int v = 0; v < V; ++v) {
+        if (!mask[v]) continue;
+        if (p.yType == DType::f32) {
+          _mm512_mask_storeu_ps(static_cast<float*>(p.y) + m * p.ldy + c + 16 * v, mask[v], acc[m][v]);
+        } else {
+          alignas(64) float tmp[16];
+          _mm512_store_ps(tmp, acc[m][v]);
+          uint16_t* y = static_cast<uint16_t*>(p.y) + m * p.ldy + c + 16 * v;
+          for (int j = 0; j < 16; ++j)
+            if (mask[v] >> j & 1) y[j] = f32ToBf16(tmp[j]);
+        }
+      }
+  }
+}
+
+bool smallMKN(const Problem& p, int64_t n0, int64_t n1) {
+  if (p.aScales || p.wScales || p.wType == DType::f8e4m3) return false;
+  switch (p.M) {
+    case 1: smallMKNRows<1>(p, n0, n1); return true;
+    case 2: smallMKNRows<2>(p, n0, n1); return true;
+    case 3: smallMKNRows<3>(p, n0, n1); return true;
+    case 4: smallMKNRows<4>(p, n0, n1); return true;
+    case 5: smallMKNRows<5>(p, n0, n1); return true;
+    case 6: smallMKNRows<6>(p, n0, n1); return true;
+    case 7: smallMKNRows<7>(p, n0, n1); return true;
+    case 8: smallMKNRows<8>(p, n0, n1); return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
+bool smallMAvx512(const Problem& p, int64_t n0, int64_t n1) {
+  if (p.wKN) return smallMKN(p, n0, n1);
+  switch (p.wType) {
+    case DType::f8e4m3:
+      if (!p.aScales || !p.wScales || p.K % kBlockK != 0) return false;
+      return smallMF32Typed<DType::f8e4m3>(p, n0, n1);
+    case DType::bf16:
+      if (p.aScales || p.wScales) return false;
+      return smallMF32Typed<DType::bf16>(p, n0, n1);
+    case DType::f32:
+      if (p.aScales || p.wScales) return false;
+      return smallMF32Typed<DType::f32>(p, n0, n1);
+    default: return false;
+  }
+}
+
+const KernelSet* avx512Set() {
+  static const KernelSet set = {"avx512", kMr, kNr, false, packAAvx512, packWAvx512, microAvx512, smallMAvx512};
+  return &set;
+}
+
+}  // namespace dsn::cpu::gemmk
+
+#else  // not x86-64: no such kernel set
+
+#include "gemm_engine.h"
+
+namespace dsn::cpu::gemmk {
+const KernelSet* avx512Set() { return nullptr; }
+bool smallMAvx512(const Problem&, int64_t, int64_t) { return false; }
+}  // namespace dsn::cpu::gemmk
+
+#endif
