@@ -28,7 +28,8 @@ export class Fp8Linear {
     const { codes, scales } = ops.actQuant(x, { scaleFmt: this.scaleFmt });
     using _c = codes;
     using _s = scales;
-    return ops.fp8Gemm(codes, scales, this.weight, this.scale, outDtype as 'bf16' | 'f32');
+    // f32 activations are the accuracy yardstick: their block sums are exact, as the reference's.
+    return ops.fp8Gemm(codes, scales, this.weight, this.scale, outDtype as 'bf16' | 'f32', { exactBlockSums: outDtype === 'f32' });
   }
 
   dispose(): void {

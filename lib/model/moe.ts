@@ -104,12 +104,13 @@ export class MoE {
     const q1 = ops.actQuant(xs, { scaleFmt: c.scaleFmt });
     using q1c = q1.codes;
     using q1s = q1.scales;
-    using h = ops.groupedFp8Gemm(q1c, q1s, this.w13, this.w13Scale, offsets, a); //  [R, 2I]
+    const exact = { exactBlockSums: a === 'f32' }; // see Fp8Linear.forward
+    using h = ops.groupedFp8Gemm(q1c, q1s, this.w13, this.w13Scale, offsets, a, exact); // [R, 2I]
     using g = ops.swiglu(h, a); //                                                    [R, I]
     const q2 = ops.actQuant(g, { scaleFmt: c.scaleFmt });
     using q2c = q2.codes;
     using q2s = q2.scales;
-    using out = ops.groupedFp8Gemm(q2c, q2s, this.w2, this.w2Scale, offsets, a); //  [R, dim]
+    using out = ops.groupedFp8Gemm(q2c, q2s, this.w2, this.w2Scale, offsets, a, exact); // [R, dim]
     using shared = this.shared ? this.shared.forward(x, act) : null; //              [T, dim]
     return ops.moeCombine(out, rowOfSlot, weights, ids, shared, a);
   }

@@ -8,6 +8,16 @@ import { native } from '../runtime/native.js';
 
 export type GemmOutDtype = Extract<DType, 'bf16' | 'f32'>;
 
+export interface Fp8GemmOptions {
+  /**
+   * Compute each 128-block sum exactly (in f64) and round it to f32 once, instead of accumulating it
+   * in f32 in the kernel's order. The result then depends on nothing but the inputs: bit-identical on
+   * every SIMD path and equal to an exact FP8 emulation (DeepSeek's reference logits). Slower (a
+   * scalar kernel); the model uses it with f32 activations, the accuracy yardstick.
+   */
+  exactBlockSums?: boolean;
+}
+
 /**
  * FP8 linear with 1×128 activation and 128×128 weight scales (DeepSeek's `fp8_gemm`):
  * y[m, n] = Σ_kb (Σ_{k∈kb} a[m, k]·w[n, k]) · aScales[m, kb] · wScales[⌊n/128⌋, kb].
@@ -19,10 +29,17 @@ export type GemmOutDtype = Extract<DType, 'bf16' | 'f32'>;
  * @param wScales `[⌈N/128⌉, K/128]` f32
  * @returns `[..., N]` of outDtype
  */
-export function fp8Gemm(a: Tensor, aScales: Tensor, w: Tensor, wScales: Tensor, outDtype: GemmOutDtype): Tensor {
+export function fp8Gemm(a: Tensor, aScales: Tensor, w: Tensor, wScales: Tensor, outDtype: GemmOutDtype, options: Fp8GemmOptions = {}): Tensor {
   const op = 'fp8Gemm';
   return wrap(
-    native().ops.fp8Gemm(handleOf(a, op, 'a'), handleOf(aScales, op, 'aScales'), handleOf(w, op, 'w'), handleOf(wScales, op, 'wScales'), outDtype),
+    native().ops.fp8Gemm(
+      handleOf(a, op, 'a'),
+      handleOf(aScales, op, 'aScales'),
+      handleOf(w, op, 'w'),
+      handleOf(wScales, op, 'wScales'),
+      outDtype,
+      options.exactBlockSums ?? false,
+    ),
   );
 }
 
@@ -45,6 +62,7 @@ export function groupedFp8Gemm(
   wScales: Tensor,
   offsets: Tensor,
   outDtype: GemmOutDtype,
+  options: Fp8GemmOptions = {},
 ): Tensor {
   const op = 'groupedFp8Gemm';
   return wrap(
@@ -55,6 +73,7 @@ export function groupedFp8Gemm(
       handleOf(wScales, op, 'wScales'),
       handleOf(offsets, op, 'offsets'),
       outDtype,
+      options.exactBlockSums ?? false,
     ),
   );
 }

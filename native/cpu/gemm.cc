@@ -15,6 +15,7 @@ void fp8Gemm(const Fp8GemmParams& p, ThreadPool& pool) {
   q.w = p.w; q.wType = DType::f8e4m3; q.ldw = p.K;
   q.wScales = p.wScales; q.ldws = p.K / gemmk::kBlockK;
   q.y = p.y; q.yType = p.yType; q.ldy = p.N;
+  q.exactBlockSums = p.exactBlockSums;
   gemmk::run(&q, 1, pool);
 }
 
@@ -37,6 +38,7 @@ void groupedFp8Gemm(const GroupedFp8GemmParams& p, ThreadPool& pool) {
     q.w = p.w + e * p.N * p.K; q.wType = DType::f8e4m3; q.ldw = p.K;
     q.wScales = p.wScales + e * nBlocks * kBlocks; q.ldws = kBlocks;
     q.y = static_cast<char*>(p.y) + r0 * p.N * int64_t(dtypeSize(p.yType)); q.yType = p.yType; q.ldy = p.N;
+    q.exactBlockSums = p.exactBlockSums;
     problems.push_back(q);
   }
   gemmk::run(problems.data(), int64_t(problems.size()), pool);

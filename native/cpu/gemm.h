@@ -16,6 +16,7 @@ struct Fp8GemmParams {
   void* y = nullptr;                 // [M, N], dtype yType (f32 | bf16)
   DType yType = DType::bf16;
   int64_t M = 0, N = 0, K = 0;       // K % 128 == 0
+  bool exactBlockSums = false;       // see gemmk::Problem::exactBlockSums
 };
 /** y[m, n] = Σ_kb (Σ_{k∈kb} a[m,k]·w[n,k]) · aScales[m,kb] · wScales[n/128,kb]. */
 void fp8Gemm(const Fp8GemmParams& p, ThreadPool& pool);
@@ -29,6 +30,7 @@ struct GroupedFp8GemmParams {
   void* y = nullptr;                 // [R, N], dtype yType
   DType yType = DType::bf16;
   int64_t R = 0, E = 0, N = 0, K = 0;
+  bool exactBlockSums = false;       // see gemmk::Problem::exactBlockSums
 };
 /** fp8Gemm per expert over its rows. Checks offsets first (throws "offsets …" range errors). */
 void groupedFp8Gemm(const GroupedFp8GemmParams& p, ThreadPool& pool);

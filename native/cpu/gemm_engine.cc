@@ -62,6 +62,22 @@ void microScalar(int64_t slots, const uint32_t* ap_, const uint32_t* wp_, const 
     for (int j = 0; j < kScalarNr; ++j) c[i * ldc + j] += t[i][j] * scale[i];
 }
 
+/** microScalar with each k-block's sum exact in f64, rounded to f32 once (Problem::exactBlockSums). */
+void microScalarExact(int64_t slots, const uint32_t* ap_, const uint32_t* wp_, const float* scale, float* c, int64_t ldc) {
+  const float* ap = reinterpret_cast<const float*>(ap_);
+  const float* wp = reinterpret_cast<const float*>(wp_);
+  double t[kScalarMr][kScalarNr] = {};
+  for (int64_t s = 0; s < slots; ++s)
+    for (int i = 0; i < kScalarMr; ++i) {
+      const double a = ap[i * slots + s];
+      for (int j = 0; j < kScalarNr; ++j) t[i][j] += a * double(wp[s * kScalarNr + j]);
+    }
+  for (int i = 0; i < kScalarMr; ++i)
+    for (int j = 0; j < kScalarNr; ++j) c[i * ldc + j] += float(t[i][j]) * scale[i];
+}
+
+const KernelSet kScalarExactSet = {"scalar-exact", kScalarMr, kScalarNr, false, packAScalar, packWScalar, microScalarExact, nullptr};
+
 // ---- the driver ----
 
 struct Task {
@@ -134,6 +150,7 @@ void runTask(const Problem& p, const KernelSet& ks, const Task& t) {
 }
 
 const KernelSet& pick(const Problem& p) {
+  if (p.exactBlockSums) return kScalarExactSet;
   Simd level = simdLevel();
   auto pairType = [](DType t) { return t == DType::f8e4m3 || t == DType::bf16; };
   if (level == Simd::Avx512) {

@@ -35,6 +35,10 @@ struct Problem {
   void* y = nullptr;               // y[m * ldy + n], dtype yType (f32 | bf16)
   DType yType = DType::f32;
   int64_t ldy = 0;
+  /** Each k-block's Σ A·W computed exactly (f64: FP8×FP8 products and their sums over 128 values are
+   *  exact there) and rounded to f32 once, before the scale: the result no longer depends on the
+   *  summation order, so it is bit-identical on every path and matches an exact FP8 reference. */
+  bool exactBlockSums = false;
 };
 
 /** Runs independent problems in one parallel region. Products of zero size are skipped. */

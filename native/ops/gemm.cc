@@ -47,7 +47,7 @@ int64_t checkFp8Activation(const OpArgs& a, const TensorImpl& x, const TensorImp
 
 }  // namespace
 
-/** fp8Gemm(a [.., K] f8e4m3, aScales [.., K/128] f32, w [N, K] f8e4m3, wScales [ceil(N/128), K/128] f32, outDtype) -> [.., N] */
+/** fp8Gemm(a [.., K] f8e4m3, aScales [.., K/128] f32, w [N, K] f8e4m3, wScales [ceil(N/128), K/128] f32, outDtype, exactBlockSums?) -> [.., N] */
 static Napi::Value Fp8Gemm(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "fp8Gemm");
@@ -71,12 +71,13 @@ static Napi::Value Fp8Gemm(const Napi::CallbackInfo& info) {
     cpu::Fp8GemmParams p;
     p.a = x->ptr<uint8_t>(); p.aScales = xs->ptr<float>(); p.w = w->ptr<uint8_t>(); p.wScales = ws->ptr<float>();
     p.y = y->data(); p.yType = out; p.M = x->numel() / K; p.N = N; p.K = K;
+    p.exactBlockSums = a.has(5) && a.boolean(5, "exactBlockSums");
     enqueueCpu("fp8Gemm", {x, xs, w, ws, y}, [p](ThreadPool& pool) { cpu::fp8Gemm(p, pool); });
     return NativeTensor::Wrap(info.Env(), y);
   });
 }
 
-/** groupedFp8Gemm(a [R, K], aScales [R, K/128], w [E, N, K], wScales [E, ceil(N/128), K/128], offsets [E+1] i32, outDtype) -> [R, N] */
+/** groupedFp8Gemm(a [R, K], aScales [R, K/128], w [E, N, K], wScales [E, ceil(N/128), K/128], offsets [E+1] i32, outDtype, exactBlockSums?) -> [R, N] */
 static Napi::Value GroupedFp8Gemm(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "groupedFp8Gemm");
@@ -106,6 +107,7 @@ static Napi::Value GroupedFp8Gemm(const Napi::CallbackInfo& info) {
     cpu::GroupedFp8GemmParams p;
     p.a = x->ptr<uint8_t>(); p.aScales = xs->ptr<float>(); p.w = w->ptr<uint8_t>(); p.wScales = ws->ptr<float>();
     p.offsets = off->ptr<int32_t>(); p.y = y->data(); p.yType = out; p.R = R; p.E = E; p.N = N; p.K = K;
+    p.exactBlockSums = a.has(6) && a.boolean(6, "exactBlockSums");
     enqueueCpu("groupedFp8Gemm", {x, xs, w, ws, off, y}, [p](ThreadPool& pool) { cpu::groupedFp8Gemm(p, pool); });
     return NativeTensor::Wrap(info.Env(), y);
   });
