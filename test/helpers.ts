@@ -1,8 +1,9 @@
 /** Shared test helpers: seeded random inputs, float64 reference rounding, the devices to run on. */
 import { devices } from '../lib/index.js';
 
-/** A small seeded PRNG (mulberry32); every suite logs its seed so a failure can be replayed. */
-export function rng(seed = (Date.now() ^ (Math.random() * 0x7fffffff)) >>> 0) {
+/** A small seeded PRNG (mulberry32); every suite logs its seed so a failure can be replayed with
+ *  TEST_SEED=<seed>. */
+export function rng(seed = process.env.TEST_SEED ? Number(process.env.TEST_SEED) : (Date.now() ^ (Math.random() * 0x7fffffff)) >>> 0) {
   let s = seed >>> 0;
   const next = () => {
     s = (s + 0x6d2b79f5) >>> 0;
