@@ -106,6 +106,11 @@ void OpArgs::expectSameDevice(const TensorImpl& a, const char* an, const TensorI
     throwType(op_, ": ", bn, " must be on the same device as ", an, " (", a.device.name(), ") but is on ", b.device.name());
 }
 
+void OpArgs::expectWritable(const TensorImpl& t, const char* name) const {
+  if (t.storage && t.storage->readOnly)
+    throwType(op_, ": ", name, " is read-only memory (a tensor mapped from a checkpoint file); write into a tensor of your own");
+}
+
 void OpArgs::requireCpu(const TensorImpl& t, const char* name) const {
   if (t.device.type != DeviceType::CPU)
     throwType(op_, ": ", name, " is on ", t.device.name(), " but this op has only a CPU kernel so far");

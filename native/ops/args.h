@@ -35,6 +35,8 @@ class OpArgs {
   void expectDim(const TensorImpl& t, const char* name, int dim, int64_t value) const;
   void expectShape(const TensorImpl& t, const char* name, std::initializer_list<int64_t> shape) const;
   void expectSameDevice(const TensorImpl& a, const char* an, const TensorImpl& b, const char* bn) const;
+  /** For ops that write into an argument: a TypeError when its memory is read-only (a checkpoint mapping). */
+  void expectWritable(const TensorImpl& t, const char* name) const;
   /** For ops with only a CPU kernel so far: a TypeError naming the op when t is not on the CPU. */
   void requireCpu(const TensorImpl& t, const char* name) const;
 

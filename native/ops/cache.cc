@@ -20,6 +20,7 @@ static Napi::Value PagedWrite(const Napi::CallbackInfo& info) {
     TensorRef rows = a.tensor(1, "rows");
     TensorRef slots = a.tensor(2, "slots");
     checkCache(a, *cache);
+    a.expectWritable(*cache, "cache");
     if (rows->dtype != cache->dtype)
       throwType("pagedWrite: rows must have the dtype of cache (", dtypeName(cache->dtype), ") but received ", dtypeName(rows->dtype));
     a.expectRank(*rows, "rows", 2);

@@ -88,6 +88,7 @@ Napi::Value SafetensorsTensor(const Napi::CallbackInfo& info) {
       s->data = const_cast<uint8_t*>(src);
       s->bytes = bytes;
       s->owner = h.map;
+      s->readOnly = true;  // PROT_READ: an op writing here would fault
       t->storage = std::move(s);
     } else {
       // A CUDA device, or a CPU tensor whose offset is not a multiple of its element size: copy.

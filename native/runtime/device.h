@@ -78,6 +78,7 @@ struct Storage {
   size_t bytes = 0;
   size_t blockBytes = 0;
   std::shared_ptr<void> owner;  // set for borrowed memory; the allocator is not involved then
+  bool readOnly = false;        // memory no op may write (a read-only file mapping)
   ~Storage();
 };
 

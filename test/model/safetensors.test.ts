@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { DisposedError, memoryStats } from '../../lib/index.js';
+import { DisposedError, memoryStats, ops, tensor } from '../../lib/index.js';
 import { type LoadProgress, openCheckpoint } from '../../lib/model/checkpoint.js';
 import {
   type SafetensorsTensorData,
@@ -329,5 +329,16 @@ describe('openCheckpoint', () => {
 
     using ck = openCheckpoint(copyDense());
     expect(() => ck.tensor('model.nope')).toThrow(`${ck.dir}: tensor 'model.nope': not in this checkpoint (expected one of its ${ck.names().length} tensors)`);
+  });
+});
+
+describe('mapped tensors are read-only', () => {
+  it('an op that writes in place refuses a tensor mapped from a checkpoint', async () => {
+    using ck = openCheckpoint(join(import.meta.dirname, '../../../shared/golden/tiny-dense'));
+    using w = ck.tensor('model.layers.0.self_attn.o_proj.weight', 'cpu'); // [256, 256] f8e4m3
+    using cache = w.reshape([1, 64, 1024]);
+    using rows = tensor(new Uint8Array(1024), { shape: [1, 1024], dtype: 'f8e4m3' });
+    using slots = tensor(Int32Array.from([0]));
+    expect(() => ops.pagedWrite(cache, rows, slots)).toThrow('pagedWrite: cache is read-only memory (a tensor mapped from a checkpoint file)');
   });
 });
