@@ -12,8 +12,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { SAFETENSORS_DTYPES, openSafetensors, writeAll } from '../../lib/model/safetensors.js';
 import { native } from '../../lib/runtime/native.js';
 import { type Rng, rng } from '../helpers.js';
+import { GOLDEN } from '../golden-dir.js';
 
-const GOLDEN = '/work/shared/golden';
 const SHARDS = ['tiny-dense', 'tiny-sparse'].flatMap((m) => [1, 2].map((i) => join(GOLDEN, m, `model-0000${i}-of-00002.safetensors`)));
 const CASES = 1200;
 

@@ -4,12 +4,12 @@
  * `logits_bf16` as the reference's own f32 run is. Plus the consistency of the batch forms.
  */
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadModel, type Model } from '../../lib/index.js';
+import { GOLDEN } from '../golden-dir.js';
 
-const GOLDEN = resolve(import.meta.dirname, '../../../shared/golden');
 
 interface Run {
   prompts: number[][];

@@ -17,8 +17,8 @@ import {
 } from '../../lib/model/make-tiny.js';
 import { openSafetensors } from '../../lib/model/safetensors.js';
 import { rng } from '../helpers.js';
+import { GOLDEN } from '../golden-dir.js';
 
-const GOLDEN = '/work/shared/golden';
 const root = resolve(import.meta.dirname, '../..');
 const cli = resolve(root, 'dist/lib/cli.js');
 const tmp = mkdtempSync(join(tmpdir(), 'dsn-make-tiny-'));

@@ -6,8 +6,8 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { DisposedError, loadModel, type Model } from '../../lib/index.js';
+import { GOLDEN } from '../golden-dir.js';
 
-const GOLDEN = resolve(import.meta.dirname, '../../../shared/golden');
 const CLI = resolve(import.meta.dirname, '../../dist/lib/cli.js');
 
 describe('Model on tiny-sparse', () => {

@@ -14,8 +14,8 @@ import {
 import { native } from '../../lib/runtime/native.js';
 import type { DType } from '../../lib/runtime/tensor.js';
 import { rng } from '../helpers.js';
+import { GOLDEN } from '../golden-dir.js';
 
-const GOLDEN = '/work/shared/golden';
 const SHARD = join(GOLDEN, 'tiny-sparse', 'model-00001-of-00002.safetensors');
 const tmp = mkdtempSync(join(tmpdir(), 'dsn-safetensors-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -334,7 +334,7 @@ describe('openCheckpoint', () => {
 
 describe('mapped tensors are read-only', () => {
   it('an op that writes in place refuses a tensor mapped from a checkpoint', async () => {
-    using ck = openCheckpoint(join(import.meta.dirname, '../../../shared/golden/tiny-dense'));
+    using ck = openCheckpoint(join(GOLDEN, 'tiny-dense'));
     using w = ck.tensor('model.layers.0.self_attn.o_proj.weight', 'cpu'); // [256, 256] f8e4m3
     using cache = w.reshape([1, 64, 1024]);
     using rows = tensor(new Uint8Array(1024), { shape: [1, 1024], dtype: 'f8e4m3' });
