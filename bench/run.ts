@@ -9,11 +9,12 @@ import { join } from 'node:path';
 import { devices } from '../lib/index.js';
 import { packageRoot } from '../lib/runtime/native.js';
 import { type BenchCase, formatTable, runCases } from './harness.js';
+import { moeCases } from './moe.bench.js';
 import { normCases } from './norm.bench.js';
 import { measureRoofline } from './roofline.js';
 
 type CaseFactory = (device: string) => BenchCase[];
-const FAMILIES: CaseFactory[] = [normCases];
+const FAMILIES: CaseFactory[] = [normCases, moeCases];
 
 async function main(): Promise<void> {
   const filter = process.argv[2] ?? '';

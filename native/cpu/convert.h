@@ -3,14 +3,16 @@
 // lanes). Rounding follows dtype.h bit for bit (round-to-nearest-even, f8 saturating, NaN patterns
 // included), so a kernel gives the same bits on every SIMD path.
 //
-// Determinism rule for every kernel built on this header: where a product feeds a sum, write an
-// explicit fused multiply-add on every path (std::fma in scalar code). The compiler may fuse a
-// separate multiply and add inside FMA-enabled (AVX2/AVX-512) functions but never in the scalar
-// fallback, which would make the paths differ in the last bit.
+// Determinism rule for every kernel built on this header: where a product feeds a sum, either write
+// an explicit fused multiply-add on every path (std::fma in scalar code) or pass the product through
+// opaque() on every path. The compiler may fuse a separate multiply and add inside FMA-enabled
+// (AVX2/AVX-512) functions, even across inlined helpers, but not in the scalar fallback, which would
+// make the paths differ in the last bit.
 #pragma once
 // GCC 12 reports its own _mm512_undefined_* idiom as -Wmaybe-uninitialized (GCC bug 105593).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
@@ -38,18 +40,33 @@ inline bool isFloatType(DType t) {
   return t == DType::f32 || t == DType::bf16 || t == DType::f16 || t == DType::f8e4m3;
 }
 
-// exp: n = round(x·log2 e), r = x − n·ln 2 (two-part ln 2), e^r by its Taylor polynomial of degree 7
-// (truncation < 0.05 ulp on |r| ≤ ln2/2), times 2^n built in the exponent bits. Within 2 ulp of
-// the true value; +inf above kExpMax, 0 below kExpMin (where the true value is subnormal), NaN kept.
+// exp: x clamped to [kExpLo, kExpHi] (beyond them the f32 result is +inf or 0 anyway), n = round(x·log2 e),
+// r = x − n·ln 2 (two-part ln 2), e^r by its Taylor polynomial of degree 7 (truncation < 0.05 ulp on
+// |r| ≤ ln2/2), times 2^n with one rounding (subnormal results included). Within 2 ulp of the true
+// value; +inf for x ≥ 88.73, 0 for x ≤ −104, NaN stays NaN (quieted).
 namespace expconst {
 constexpr float kLog2e = 1.44269504088896341f;
-constexpr float kLn2Hi = 0.693359375f;       // 355/512: n·kLn2Hi is exact for |n| ≤ 128
+constexpr float kLn2Hi = 0.693359375f;       // 355/512: n·kLn2Hi is exact for |n| ≤ 152
 constexpr float kLn2Lo = -2.12194440e-4f;    // ln 2 − kLn2Hi
 constexpr float kRound = 12582912.0f;        // 1.5·2^23: adding it rounds to an integer (RNE)
-constexpr float kExpMax = 88.3762626647949f;  // 127.5·ln 2
-constexpr float kExpMin = -87.3365478515625f; // ln of the smallest normal f32
+constexpr float kExpHi = 88.8f;              // e^88.73 already overflows f32
+constexpr float kExpLo = -105.0f;            // e^−104 already rounds to 0
 constexpr float kC[8] = {1.0f, 1.0f, 0.5f, 1.66666667e-1f, 4.16666667e-2f, 8.33333333e-3f, 1.38888889e-3f, 1.98412698e-4f};
 }  // namespace expconst
+
+/** v, hidden from the optimiser: a product passed through it is never fused into a later add. */
+inline float opaque(float v) {
+  __asm__("" : "+x"(v));
+  return v;
+}
+DSN_TARGET_AVX2 inline __m256 opaque(__m256 v) {
+  __asm__("" : "+x"(v));
+  return v;
+}
+DSN_TARGET_AVX512 inline __m512 opaque(__m512 v) {
+  __asm__("" : "+v"(v));
+  return v;
+}
 
 // ===================================== scalar =====================================
 namespace sc {
@@ -72,17 +89,19 @@ inline void store(void* base, int64_t i, float v) {
 
 inline float exp(float x) {
   using namespace expconst;
-  if (std::isnan(x)) return x;
-  if (x > kExpMax) return std::numeric_limits<float>::infinity();
-  if (x < kExpMin) return 0.0f;
+  if (x != x) return x + x;  // the quiet NaN the vector paths give
+  x = kExpHi < x ? kExpHi : x;  // the operand order of minps/maxps
+  x = kExpLo > x ? kExpLo : x;
   float t = std::fma(x, kLog2e, kRound);
   float n = t - kRound;
   float r = std::fma(n, -kLn2Hi, x);
   r = std::fma(n, -kLn2Lo, r);
   float p = kC[7];
   for (int k = 6; k >= 0; --k) p = std::fma(p, r, kC[k]);
+  // p · 2^n in two exact-then-rounded steps (n in [−152, 128], each half a normal exponent).
   int32_t e = int32_t(f32Bits(t) - f32Bits(kRound));
-  return p * bitsF32(uint32_t(e + 127) << 23);
+  int32_t e1 = e >> 1, e2 = e - e1;
+  return opaque((p * bitsF32(uint32_t(e1 + 127) << 23)) * bitsF32(uint32_t(e2 + 127) << 23));
 }
 
 /** 1 / (1 + e^−x) */
@@ -196,6 +215,7 @@ DSN_TARGET_AVX2 inline void storePart(void* base, int64_t i, __m256 v, int64_t n
 
 DSN_TARGET_AVX2 inline __m256 exp(__m256 x) {
   using namespace expconst;
+  x = _mm256_max_ps(_mm256_set1_ps(kExpLo), _mm256_min_ps(_mm256_set1_ps(kExpHi), x));  // NaN passes
   __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(kLog2e), _mm256_set1_ps(kRound));
   __m256 n = _mm256_sub_ps(t, _mm256_set1_ps(kRound));
   __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-kLn2Hi), x);
@@ -203,10 +223,10 @@ DSN_TARGET_AVX2 inline __m256 exp(__m256 x) {
   __m256 p = _mm256_set1_ps(kC[7]);
   for (int k = 6; k >= 0; --k) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kC[k]));
   __m256i e = _mm256_sub_epi32(bits(t), _mm256_set1_epi32(int(f32Bits(kRound))));
-  __m256 y = _mm256_mul_ps(p, floats(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23)));
-  y = _mm256_blendv_ps(y, _mm256_set1_ps(std::numeric_limits<float>::infinity()), _mm256_cmp_ps(x, _mm256_set1_ps(kExpMax), _CMP_GT_OQ));
-  y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, _mm256_set1_ps(kExpMin), _CMP_LT_OQ));
-  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  __m256i e1 = _mm256_srai_epi32(e, 1), e2 = _mm256_sub_epi32(e, e1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  p = _mm256_mul_ps(p, floats(_mm256_slli_epi32(_mm256_add_epi32(e1, bias), 23)));
+  return opaque(_mm256_mul_ps(p, floats(_mm256_slli_epi32(_mm256_add_epi32(e2, bias), 23))));
 }
 
 DSN_TARGET_AVX2 inline __m256 neg(__m256 x) { return _mm256_xor_ps(x, _mm256_set1_ps(-0.0f)); }
@@ -341,17 +361,14 @@ DSN_TARGET_AVX512 inline void storePart(void* base, int64_t i, __m512 v, int64_t
 
 DSN_TARGET_AVX512 inline __m512 exp(__m512 x) {
   using namespace expconst;
+  x = _mm512_max_ps(_mm512_set1_ps(kExpLo), _mm512_min_ps(_mm512_set1_ps(kExpHi), x));  // NaN passes
   __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(kLog2e), _mm512_set1_ps(kRound));
   __m512 n = _mm512_sub_ps(t, _mm512_set1_ps(kRound));
   __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Hi), x);
   r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Lo), r);
   __m512 p = _mm512_set1_ps(kC[7]);
   for (int k = 6; k >= 0; --k) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kC[k]));
-  __m512i e = _mm512_sub_epi32(bits(t), _mm512_set1_epi32(int(f32Bits(kRound))));
-  __m512 y = _mm512_mul_ps(p, floats(_mm512_slli_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(127)), 23)));
-  y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpMax), _CMP_GT_OQ), y, _mm512_set1_ps(std::numeric_limits<float>::infinity()));
-  y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpMin), _CMP_LT_OQ), y, _mm512_setzero_ps());
-  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
+  return _mm512_scalef_ps(p, n);  // p · 2^n with one rounding (an instruction the compiler never fuses)
 }
 
 DSN_TARGET_AVX512 inline __m512 neg(__m512 x) { return _mm512_castsi512_ps(_mm512_xor_si512(bits(x), _mm512_set1_epi32(int(0x80000000u)))); }

@@ -6,6 +6,7 @@
 // and each path keeps to the determinism rule of convert.h.
 #pragma once
 #include <cstdint>
+#include <limits>
 
 #include "../runtime/dtype.h"
 #include "../runtime/threadpool.h"
@@ -118,6 +119,73 @@ void map2(const void* a, DType ta, const void* b, DType tb, void* out, DType to,
       });
     });
   });
+}
+
+// ---------------- reductions with one order on every path ----------------
+namespace detail {
+/** Folds 16 partial sums: l + l+8, l + l+4, l + l+2, l + l+1. */
+inline float foldSum16(float* s) {
+  for (int w = 8; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) s[l] = s[l] + s[l + w];
+  return s[0];
+}
+inline float sumScalar(const float* x, int64_t n) {
+  float s[16] = {};
+  for (int64_t i = 0; i < n; ++i) s[i % 16] = s[i % 16] + x[i];
+  return foldSum16(s);
+}
+DSN_TARGET_AVX2 inline float sumAvx2(const float* x, int64_t n) {
+  __m256 a = _mm256_setzero_ps(), b = a;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a = _mm256_add_ps(a, _mm256_loadu_ps(x + i));
+    b = _mm256_add_ps(b, _mm256_loadu_ps(x + i + 8));
+  }
+  if (i < n) {
+    a = _mm256_add_ps(a, n - i >= 8 ? _mm256_loadu_ps(x + i) : x256::loadPart<DType::f32>(x, i, n - i));
+    if (n - i > 8) b = _mm256_add_ps(b, x256::loadPart<DType::f32>(x, i + 8, n - i - 8));
+  }
+  alignas(32) float s[16];
+  _mm256_store_ps(s, a);
+  _mm256_store_ps(s + 8, b);
+  return foldSum16(s);
+}
+DSN_TARGET_AVX512 inline float sumAvx512(const float* x, int64_t n) {
+  __m512 a = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) a = _mm512_add_ps(a, _mm512_loadu_ps(x + i));
+  if (i < n) a = _mm512_add_ps(a, x512::loadPart<DType::f32>(x, i, n - i));
+  alignas(64) float s[16];
+  _mm512_store_ps(s, a);
+  return foldSum16(s);
+}
+inline float maxScalar(const float* x, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+DSN_TARGET_AVX512 inline float maxAvx512(const float* x, int64_t n) {
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512 m = ninf;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) m = _mm512_max_ps(_mm512_loadu_ps(x + i), m);  // a NaN element keeps m
+  if (i < n) m = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, x512::firstLanes(n - i), x + i), m);
+  return _mm512_reduce_max_ps(m);
+}
+}  // namespace detail
+
+/** Σ x[i] in f32: x[i] goes to partial sum i mod 16, then a fixed fold; the same bits on every path. */
+inline float sumF32(const float* x, int64_t n) {
+  switch (simdLevel()) {
+    case Simd::Avx512: return detail::sumAvx512(x, n);
+    case Simd::Avx2: return detail::sumAvx2(x, n);
+    default: return detail::sumScalar(x, n);
+  }
+}
+
+/** The largest non-NaN x[i] (−inf when there is none); exact, so the same on every path. */
+inline float maxF32(const float* x, int64_t n) {
+  return simdLevel() == Simd::Avx512 ? detail::maxAvx512(x, n) : detail::maxScalar(x, n);
 }
 
 // ---------------- ops ----------------

@@ -1,6 +1,8 @@
 #include "moe.h"
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "../runtime/errors.h"
@@ -15,6 +17,21 @@ struct SigmoidOp {
   float operator()(float x) const { return sc::sigmoid(x); }
   DSN_TARGET_AVX2 __m256 operator()(__m256 x) const { return x256::sigmoid(x); }
   DSN_TARGET_AVX512 __m512 operator()(__m512 x) const { return x512::sigmoid(x); }
+};
+/** The choosing score: a + b, a NaN as −inf (it never wins), −0 as +0. */
+struct ChooseOp {
+  float operator()(float a, float b) const {
+    const float c = a + b;
+    return (c == c ? c : -std::numeric_limits<float>::infinity()) + 0.0f;
+  }
+  DSN_TARGET_AVX2 __m256 operator()(__m256 a, __m256 b) const {
+    const __m256 c = _mm256_add_ps(a, b);
+    return _mm256_add_ps(_mm256_blendv_ps(c, _mm256_set1_ps(-std::numeric_limits<float>::infinity()), _mm256_cmp_ps(c, c, _CMP_UNORD_Q)), _mm256_setzero_ps());
+  }
+  DSN_TARGET_AVX512 __m512 operator()(__m512 a, __m512 b) const {
+    const __m512 c = _mm512_add_ps(a, b);
+    return _mm512_add_ps(_mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q), c, _mm512_set1_ps(-std::numeric_limits<float>::infinity())), _mm512_setzero_ps());
+  }
 };
 /** e^(x − shift) */
 struct ExpShiftOp {
@@ -45,44 +62,129 @@ struct TopK {
   }
 };
 
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Group scores: the group's max, or (with a bias) the sum of its two largest values. Any correct
+// method gives the same f32 result, so the paths agree.
+void groupScoresScalar(const float* c, int64_t G, int64_t gs, bool top2, float* out) {
+  for (int64_t g = 0; g < G; ++g) {
+    const float* x = c + g * gs;
+    float a = kNegInf, b = kNegInf;  // a >= b: the top two so far
+    for (int64_t e = 0; e < gs; ++e) {
+      const float lo = x[e] < a ? x[e] : a;
+      a = x[e] > a ? x[e] : a;
+      b = lo > b ? lo : b;
+    }
+    out[g] = top2 ? a + b : a;
+  }
+}
+
+DSN_TARGET_AVX512 void groupScoresAvx512(const float* c, int64_t G, int64_t gs, bool top2, float* out) {
+  const __m512 ninf = _mm512_set1_ps(kNegInf);
+  for (int64_t g = 0; g < G; ++g) {
+    const float* x = c + g * gs;
+    __m512 a = ninf, b = ninf;  // per lane: the top two of the lane's elements
+    for (int64_t e = 0; e < gs; e += 16) {
+      const __m512 v = gs - e >= 16 ? _mm512_loadu_ps(x + e) : _mm512_mask_loadu_ps(ninf, x512::firstLanes(gs - e), x + e);
+      b = _mm512_max_ps(b, _mm512_min_ps(a, v));
+      a = _mm512_max_ps(a, v);
+    }
+    const float first = _mm512_reduce_max_ps(a);
+    if (!top2) {
+      out[g] = first;
+      continue;
+    }
+    // The runner-up: the best once one lane holding `first` gives up its max for its second.
+    const __mmask16 at = _mm512_cmp_ps_mask(a, _mm512_set1_ps(first), _CMP_EQ_OQ);
+    float second;
+    if (__builtin_popcount(at) >= 2) {
+      second = first;
+    } else {
+      const __mmask16 lane = __mmask16(at & -at);
+      second = _mm512_reduce_max_ps(_mm512_mask_blend_ps(lane, a, b));
+    }
+    out[g] = first + second;
+  }
+}
+
+/** ids = the k largest eligible c (descending, ties: lower index), by insertion. */
+void selectScalar(const float* c, int64_t G, int64_t gs, const char* keep, int k, float* vals, int32_t* ids) {
+  TopK top{k, 0, vals, ids};
+  for (int64_t g = 0; g < G; ++g) {
+    if (G > 1 && !keep[g]) continue;
+    for (int64_t e = g * gs; e < (g + 1) * gs; ++e) top.offer(c[e], int32_t(e));
+  }
+}
+
+/** The same selection on order-preserving integer keys of c (INT_MIN marks a taken or ineligible
+ *  lane): each round takes the best of the per-vector maxima, then the first lane holding it. */
+DSN_TARGET_AVX512 void selectAvx512(const float* c, int64_t E, int64_t G, int64_t gs, const char* keep, int k, __mmask16* avail, int32_t* keys,
+                                    int32_t* vmax, int32_t* ids) {
+  const int64_t nv = (E + 15) / 16;
+  for (int64_t v = 0; v < nv; ++v) avail[v] = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    if (G > 1 && !keep[g]) continue;
+    for (int64_t e = g * gs; e < (g + 1) * gs;) {  // set bits e … end of the group or the vector
+      const int64_t v = e / 16, lo = e % 16, hi = std::min<int64_t>(16, lo + (g + 1) * gs - e);
+      avail[v] = __mmask16(avail[v] | (((1u << hi) - 1u) & ~((1u << lo) - 1u)));
+      e += hi - lo;
+    }
+  }
+  const __m512i none = _mm512_set1_epi32(std::numeric_limits<int32_t>::min());
+  for (int64_t v = 0; v < nv; ++v) {
+    // Float order as signed integers: negative floats get their magnitude bits flipped.
+    const __m512i b = _mm512_castps_si512(_mm512_mask_loadu_ps(_mm512_setzero_ps(), avail[v], c + v * 16));
+    const __m512i key = _mm512_mask_blend_epi32(avail[v], none, _mm512_xor_si512(b, _mm512_and_si512(_mm512_srai_epi32(b, 31), _mm512_set1_epi32(0x7fffffff))));
+    _mm512_storeu_si512(keys + v * 16, key);
+    vmax[v] = _mm512_reduce_max_epi32(key);
+  }
+  for (int j = 0; j < k; ++j) {
+    int32_t best = std::numeric_limits<int32_t>::min();
+    int64_t bv = 0;
+    for (int64_t w = 0; w < nv; w += 16) {
+      const __mmask16 m = x512::firstLanes(std::min<int64_t>(16, nv - w));
+      const __m512i x = _mm512_mask_loadu_epi32(none, m, vmax + w);
+      const int32_t top = _mm512_reduce_max_epi32(x);
+      if (top > best || w == 0) {
+        best = top;
+        bv = w + __builtin_ctz(_mm512_mask_cmpeq_epi32_mask(m, x, _mm512_set1_epi32(top)));
+      }
+    }
+    const __m512i key = _mm512_loadu_si512(keys + bv * 16);
+    const int lane = __builtin_ctz(_mm512_cmpeq_epi32_mask(key, _mm512_set1_epi32(best)));
+    ids[j] = int32_t(bv * 16 + lane);
+    keys[bv * 16 + lane] = std::numeric_limits<int32_t>::min();
+    vmax[bv] = _mm512_reduce_max_epi32(_mm512_loadu_si512(keys + bv * 16));
+  }
+}
+
 }  // namespace
 
 void moeRoute(const MoeRouteParams& p, ThreadPool& pool) {
   const int64_t E = p.experts, G = p.nGroups, gs = E / G;
+  const Simd level = simdLevel();
   pool.parallelFor(p.tokens, [&](int64_t t0, int64_t t1) {
     std::vector<float> scores(static_cast<size_t>(E)), chosen(static_cast<size_t>(E)), groupScore(static_cast<size_t>(G)), topVals(static_cast<size_t>(p.topk));
     std::vector<char> keep(static_cast<size_t>(G));
+    std::vector<__mmask16> avail(static_cast<size_t>((E + 15) / 16));
+    std::vector<float> zeros(p.bias ? 0 : static_cast<size_t>(E), 0.0f);
+    std::vector<int32_t> keys(static_cast<size_t>((E + 15) / 16 * 16)), vmax(static_cast<size_t>((E + 15) / 16));
     for (int64_t t = t0; t < t1; ++t) {
       const float* logits = p.logits + t * E;
       if (p.softmax) {
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t e = 0; e < E; ++e) mx = logits[e] > mx ? logits[e] : mx;
-        map1(logits, DType::f32, scores.data(), DType::f32, E, ExpShiftOp{mx});
-        float sum = 0;
-        for (int64_t e = 0; e < E; ++e) sum += scores[e];
+        map1(logits, DType::f32, scores.data(), DType::f32, E, ExpShiftOp{maxF32(logits, E)});
+        const float sum = sumF32(scores.data(), E);
         for (int64_t e = 0; e < E; ++e) scores[e] = scores[e] / sum;
       } else {
         map1(logits, DType::f32, scores.data(), DType::f32, E, SigmoidOp{});
       }
-      for (int64_t e = 0; e < E; ++e) chosen[e] = p.bias ? scores[e] + p.bias[e] : scores[e];
-      // Group-limited routing: keep the topkGroups groups with the best group scores.
+      // Biased scores choose; a NaN never does (and −0 counts as +0).
+      map2(scores.data(), DType::f32, p.bias ? p.bias : zeros.data(), DType::f32, chosen.data(), DType::f32, E, ChooseOp{});
+      // Group-limited routing: keep the topkGroups groups with the best scores (ties: lower group).
       if (G > 1) {
-        for (int64_t g = 0; g < G; ++g) {
-          const float* c = chosen.data() + g * gs;
-          if (p.bias) {
-            float a = -std::numeric_limits<float>::infinity(), b = a;  // a >= b: the top two
-            for (int64_t e = 0; e < gs; ++e) {
-              if (c[e] > a) { b = a; a = c[e]; }
-              else if (c[e] > b) b = c[e];
-            }
-            groupScore[g] = a + b;
-          } else {
-            float a = -std::numeric_limits<float>::infinity();
-            for (int64_t e = 0; e < gs; ++e) a = c[e] > a ? c[e] : a;
-            groupScore[g] = a;
-          }
-          keep[g] = 0;
-        }
+        if (level == Simd::Avx512) groupScoresAvx512(chosen.data(), G, gs, p.bias != nullptr, groupScore.data());
+        else groupScoresScalar(chosen.data(), G, gs, p.bias != nullptr, groupScore.data());
+        for (int64_t g = 0; g < G; ++g) keep[g] = 0;
         for (int k = 0; k < p.topkGroups; ++k) {
           int64_t best = -1;
           for (int64_t g = 0; g < G; ++g)
@@ -91,11 +193,8 @@ void moeRoute(const MoeRouteParams& p, ThreadPool& pool) {
         }
       }
       int32_t* ids = p.ids + t * p.topk;
-      TopK top{p.topk, 0, topVals.data(), ids};
-      for (int64_t g = 0; g < G; ++g) {
-        if (G > 1 && !keep[g]) continue;
-        for (int64_t e = g * gs; e < (g + 1) * gs; ++e) top.offer(chosen[e], int32_t(e));
-      }
+      if (level == Simd::Avx512) selectAvx512(chosen.data(), E, G, gs, keep.data(), p.topk, avail.data(), keys.data(), vmax.data(), ids);
+      else selectScalar(chosen.data(), G, gs, keep.data(), p.topk, topVals.data(), ids);
       float* w = p.weights + t * p.topk;
       for (int j = 0; j < p.topk; ++j) w[j] = scores[ids[j]];
       if (p.normalize) {
@@ -192,12 +291,8 @@ inline void sumOrder(const int32_t* ids, int64_t k, int* order) {
   }
 }
 
-// The product is rounded before it is added, as in the reference. The empty asm keeps the
-// compiler from fusing the multiply into the add (it may in FMA-enabled code).
-inline float opaque(float v) {
-  __asm__("" : "+x"(v));
-  return v;
-}
+// The product is rounded before it is added, as in the reference: opaque() keeps the compiler from
+// fusing the multiply into the add (it may in FMA-enabled code).
 
 template <DType ET, DType ST, DType OT>
 void combineScalar(const MoeCombineParams& p, int64_t t0, int64_t t1, float* acc) {
@@ -240,9 +335,7 @@ DSN_TARGET_AVX2 void combineAvx2(const MoeCombineParams& p, int64_t t0, int64_t 
       __m256 acc = _mm256_setzero_ps();
       for (int64_t jj = 0; jj < k; ++jj) {
         __m256 e = n == 8 ? load<ET>(rows[jj], i) : loadPart<ET>(rows[jj], i, n);
-        __m256 prod = _mm256_mul_ps(_mm256_set1_ps(ws[jj]), e);
-        __asm__("" : "+x"(prod));
-        acc = _mm256_add_ps(acc, prod);
+        acc = _mm256_add_ps(acc, opaque(_mm256_mul_ps(_mm256_set1_ps(ws[jj]), e)));
       }
       if (shared) acc = _mm256_add_ps(acc, n == 8 ? load<ST>(shared, i) : loadPart<ST>(shared, i, n));
       if (n == 8) store<OT>(out, i, acc);
@@ -275,11 +368,10 @@ DSN_TARGET_AVX512 void combineAvx512(const MoeCombineParams& p, int64_t t0, int6
         const __m512 w = _mm512_set1_ps(ws[jj]);
         __m512 p0 = _mm512_mul_ps(w, load<ET>(rows[jj], i)), p1 = _mm512_mul_ps(w, load<ET>(rows[jj], i + 16));
         __m512 p2 = _mm512_mul_ps(w, load<ET>(rows[jj], i + 32)), p3 = _mm512_mul_ps(w, load<ET>(rows[jj], i + 48));
-        __asm__("" : "+v"(p0), "+v"(p1), "+v"(p2), "+v"(p3));
-        a0 = _mm512_add_ps(a0, p0);
-        a1 = _mm512_add_ps(a1, p1);
-        a2 = _mm512_add_ps(a2, p2);
-        a3 = _mm512_add_ps(a3, p3);
+        a0 = _mm512_add_ps(a0, opaque(p0));
+        a1 = _mm512_add_ps(a1, opaque(p1));
+        a2 = _mm512_add_ps(a2, opaque(p2));
+        a3 = _mm512_add_ps(a3, opaque(p3));
       }
       if (shared) {
         a0 = _mm512_add_ps(a0, load<ST>(shared, i));
@@ -296,9 +388,7 @@ DSN_TARGET_AVX512 void combineAvx512(const MoeCombineParams& p, int64_t t0, int6
       const int64_t n = D - i < 16 ? D - i : 16;
       __m512 acc = _mm512_setzero_ps();
       for (int64_t jj = 0; jj < k; ++jj) {
-        __m512 prod = _mm512_mul_ps(_mm512_set1_ps(ws[jj]), loadPart<ET>(rows[jj], i, n));
-        __asm__("" : "+v"(prod));
-        acc = _mm512_add_ps(acc, prod);
+        acc = _mm512_add_ps(acc, opaque(_mm512_mul_ps(_mm512_set1_ps(ws[jj]), loadPart<ET>(rows[jj], i, n))));
       }
       if (shared) acc = _mm512_add_ps(acc, loadPart<ST>(shared, i, n));
       storePart<OT>(out, i, acc, n);
