@@ -259,19 +259,21 @@ void gatherRows(const GatherRowsParams& p, ThreadPool& pool) {
   const auto* src = static_cast<const char*>(p.x);
   auto* dst = static_cast<char*>(p.out);
   const int64_t grain = p.rowBytes > 0 ? (65536 + p.rowBytes - 1) / p.rowBytes : 1;
+  const bool stream = p.count * p.rowBytes >= kStreamBytes;
   pool.parallelFor(p.count, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) std::memcpy(dst + r * p.rowBytes, src + int64_t(p.index[r]) * p.rowBytes, size_t(p.rowBytes));
+    for (int64_t r = r0; r < r1; ++r) copyBytes(dst + r * p.rowBytes, src + int64_t(p.index[r]) * p.rowBytes, p.rowBytes, stream);
   }, grain);
 }
 
 void swiglu(const SwigluParams& p, ThreadPool& pool) {
   const int64_t I = p.inter;
+  const bool stream = p.rows * I * int64_t(dtypeSize(p.outType)) >= kStreamBytes;
   const int64_t grain = I > 0 ? (16384 + I - 1) / I : 1;
   pool.parallelFor(p.rows, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const void* gate = at(p.gateUp, p.inType, r * 2 * I);
       const void* up = at(p.gateUp, p.inType, r * 2 * I + I);
-      map2(gate, p.inType, up, p.inType, at(p.out, p.outType, r * I), p.outType, I, SwigluOp{});
+      map2(gate, p.inType, up, p.inType, at(p.out, p.outType, r * I), p.outType, I, SwigluOp{}, stream);
     }
   }, grain);
 }
@@ -315,7 +317,7 @@ void combineScalar(const MoeCombineParams& p, int64_t t0, int64_t t1, float* acc
 }
 
 template <DType ET, DType ST, DType OT>
-DSN_TARGET_AVX2 void combineAvx2(const MoeCombineParams& p, int64_t t0, int64_t t1, float*) {
+DSN_TARGET_AVX2 void combineAvx2(const MoeCombineParams& p, int64_t t0, int64_t t1, float*, bool stream) {
   using namespace x256;
   const int64_t D = p.dim, k = p.k;
   std::vector<int> order(static_cast<size_t>(k));
@@ -330,6 +332,7 @@ DSN_TARGET_AVX2 void combineAvx2(const MoeCombineParams& p, int64_t t0, int64_t 
     }
     const void* shared = p.shared ? at(p.shared, ST, t * D) : nullptr;
     void* out = at(p.out, OT, t * D);
+    const bool rowStream = stream && (reinterpret_cast<uintptr_t>(out) & 63) == 0;
     for (int64_t i = 0; i < D; i += 8) {
       const int64_t n = D - i < 8 ? D - i : 8;
       __m256 acc = _mm256_setzero_ps();
@@ -338,14 +341,15 @@ DSN_TARGET_AVX2 void combineAvx2(const MoeCombineParams& p, int64_t t0, int64_t 
         acc = _mm256_add_ps(acc, opaque(_mm256_mul_ps(_mm256_set1_ps(ws[jj]), e)));
       }
       if (shared) acc = _mm256_add_ps(acc, n == 8 ? load<ST>(shared, i) : loadPart<ST>(shared, i, n));
-      if (n == 8) store<OT>(out, i, acc);
+      if (n == 8 && rowStream) storeStream<OT>(out, i, acc);
+      else if (n == 8) store<OT>(out, i, acc);
       else storePart<OT>(out, i, acc, n);
     }
   }
 }
 
 template <DType ET, DType ST, DType OT>
-DSN_TARGET_AVX512 void combineAvx512(const MoeCombineParams& p, int64_t t0, int64_t t1, float*) {
+DSN_TARGET_AVX512 void combineAvx512(const MoeCombineParams& p, int64_t t0, int64_t t1, float*, bool stream) {
   using namespace x512;
   const int64_t D = p.dim, k = p.k;
   std::vector<int> order(static_cast<size_t>(k));
@@ -361,6 +365,7 @@ DSN_TARGET_AVX512 void combineAvx512(const MoeCombineParams& p, int64_t t0, int6
     }
     const void* shared = p.shared ? at(p.shared, ST, t * D) : nullptr;
     void* out = at(p.out, OT, t * D);
+    const bool rowStream = stream && (reinterpret_cast<uintptr_t>(out) & 63) == 0;
     // Blocks of 64 columns: four accumulators stay in registers across the k rows.
     for (int64_t i = 0; i < full; i += 64) {
       __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -379,10 +384,17 @@ DSN_TARGET_AVX512 void combineAvx512(const MoeCombineParams& p, int64_t t0, int6
         a2 = _mm512_add_ps(a2, load<ST>(shared, i + 32));
         a3 = _mm512_add_ps(a3, load<ST>(shared, i + 48));
       }
-      store<OT>(out, i, a0);
-      store<OT>(out, i + 16, a1);
-      store<OT>(out, i + 32, a2);
-      store<OT>(out, i + 48, a3);
+      if (rowStream) {
+        storeStream<OT>(out, i, a0);
+        storeStream<OT>(out, i + 16, a1);
+        storeStream<OT>(out, i + 32, a2);
+        storeStream<OT>(out, i + 48, a3);
+      } else {
+        store<OT>(out, i, a0);
+        store<OT>(out, i + 16, a1);
+        store<OT>(out, i + 32, a2);
+        store<OT>(out, i + 48, a3);
+      }
     }
     for (int64_t i = full; i < D; i += 16) {
       const int64_t n = D - i < 16 ? D - i : 16;
@@ -406,15 +418,17 @@ void moeCombine(const MoeCombineParams& p, ThreadPool& pool) {
   const Simd level = simdLevel();
   // Without a shared term its dtype does not matter: use the expert rows' to halve the variants.
   const DType sType = p.shared ? p.sType : p.eType;
+  const bool stream = p.tokens * p.dim * int64_t(dtypeSize(p.outType)) >= kStreamBytes;
   pool.parallelFor(p.tokens, [&](int64_t t0, int64_t t1) {
     std::vector<float> acc(level == Simd::Scalar ? size_t(p.dim) : 0);
     withActType(p.eType, [&](auto E) {
       withActType(sType, [&](auto S) {
         withActType(p.outType, [&](auto O) {
           constexpr DType ET = decltype(E)::value, ST = decltype(S)::value, OT = decltype(O)::value;
-          if (level == Simd::Avx512) combineAvx512<ET, ST, OT>(p, t0, t1, acc.data());
-          else if (level == Simd::Avx2) combineAvx2<ET, ST, OT>(p, t0, t1, acc.data());
+          if (level == Simd::Avx512) combineAvx512<ET, ST, OT>(p, t0, t1, acc.data(), stream);
+          else if (level == Simd::Avx2) combineAvx2<ET, ST, OT>(p, t0, t1, acc.data(), stream);
           else combineScalar<ET, ST, OT>(p, t0, t1, acc.data());
+          if (stream) _mm_sfence();
         });
       });
     });

@@ -1,40 +1,9 @@
 import { describe, expect, it } from 'vitest';
 
-import { ops, synchronize, type Tensor, tensor } from '../../lib/index.js';
-import { native } from '../../lib/runtime/native.js';
+import { ops, tensor } from '../../lib/index.js';
 import { type Rng, rng, roundTo } from '../helpers.js';
+import { expectSameAsPieces, onEveryPath, onPath, type Path, PATHS } from './cpu-paths.js';
 
-const PATHS = ['avx512', 'avx2', 'scalar'] as const;
-type Path = (typeof PATHS)[number];
-
-/** Runs fn with the CPU SIMD path capped at `path`; undefined when the CPU lacks that path. */
-async function onPath<T>(path: Path, fn: () => Promise<T>): Promise<T | undefined> {
-  await synchronize('cpu');
-  try {
-    if (native().setSimdCap(path) !== path) return undefined;
-    return await fn();
-  } finally {
-    await synchronize('cpu');
-    native().setSimdCap('avx512');
-  }
-}
-
-/** Runs `op` on every SIMD path and checks the outputs agree bit for bit; returns the first. */
-async function onEveryPath(op: () => Tensor): Promise<Float32Array> {
-  const outs: { path: Path; bits: Uint32Array; values: Float32Array }[] = [];
-  for (const path of PATHS) {
-    const got = await onPath(path, async () => {
-      using y = op();
-      return y.toFloat32Array();
-    });
-    if (got) outs.push({ path, bits: new Uint32Array(got.buffer.slice(0)), values: got });
-  }
-  for (const o of outs.slice(1)) {
-    const same = o.bits.every((v, i) => v === outs[0].bits[i]);
-    expect({ path: o.path, sameBitsAs: outs[0].path, same }).toEqual({ path: o.path, sameBitsAs: outs[0].path, same: true });
-  }
-  return outs[0].values;
-}
 
 // ---------------------------------------------------------------- moeRoute
 
@@ -487,4 +456,46 @@ describe('MoE layer on cpu: route → dispatch → gather → experts → combin
       }
     }
   });
+});
+
+describe('MoE kernels with large outputs (16 MiB and more: non-temporal stores)', () => {
+  const r = rng();
+  it(`swiglu bf16 [2201, 7626] gives the bytes of small runs on every path (seed ${r.seed})`, async () => {
+    const [R, I] = [2201, 3813];
+    using x = tensor(r.floats(R * 2 * I, 2), { shape: [R, 2 * I], dtype: 'bf16' });
+    await expectSameAsPieces(R, 500, (s, c) => {
+      using xs = x.rows(s, c);
+      return [ops.swiglu(xs)];
+    });
+  });
+
+  it(`gatherRows bf16 with rows of 7402 bytes gives the bytes of small runs (seed ${r.seed})`, async () => {
+    const [T, D, R] = [700, 3701, 2301];
+    using x = tensor(r.floats(T * D), { shape: [T, D], dtype: 'bf16' });
+    using index = tensor(Int32Array.from({ length: R }, () => r.int(0, T)));
+    await expectSameAsPieces(R, 500, (s, c) => {
+      using idx = index.rows(s, c);
+      return [ops.gatherRows(x, idx)];
+    });
+  });
+
+  for (const D of [7168, 7001]) {
+    it(`moeCombine bf16, T = 1200, k = 2, D = ${D} gives the bytes of small runs on every path (seed ${r.seed})`, async () => {
+      const [T, k, E] = [1200, 2, 16];
+      const ids = routedIds(r, T, k, E);
+      const rowOfSlot = Int32Array.from(dispatchRef(ids, k, E).rowOfSlot);
+      using eo = tensor(r.floats(T * k * D), { shape: [T * k, D], dtype: 'bf16' });
+      using sh = tensor(r.floats(T * D), { shape: [T, D], dtype: 'bf16' });
+      using rt = tensor(rowOfSlot);
+      using wt = tensor(r.floats(T * k), { shape: [T, k] });
+      using it = tensor(ids, { shape: [T, k] });
+      await expectSameAsPieces(T, 300, (s, c) => {
+        using ros = rt.rows(s * k, c * k);
+        using w = wt.rows(s, c);
+        using i = it.rows(s, c);
+        using shared = sh.rows(s, c);
+        return [ops.moeCombine(eo, ros, w, i, shared, 'bf16')];
+      });
+    });
+  }
 });
