@@ -138,6 +138,23 @@ DSN_TARGET_AVX512 void selectAvx512(const float* c, int64_t E, int64_t G, int64_
     _mm512_storeu_si512(keys + v * 16, key);
     vmax[v] = _mm512_reduce_max_epi32(key);
   }
+  if (nv <= 16) {
+    // Up to 256 experts: the per-vector maxima live in one register, updated in place (a scalar
+    // store followed by a vector load of the same line would stall on store forwarding).
+    const __mmask16 m = x512::firstLanes(nv);
+    __m512i vm = _mm512_mask_loadu_epi32(none, m, vmax);
+    for (int j = 0; j < k; ++j) {
+      const int32_t best = _mm512_reduce_max_epi32(vm);
+      const int bv = __builtin_ctz(_mm512_mask_cmpeq_epi32_mask(m, vm, _mm512_set1_epi32(best)));
+      __m512i key = _mm512_loadu_si512(keys + bv * 16);
+      const int lane = __builtin_ctz(_mm512_cmpeq_epi32_mask(key, _mm512_set1_epi32(best)));
+      ids[j] = int32_t(bv * 16 + lane);
+      key = _mm512_mask_blend_epi32(__mmask16(1u << lane), key, none);
+      _mm512_storeu_si512(keys + bv * 16, key);
+      vm = _mm512_mask_set1_epi32(vm, __mmask16(1u << bv), _mm512_reduce_max_epi32(key));
+    }
+    return;
+  }
   for (int j = 0; j < k; ++j) {
     int32_t best = std::numeric_limits<int32_t>::min();
     int64_t bv = 0;
@@ -150,11 +167,12 @@ DSN_TARGET_AVX512 void selectAvx512(const float* c, int64_t E, int64_t G, int64_
         bv = w + __builtin_ctz(_mm512_mask_cmpeq_epi32_mask(m, x, _mm512_set1_epi32(top)));
       }
     }
-    const __m512i key = _mm512_loadu_si512(keys + bv * 16);
+    __m512i key = _mm512_loadu_si512(keys + bv * 16);
     const int lane = __builtin_ctz(_mm512_cmpeq_epi32_mask(key, _mm512_set1_epi32(best)));
     ids[j] = int32_t(bv * 16 + lane);
-    keys[bv * 16 + lane] = std::numeric_limits<int32_t>::min();
-    vmax[bv] = _mm512_reduce_max_epi32(_mm512_loadu_si512(keys + bv * 16));
+    key = _mm512_mask_blend_epi32(__mmask16(1u << lane), key, none);
+    _mm512_storeu_si512(keys + bv * 16, key);
+    vmax[bv] = _mm512_reduce_max_epi32(key);
   }
 }
 

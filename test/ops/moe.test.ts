@@ -63,6 +63,7 @@ const ROUTES: [string, RouteConfig][] = [
   ['softmax, one group, top 6 of 64', { E: 64, topk: 6, nGroups: 1, topkGroups: 1, scoreFunc: 'softmax', routeScale: 1, normalize: false, bias: false }],
   ['sigmoid with bias, one group, odd E = 7, top 3', { E: 7, topk: 3, nGroups: 1, topkGroups: 1, scoreFunc: 'sigmoid', routeScale: 1.5, normalize: true, bias: true }],
   ['sigmoid with bias, groups of 2, topk = all eligible', { E: 10, topk: 4, nGroups: 5, topkGroups: 2, scoreFunc: 'sigmoid', routeScale: 1, normalize: true, bias: true }],
+  ['sigmoid with bias, E = 300 (more than 16 vectors), 6 groups of 50, 3 kept, top 8', { E: 300, topk: 8, nGroups: 6, topkGroups: 3, scoreFunc: 'sigmoid', routeScale: 1, normalize: true, bias: true }],
   ['softmax with bias and groups, top 1', { E: 48, topk: 1, nGroups: 4, topkGroups: 1, scoreFunc: 'softmax', routeScale: 1, normalize: false, bias: true }],
 ];
 
