@@ -98,7 +98,14 @@ DSN_TARGET_AVX2 void rmsNormRowsAvx2(const RmsNormParams& p, int64_t r0, int64_t
         storePart<XT>(out, i, _mm256_mul_ps(loadPart<WT>(p.weight, i, n), _mm256_mul_ps(v, inv)), n);
         i += n;
       }
+      // While this row streams out, fetch the next one, so reads and writes overlap.
+      const char* next = r + 1 < r1 ? static_cast<const char*>(at(p.x, XT, o + D)) : nullptr;
+      const char* nextRes = r + 1 < r1 && hasRes ? static_cast<const char*>(at(p.residual, XT, o + D)) : nullptr;
       for (; i + 8 <= D; i += 8) {
+        if (next) {
+          _mm_prefetch(next + i * int64_t(dtypeSize(XT)), _MM_HINT_T0);
+          if (nextRes) _mm_prefetch(nextRes + i * int64_t(dtypeSize(XT)), _MM_HINT_T0);
+        }
         __m256 v = hasRes ? _mm256_loadu_ps(sum + i) : load<XT>(x, i);
         storeStream<XT>(out, i, _mm256_mul_ps(load<WT>(p.weight, i), _mm256_mul_ps(v, inv)));
       }
@@ -176,7 +183,14 @@ DSN_TARGET_AVX512 void rmsNormRowsAvx512(const RmsNormParams& p, int64_t r0, int
         storePart<XT>(out, i, _mm512_mul_ps(loadPart<WT>(p.weight, i, n), _mm512_mul_ps(v, inv)), n);
         i += n;
       }
+      // While this row streams out, fetch the next one, so reads and writes overlap.
+      const char* next = r + 1 < r1 ? static_cast<const char*>(at(p.x, XT, o + D)) : nullptr;
+      const char* nextRes = r + 1 < r1 && hasRes ? static_cast<const char*>(at(p.residual, XT, o + D)) : nullptr;
       for (; i + 16 <= D; i += 16) {
+        if (next) {
+          _mm_prefetch(next + i * int64_t(dtypeSize(XT)), _MM_HINT_T0);
+          if (nextRes) _mm_prefetch(nextRes + i * int64_t(dtypeSize(XT)), _MM_HINT_T0);
+        }
         __m512 v = hasRes ? _mm512_loadu_ps(sum + i) : load<XT>(x, i);
         storeStream<XT>(out, i, _mm512_mul_ps(load<WT>(p.weight, i), _mm512_mul_ps(v, inv)));
       }
