@@ -325,10 +325,11 @@ template <DType T>
 DSN_TARGET_AVX512 inline __m256i encode16(__m512 v) {
   __m512i u = bits(v);
   if constexpr (T == DType::bf16) {
-    __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb)), 16);
-    r = _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    const __m512i hi = _mm512_srli_epi32(u, 16);
+    // u + 0x7fff + lsb: ties to even; a NaN keeps its top bits with the quiet bit set.
+    __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(hi, _mm512_set1_epi32(1)));
+    r = _mm512_mask_or_epi32(_mm512_srli_epi32(r, 16), nan, hi, _mm512_set1_epi32(0x40));
     return _mm512_cvtepi32_epi16(r);
   } else {
     static_assert(T == DType::f16, "encode16 handles the 16-bit float types");
