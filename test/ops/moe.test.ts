@@ -229,6 +229,16 @@ describe('moeDispatch / gatherRows on cpu', () => {
     });
   }
 
+  it('rejects bad arguments with the op, argument, expected and received', () => {
+    using f = tensor(new Float32Array(4), { shape: [2, 2] });
+    using flat = tensor(Int32Array.from([0, 1]));
+    using ids = tensor(Int32Array.from([0, 1, 2, 3]), { shape: [2, 2] });
+    expect(() => ops.moeDispatch(f, 4)).toThrow('moeDispatch: ids must have dtype i32 but received f32');
+    expect(() => ops.moeDispatch(flat, 4)).toThrow('moeDispatch: ids must have 2 dimensions but received shape [2]');
+    expect(() => ops.moeDispatch(ids, 0)).toThrow('moeDispatch: expected an integer between 1 and 2147483646 for numExperts but received 0');
+    expect(() => ops.moeDispatch(ids, 2.5)).toThrow('moeDispatch: expected an integer between 1 and 2147483646 for numExperts but received 2.5');
+  });
+
   it('rejects an expert id outside [0, numExperts) when it runs', async () => {
     using ids = tensor(Int32Array.from([0, 1, 2, 3, 4, 300]), { shape: [2, 3] });
     const d = ops.moeDispatch(ids, 256);
