@@ -11,12 +11,13 @@ import { packageRoot } from '../lib/runtime/native.js';
 import { attentionCases } from './attention.bench.js';
 import { type BenchCase, formatTable, runCases } from './harness.js';
 import { gemmCases } from './gemm.bench.js';
+import { moeCases } from './moe.bench.js';
 import { normCases } from './norm.bench.js';
 import { modelBenchmarks } from './model.bench.js';
 import { measureRoofline } from './roofline.js';
 
 type CaseFactory = (device: string) => BenchCase[];
-const FAMILIES: CaseFactory[] = [normCases, gemmCases, attentionCases];
+const FAMILIES: CaseFactory[] = [normCases, gemmCases, attentionCases, moeCases];
 
 async function main(): Promise<void> {
   const filter = process.argv[2] ?? '';

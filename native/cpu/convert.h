@@ -3,14 +3,16 @@
 // lanes). Rounding follows dtype.h bit for bit (round-to-nearest-even, f8 saturating, NaN patterns
 // included), so a kernel gives the same bits on every SIMD path.
 //
-// Determinism rule for every kernel built on this header: where a product feeds a sum, write an
-// explicit fused multiply-add on every path (std::fma in scalar code). The compiler may fuse a
-// separate multiply and add inside FMA-enabled (AVX2/AVX-512) functions but never in the scalar
-// fallback, which would make the paths differ in the last bit.
+// Determinism rule for every kernel built on this header: where a product feeds a sum, either write
+// an explicit fused multiply-add on every path (std::fma in scalar code) or pass the product through
+// opaque() on every path. The compiler may fuse a separate multiply and add inside FMA-enabled
+// (AVX2/AVX-512) functions, even across inlined helpers, but not in the scalar fallback, which would
+// make the paths differ in the last bit.
 #pragma once
 // GCC 12 reports its own _mm512_undefined_* idiom as -Wmaybe-uninitialized (GCC bug 105593).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
@@ -38,18 +40,33 @@ inline bool isFloatType(DType t) {
   return t == DType::f32 || t == DType::bf16 || t == DType::f16 || t == DType::f8e4m3;
 }
 
-// exp: n = round(x·log2 e), r = x − n·ln 2 (two-part ln 2), e^r by its Taylor polynomial of degree 7
-// (truncation < 0.05 ulp on |r| ≤ ln2/2), times 2^n built in the exponent bits. Within 2 ulp of
-// the true value; +inf above kExpMax, 0 below kExpMin (where the true value is subnormal), NaN kept.
+// exp: x clamped to [kExpLo, kExpHi] (beyond them the f32 result is +inf or 0 anyway), n = round(x·log2 e),
+// r = x − n·ln 2 (two-part ln 2), e^r by its Taylor polynomial of degree 7 (truncation < 0.05 ulp on
+// |r| ≤ ln2/2), times 2^n with one rounding (subnormal results included). Within 2 ulp of the true
+// value; +inf for x ≥ 88.73, 0 for x ≤ −104, NaN stays NaN (quieted).
 namespace expconst {
 constexpr float kLog2e = 1.44269504088896341f;
-constexpr float kLn2Hi = 0.693359375f;       // 355/512: n·kLn2Hi is exact for |n| ≤ 128
+constexpr float kLn2Hi = 0.693359375f;       // 355/512: n·kLn2Hi is exact for |n| ≤ 152
 constexpr float kLn2Lo = -2.12194440e-4f;    // ln 2 − kLn2Hi
 constexpr float kRound = 12582912.0f;        // 1.5·2^23: adding it rounds to an integer (RNE)
-constexpr float kExpMax = 88.3762626647949f;  // 127.5·ln 2
-constexpr float kExpMin = -87.3365478515625f; // ln of the smallest normal f32
+constexpr float kExpHi = 88.8f;              // e^88.73 already overflows f32
+constexpr float kExpLo = -105.0f;            // e^−104 already rounds to 0
 constexpr float kC[8] = {1.0f, 1.0f, 0.5f, 1.66666667e-1f, 4.16666667e-2f, 8.33333333e-3f, 1.38888889e-3f, 1.98412698e-4f};
 }  // namespace expconst
+
+/** v, hidden from the optimiser: a product passed through it is never fused into a later add. */
+inline float opaque(float v) {
+  __asm__("" : "+x"(v));
+  return v;
+}
+DSN_TARGET_AVX2 inline __m256 opaque(__m256 v) {
+  __asm__("" : "+x"(v));
+  return v;
+}
+DSN_TARGET_AVX512 inline __m512 opaque(__m512 v) {
+  __asm__("" : "+v"(v));
+  return v;
+}
 
 // ===================================== scalar =====================================
 namespace sc {
@@ -72,17 +89,19 @@ inline void store(void* base, int64_t i, float v) {
 
 inline float exp(float x) {
   using namespace expconst;
-  if (std::isnan(x)) return x;
-  if (x > kExpMax) return std::numeric_limits<float>::infinity();
-  if (x < kExpMin) return 0.0f;
+  if (x != x) return x + x;  // the quiet NaN the vector paths give
+  x = kExpHi < x ? kExpHi : x;  // the operand order of minps/maxps
+  x = kExpLo > x ? kExpLo : x;
   float t = std::fma(x, kLog2e, kRound);
   float n = t - kRound;
   float r = std::fma(n, -kLn2Hi, x);
   r = std::fma(n, -kLn2Lo, r);
   float p = kC[7];
   for (int k = 6; k >= 0; --k) p = std::fma(p, r, kC[k]);
+  // p · 2^n in two exact-then-rounded steps (n in [−152, 128], each half a normal exponent).
   int32_t e = int32_t(f32Bits(t) - f32Bits(kRound));
-  return p * bitsF32(uint32_t(e + 127) << 23);
+  int32_t e1 = e >> 1, e2 = e - e1;
+  return opaque((p * bitsF32(uint32_t(e1 + 127) << 23)) * bitsF32(uint32_t(e2 + 127) << 23));
 }
 
 /** 1 / (1 + e^−x) */
@@ -194,8 +213,28 @@ DSN_TARGET_AVX2 inline void storePart(void* base, int64_t i, __m256 v, int64_t n
   std::memcpy(at(base, T, i), buf, size_t(n) * dtypeSize(T));
 }
 
+/** store<T>, bypassing the caches (non-temporal); the address of element i must be aligned to
+ *  the 8 elements' size (32, 16 or 8 bytes). Call _mm_sfence() after the last one. */
+template <DType T>
+DSN_TARGET_AVX2 inline void storeStream(void* base, int64_t i, __m256 v) {
+  if constexpr (T == DType::f32) {
+    _mm256_stream_ps(static_cast<float*>(base) + i, v);
+  } else {
+    alignas(32) unsigned char buf[16];
+    store<T>(buf, 0, v);
+    if constexpr (T == DType::f8e4m3) {
+      long long w;
+      std::memcpy(&w, buf, 8);
+      _mm_stream_si64(reinterpret_cast<long long*>(static_cast<uint8_t*>(base) + i), w);
+    } else {
+      _mm_stream_si128(reinterpret_cast<__m128i*>(static_cast<uint16_t*>(base) + i), _mm_load_si128(reinterpret_cast<const __m128i*>(buf)));
+    }
+  }
+}
+
 DSN_TARGET_AVX2 inline __m256 exp(__m256 x) {
   using namespace expconst;
+  x = _mm256_max_ps(_mm256_set1_ps(kExpLo), _mm256_min_ps(_mm256_set1_ps(kExpHi), x));  // NaN passes
   __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(kLog2e), _mm256_set1_ps(kRound));
   __m256 n = _mm256_sub_ps(t, _mm256_set1_ps(kRound));
   __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-kLn2Hi), x);
@@ -203,10 +242,10 @@ DSN_TARGET_AVX2 inline __m256 exp(__m256 x) {
   __m256 p = _mm256_set1_ps(kC[7]);
   for (int k = 6; k >= 0; --k) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kC[k]));
   __m256i e = _mm256_sub_epi32(bits(t), _mm256_set1_epi32(int(f32Bits(kRound))));
-  __m256 y = _mm256_mul_ps(p, floats(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23)));
-  y = _mm256_blendv_ps(y, _mm256_set1_ps(std::numeric_limits<float>::infinity()), _mm256_cmp_ps(x, _mm256_set1_ps(kExpMax), _CMP_GT_OQ));
-  y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, _mm256_set1_ps(kExpMin), _CMP_LT_OQ));
-  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  __m256i e1 = _mm256_srai_epi32(e, 1), e2 = _mm256_sub_epi32(e, e1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  p = _mm256_mul_ps(p, floats(_mm256_slli_epi32(_mm256_add_epi32(e1, bias), 23)));
+  return opaque(_mm256_mul_ps(p, floats(_mm256_slli_epi32(_mm256_add_epi32(e2, bias), 23))));
 }
 
 DSN_TARGET_AVX2 inline __m256 neg(__m256 x) { return _mm256_xor_ps(x, _mm256_set1_ps(-0.0f)); }
@@ -286,10 +325,11 @@ template <DType T>
 DSN_TARGET_AVX512 inline __m256i encode16(__m512 v) {
   __m512i u = bits(v);
   if constexpr (T == DType::bf16) {
-    __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb)), 16);
-    r = _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    const __m512i hi = _mm512_srli_epi32(u, 16);
+    // u + 0x7fff + lsb: ties to even; a NaN keeps its top bits with the quiet bit set.
+    __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(hi, _mm512_set1_epi32(1)));
+    r = _mm512_mask_or_epi32(_mm512_srli_epi32(r, 16), nan, hi, _mm512_set1_epi32(0x40));
     return _mm512_cvtepi32_epi16(r);
   } else {
     static_assert(T == DType::f16, "encode16 handles the 16-bit float types");
@@ -326,6 +366,19 @@ DSN_TARGET_AVX512 inline void store(void* base, int64_t i, __m512 v) {
   }
 }
 
+/** store<T>, bypassing the caches (non-temporal); the address of element i must be aligned to
+ *  the 16 elements' size (64, 32 or 16 bytes). Call _mm_sfence() after the last one. */
+template <DType T>
+DSN_TARGET_AVX512 inline void storeStream(void* base, int64_t i, __m512 v) {
+  if constexpr (T == DType::f32) {
+    _mm512_stream_ps(static_cast<float*>(base) + i, v);
+  } else if constexpr (T == DType::bf16 || T == DType::f16) {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(static_cast<uint16_t*>(base) + i), encode16<T>(v));
+  } else {
+    _mm_stream_si128(reinterpret_cast<__m128i*>(static_cast<uint8_t*>(base) + i), encodeF8(v));
+  }
+}
+
 /** The first n ≤ 16 lanes of v to elements i … i + n − 1; writes nothing past them. */
 template <DType T>
 DSN_TARGET_AVX512 inline void storePart(void* base, int64_t i, __m512 v, int64_t n) {
@@ -341,17 +394,14 @@ DSN_TARGET_AVX512 inline void storePart(void* base, int64_t i, __m512 v, int64_t
 
 DSN_TARGET_AVX512 inline __m512 exp(__m512 x) {
   using namespace expconst;
+  x = _mm512_max_ps(_mm512_set1_ps(kExpLo), _mm512_min_ps(_mm512_set1_ps(kExpHi), x));  // NaN passes
   __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(kLog2e), _mm512_set1_ps(kRound));
   __m512 n = _mm512_sub_ps(t, _mm512_set1_ps(kRound));
   __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Hi), x);
   r = _mm512_fmadd_ps(n, _mm512_set1_ps(-kLn2Lo), r);
   __m512 p = _mm512_set1_ps(kC[7]);
   for (int k = 6; k >= 0; --k) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kC[k]));
-  __m512i e = _mm512_sub_epi32(bits(t), _mm512_set1_epi32(int(f32Bits(kRound))));
-  __m512 y = _mm512_mul_ps(p, floats(_mm512_slli_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(127)), 23)));
-  y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpMax), _CMP_GT_OQ), y, _mm512_set1_ps(std::numeric_limits<float>::infinity()));
-  y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpMin), _CMP_LT_OQ), y, _mm512_setzero_ps());
-  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
+  return _mm512_scalef_ps(p, n);  // p · 2^n with one rounding (an instruction the compiler never fuses)
 }
 
 DSN_TARGET_AVX512 inline __m512 neg(__m512 x) { return _mm512_castsi512_ps(_mm512_xor_si512(bits(x), _mm512_set1_epi32(int(0x80000000u)))); }
@@ -379,20 +429,49 @@ inline void withFloatType(DType t, F&& f) {
   }
 }
 
+/** Outputs at least this large are written with non-temporal stores: they cannot stay in the
+ *  caches anyway, and skipping the read-for-ownership saves a third of the memory traffic. */
+constexpr int64_t kStreamBytes = int64_t(16) << 20;
+
+/** Elements before `dst` reaches a 64-byte boundary (elements of `size` bytes). */
+inline int64_t headToAlign(const void* dst, size_t size, int64_t n) {
+  const int64_t mis = int64_t(reinterpret_cast<uintptr_t>(dst) & 63);
+  const int64_t head = mis == 0 || mis % int64_t(size) ? 0 : (64 - mis) / int64_t(size);
+  return head < n ? head : n;
+}
+
 namespace detail {
 template <DType From, DType To>
 void convertScalar(const void* src, void* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) sc::store<To>(dst, i, sc::load<From>(src, i));
 }
 template <DType From, DType To>
-DSN_TARGET_AVX2 void convertAvx2(const void* src, void* dst, int64_t n) {
+DSN_TARGET_AVX2 void convertAvx2(const void* src, void* dst, int64_t n, bool stream) {
   int64_t i = 0;
+  if (stream && reinterpret_cast<uintptr_t>(dst) % dtypeSize(To) == 0) {
+    for (const int64_t head = headToAlign(dst, dtypeSize(To), n); i < head;) {
+      const int64_t k = head - i < 8 ? head - i : 8;
+      x256::storePart<To>(dst, i, x256::loadPart<From>(src, i, k), k);
+      i += k;
+    }
+    for (; i + 8 <= n; i += 8) x256::storeStream<To>(dst, i, x256::load<From>(src, i));
+    _mm_sfence();
+  }
   for (; i + 8 <= n; i += 8) x256::store<To>(dst, i, x256::load<From>(src, i));
   if (i < n) x256::storePart<To>(dst, i, x256::loadPart<From>(src, i, n - i), n - i);
 }
 template <DType From, DType To>
-DSN_TARGET_AVX512 void convertAvx512(const void* src, void* dst, int64_t n) {
+DSN_TARGET_AVX512 void convertAvx512(const void* src, void* dst, int64_t n, bool stream) {
   int64_t i = 0;
+  if (stream && reinterpret_cast<uintptr_t>(dst) % dtypeSize(To) == 0) {
+    for (const int64_t head = headToAlign(dst, dtypeSize(To), n); i < head;) {
+      const int64_t k = head - i < 16 ? head - i : 16;
+      x512::storePart<To>(dst, i, x512::loadPart<From>(src, i, k), k);
+      i += k;
+    }
+    for (; i + 16 <= n; i += 16) x512::storeStream<To>(dst, i, x512::load<From>(src, i));
+    _mm_sfence();
+  }
   for (; i + 32 <= n; i += 32) {
     __m512 a = x512::load<From>(src, i), b = x512::load<From>(src, i + 16);
     x512::store<To>(dst, i, a);
@@ -403,8 +482,9 @@ DSN_TARGET_AVX512 void convertAvx512(const void* src, void* dst, int64_t n) {
 }
 }  // namespace detail
 
-/** dst[i] = to(from(src[i])) for n elements; float dtypes only; same bits on every path. */
-inline void convert(const void* src, DType from, void* dst, DType to, int64_t n) {
+/** dst[i] = to(from(src[i])) for n elements; float dtypes only; same bits on every path. `stream`
+ *  writes with non-temporal stores (for outputs of kStreamBytes and more). */
+inline void convert(const void* src, DType from, void* dst, DType to, int64_t n, bool stream = false) {
   if (n <= 0) return;
   if (from == to) {
     std::memcpy(dst, src, size_t(n) * dtypeSize(from));
@@ -414,8 +494,8 @@ inline void convert(const void* src, DType from, void* dst, DType to, int64_t n)
   withFloatType(from, [&](auto f) {
     withFloatType(to, [&](auto t) {
       constexpr DType F = decltype(f)::value, T = decltype(t)::value;
-      if (level == Simd::Avx512) detail::convertAvx512<F, T>(src, dst, n);
-      else if (level == Simd::Avx2) detail::convertAvx2<F, T>(src, dst, n);
+      if (level == Simd::Avx512) detail::convertAvx512<F, T>(src, dst, n, stream);
+      else if (level == Simd::Avx2) detail::convertAvx2<F, T>(src, dst, n, stream);
       else detail::convertScalar<F, T>(src, dst, n);
     });
   });

@@ -10,18 +10,19 @@ constexpr int64_t kBlock = 16384;
 }  // namespace
 
 void binary(const BinaryParams& p, BinaryKind kind, ThreadPool& pool) {
+  const bool stream = p.n * int64_t(dtypeSize(p.outType)) >= kStreamBytes;
   auto run = [&](auto op) {
     if (p.period == 0) {
       const int64_t blocks = (p.n + kBlock - 1) / kBlock;
       pool.parallelFor(blocks, [&](int64_t b0, int64_t b1) {
         const int64_t i0 = b0 * kBlock, i1 = b1 * kBlock < p.n ? b1 * kBlock : p.n;
-        map2(at(p.a, p.aType, i0), p.aType, at(p.b, p.bType, i0), p.bType, at(p.out, p.outType, i0), p.outType, i1 - i0, op);
+        map2(at(p.a, p.aType, i0), p.aType, at(p.b, p.bType, i0), p.bType, at(p.out, p.outType, i0), p.outType, i1 - i0, op, stream);
       }, 1);
     } else {
       const int64_t rows = p.n / p.period;
       pool.parallelFor(rows, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r)
-          map2(at(p.a, p.aType, r * p.period), p.aType, p.b, p.bType, at(p.out, p.outType, r * p.period), p.outType, p.period, op);
+          map2(at(p.a, p.aType, r * p.period), p.aType, p.b, p.bType, at(p.out, p.outType, r * p.period), p.outType, p.period, op, stream);
       }, (kBlock + p.period - 1) / p.period);
     }
   };
@@ -30,15 +31,47 @@ void binary(const BinaryParams& p, BinaryKind kind, ThreadPool& pool) {
 }
 
 void unary(const UnaryParams& p, UnaryKind kind, ThreadPool& pool) {
+  const bool stream = p.n * int64_t(dtypeSize(p.outType)) >= kStreamBytes;
   auto run = [&](auto op) {
     const int64_t blocks = (p.n + kBlock - 1) / kBlock;
     pool.parallelFor(blocks, [&](int64_t b0, int64_t b1) {
       const int64_t i0 = b0 * kBlock, i1 = b1 * kBlock < p.n ? b1 * kBlock : p.n;
-      map1(at(p.x, p.xType, i0), p.xType, at(p.out, p.outType, i0), p.outType, i1 - i0, op);
+      map1(at(p.x, p.xType, i0), p.xType, at(p.out, p.outType, i0), p.outType, i1 - i0, op, stream);
     }, 1);
   };
   if (kind == UnaryKind::Silu) run(SiluOp{});
   else run(ScaleOp{p.scale});
+}
+
+namespace {
+DSN_TARGET_AVX2 void streamCopyAvx2(char* d, const char* s, int64_t n) {
+  for (int64_t i = 0; i < n; i += 64) {
+    __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)), b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 32));
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i), a);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i + 32), b);
+  }
+  _mm_sfence();
+}
+DSN_TARGET_AVX512 void streamCopyAvx512(char* d, const char* s, int64_t n) {
+  for (int64_t i = 0; i < n; i += 64) _mm512_stream_si512(reinterpret_cast<__m512i*>(d + i), _mm512_loadu_si512(s + i));
+  _mm_sfence();
+}
+}  // namespace
+
+void copyBytes(void* dst, const void* src, int64_t bytes, bool stream) {
+  auto* d = static_cast<char*>(dst);
+  auto* s = static_cast<const char*>(src);
+  const Simd level = simdLevel();
+  if (stream && level != Simd::Scalar && bytes >= 256) {
+    const int64_t head = (64 - int64_t(reinterpret_cast<uintptr_t>(d) & 63)) & 63;
+    const int64_t body = (bytes - head) / 64 * 64;
+    std::memcpy(d, s, size_t(head));
+    if (level == Simd::Avx512) streamCopyAvx512(d + head, s + head, body);
+    else streamCopyAvx2(d + head, s + head, body);
+    std::memcpy(d + head + body, s + head + body, size_t(bytes - head - body));
+    return;
+  }
+  std::memcpy(d, s, size_t(bytes));
 }
 
 void copyStrided(void* dst, int64_t dstStride, const void* src, int64_t srcStride, int64_t rows, int64_t rowBytes, ThreadPool& pool) {
@@ -48,11 +81,12 @@ void copyStrided(void* dst, int64_t dstStride, const void* src, int64_t srcStrid
   const int64_t pieces = (rowBytes + kPiece - 1) / kPiece;
   auto* d = static_cast<char*>(dst);
   auto* s = static_cast<const char*>(src);
+  const bool stream = rows * rowBytes >= kStreamBytes;
   pool.parallelFor(rows * pieces, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t r = t / pieces, off = (t % pieces) * kPiece;
       const int64_t len = rowBytes - off < kPiece ? rowBytes - off : kPiece;
-      std::memcpy(d + r * dstStride + off, s + r * srcStride + off, size_t(len));
+      copyBytes(d + r * dstStride + off, s + r * srcStride + off, len, stream);
     }
   }, (kPiece + rowBytes - 1) / rowBytes);
 }

@@ -1,6 +1,8 @@
 #include "moe.h"
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "../runtime/errors.h"
@@ -15,6 +17,21 @@ struct SigmoidOp {
   float operator()(float x) const { return sc::sigmoid(x); }
   DSN_TARGET_AVX2 __m256 operator()(__m256 x) const { return x256::sigmoid(x); }
   DSN_TARGET_AVX512 __m512 operator()(__m512 x) const { return x512::sigmoid(x); }
+};
+/** The choosing score: a + b, a NaN as −inf (it never wins), −0 as +0. */
+struct ChooseOp {
+  float operator()(float a, float b) const {
+    const float c = a + b;
+    return (c == c ? c : -std::numeric_limits<float>::infinity()) + 0.0f;
+  }
+  DSN_TARGET_AVX2 __m256 operator()(__m256 a, __m256 b) const {
+    const __m256 c = _mm256_add_ps(a, b);
+    return _mm256_add_ps(_mm256_blendv_ps(c, _mm256_set1_ps(-std::numeric_limits<float>::infinity()), _mm256_cmp_ps(c, c, _CMP_UNORD_Q)), _mm256_setzero_ps());
+  }
+  DSN_TARGET_AVX512 __m512 operator()(__m512 a, __m512 b) const {
+    const __m512 c = _mm512_add_ps(a, b);
+    return _mm512_add_ps(_mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q), c, _mm512_set1_ps(-std::numeric_limits<float>::infinity())), _mm512_setzero_ps());
+  }
 };
 /** e^(x − shift) */
 struct ExpShiftOp {
@@ -45,44 +62,147 @@ struct TopK {
   }
 };
 
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Group scores: the group's max, or (with a bias) the sum of its two largest values. Any correct
+// method gives the same f32 result, so the paths agree.
+void groupScoresScalar(const float* c, int64_t G, int64_t gs, bool top2, float* out) {
+  for (int64_t g = 0; g < G; ++g) {
+    const float* x = c + g * gs;
+    float a = kNegInf, b = kNegInf;  // a >= b: the top two so far
+    for (int64_t e = 0; e < gs; ++e) {
+      const float lo = x[e] < a ? x[e] : a;
+      a = x[e] > a ? x[e] : a;
+      b = lo > b ? lo : b;
+    }
+    out[g] = top2 ? a + b : a;
+  }
+}
+
+DSN_TARGET_AVX512 void groupScoresAvx512(const float* c, int64_t G, int64_t gs, bool top2, float* out) {
+  const __m512 ninf = _mm512_set1_ps(kNegInf);
+  for (int64_t g = 0; g < G; ++g) {
+    const float* x = c + g * gs;
+    __m512 a = ninf, b = ninf;  // per lane: the top two of the lane's elements
+    for (int64_t e = 0; e < gs; e += 16) {
+      const __m512 v = gs - e >= 16 ? _mm512_loadu_ps(x + e) : _mm512_mask_loadu_ps(ninf, x512::firstLanes(gs - e), x + e);
+      b = _mm512_max_ps(b, _mm512_min_ps(a, v));
+      a = _mm512_max_ps(a, v);
+    }
+    const float first = _mm512_reduce_max_ps(a);
+    if (!top2) {
+      out[g] = first;
+      continue;
+    }
+    // The runner-up: the best once one lane holding `first` gives up its max for its second.
+    const __mmask16 at = _mm512_cmp_ps_mask(a, _mm512_set1_ps(first), _CMP_EQ_OQ);
+    float second;
+    if (__builtin_popcount(at) >= 2) {
+      second = first;
+    } else {
+      const __mmask16 lane = __mmask16(at & -at);
+      second = _mm512_reduce_max_ps(_mm512_mask_blend_ps(lane, a, b));
+    }
+    out[g] = first + second;
+  }
+}
+
+/** ids = the k largest eligible c (descending, ties: lower index), by insertion. */
+void selectScalar(const float* c, int64_t G, int64_t gs, const char* keep, int k, float* vals, int32_t* ids) {
+  TopK top{k, 0, vals, ids};
+  for (int64_t g = 0; g < G; ++g) {
+    if (G > 1 && !keep[g]) continue;
+    for (int64_t e = g * gs; e < (g + 1) * gs; ++e) top.offer(c[e], int32_t(e));
+  }
+}
+
+/** The same selection on order-preserving integer keys of c (INT_MIN marks a taken or ineligible
+ *  lane): each round takes the best of the per-vector maxima, then the first lane holding it. */
+DSN_TARGET_AVX512 void selectAvx512(const float* c, int64_t E, int64_t G, int64_t gs, const char* keep, int k, __mmask16* avail, int32_t* keys,
+                                    int32_t* vmax, int32_t* ids) {
+  const int64_t nv = (E + 15) / 16;
+  for (int64_t v = 0; v < nv; ++v) avail[v] = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    if (G > 1 && !keep[g]) continue;
+    for (int64_t e = g * gs; e < (g + 1) * gs;) {  // set bits e … end of the group or the vector
+      const int64_t v = e / 16, lo = e % 16, hi = std::min<int64_t>(16, lo + (g + 1) * gs - e);
+      avail[v] = __mmask16(avail[v] | (((1u << hi) - 1u) & ~((1u << lo) - 1u)));
+      e += hi - lo;
+    }
+  }
+  const __m512i none = _mm512_set1_epi32(std::numeric_limits<int32_t>::min());
+  for (int64_t v = 0; v < nv; ++v) {
+    // Float order as signed integers: negative floats get their magnitude bits flipped.
+    const __m512i b = _mm512_castps_si512(_mm512_mask_loadu_ps(_mm512_setzero_ps(), avail[v], c + v * 16));
+    const __m512i key = _mm512_mask_blend_epi32(avail[v], none, _mm512_xor_si512(b, _mm512_and_si512(_mm512_srai_epi32(b, 31), _mm512_set1_epi32(0x7fffffff))));
+    _mm512_storeu_si512(keys + v * 16, key);
+    vmax[v] = _mm512_reduce_max_epi32(key);
+  }
+  if (nv <= 16) {
+    // Up to 256 experts: the per-vector maxima live in one register, updated in place (a scalar
+    // store followed by a vector load of the same line would stall on store forwarding).
+    const __mmask16 m = x512::firstLanes(nv);
+    __m512i vm = _mm512_mask_loadu_epi32(none, m, vmax);
+    for (int j = 0; j < k; ++j) {
+      const int32_t best = _mm512_reduce_max_epi32(vm);
+      const int bv = __builtin_ctz(_mm512_mask_cmpeq_epi32_mask(m, vm, _mm512_set1_epi32(best)));
+      __m512i key = _mm512_loadu_si512(keys + bv * 16);
+      const int lane = __builtin_ctz(_mm512_cmpeq_epi32_mask(key, _mm512_set1_epi32(best)));
+      ids[j] = int32_t(bv * 16 + lane);
+      key = _mm512_mask_blend_epi32(__mmask16(1u << lane), key, none);
+      _mm512_storeu_si512(keys + bv * 16, key);
+      vm = _mm512_mask_set1_epi32(vm, __mmask16(1u << bv), _mm512_reduce_max_epi32(key));
+    }
+    return;
+  }
+  for (int j = 0; j < k; ++j) {
+    int32_t best = std::numeric_limits<int32_t>::min();
+    int64_t bv = 0;
+    for (int64_t w = 0; w < nv; w += 16) {
+      const __mmask16 m = x512::firstLanes(std::min<int64_t>(16, nv - w));
+      const __m512i x = _mm512_mask_loadu_epi32(none, m, vmax + w);
+      const int32_t top = _mm512_reduce_max_epi32(x);
+      if (top > best || w == 0) {
+        best = top;
+        bv = w + __builtin_ctz(_mm512_mask_cmpeq_epi32_mask(m, x, _mm512_set1_epi32(top)));
+      }
+    }
+    __m512i key = _mm512_loadu_si512(keys + bv * 16);
+    const int lane = __builtin_ctz(_mm512_cmpeq_epi32_mask(key, _mm512_set1_epi32(best)));
+    ids[j] = int32_t(bv * 16 + lane);
+    key = _mm512_mask_blend_epi32(__mmask16(1u << lane), key, none);
+    _mm512_storeu_si512(keys + bv * 16, key);
+    vmax[bv] = _mm512_reduce_max_epi32(key);
+  }
+}
+
 }  // namespace
 
 void moeRoute(const MoeRouteParams& p, ThreadPool& pool) {
   const int64_t E = p.experts, G = p.nGroups, gs = E / G;
+  const Simd level = simdLevel();
   pool.parallelFor(p.tokens, [&](int64_t t0, int64_t t1) {
     std::vector<float> scores(static_cast<size_t>(E)), chosen(static_cast<size_t>(E)), groupScore(static_cast<size_t>(G)), topVals(static_cast<size_t>(p.topk));
     std::vector<char> keep(static_cast<size_t>(G));
+    std::vector<__mmask16> avail(static_cast<size_t>((E + 15) / 16));
+    std::vector<float> zeros(p.bias ? 0 : static_cast<size_t>(E), 0.0f);
+    std::vector<int32_t> keys(static_cast<size_t>((E + 15) / 16 * 16)), vmax(static_cast<size_t>((E + 15) / 16));
     for (int64_t t = t0; t < t1; ++t) {
       const float* logits = p.logits + t * E;
       if (p.softmax) {
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t e = 0; e < E; ++e) mx = logits[e] > mx ? logits[e] : mx;
-        map1(logits, DType::f32, scores.data(), DType::f32, E, ExpShiftOp{mx});
-        float sum = 0;
-        for (int64_t e = 0; e < E; ++e) sum += scores[e];
+        map1(logits, DType::f32, scores.data(), DType::f32, E, ExpShiftOp{maxF32(logits, E)});
+        const float sum = sumF32(scores.data(), E);
         for (int64_t e = 0; e < E; ++e) scores[e] = scores[e] / sum;
       } else {
         map1(logits, DType::f32, scores.data(), DType::f32, E, SigmoidOp{});
       }
-      for (int64_t e = 0; e < E; ++e) chosen[e] = p.bias ? scores[e] + p.bias[e] : scores[e];
-      // Group-limited routing: keep the topkGroups groups with the best group scores.
+      // Biased scores choose; a NaN never does (and −0 counts as +0).
+      map2(scores.data(), DType::f32, p.bias ? p.bias : zeros.data(), DType::f32, chosen.data(), DType::f32, E, ChooseOp{});
+      // Group-limited routing: keep the topkGroups groups with the best scores (ties: lower group).
       if (G > 1) {
-        for (int64_t g = 0; g < G; ++g) {
-          const float* c = chosen.data() + g * gs;
-          if (p.bias) {
-            float a = -std::numeric_limits<float>::infinity(), b = a;  // a >= b: the top two
-            for (int64_t e = 0; e < gs; ++e) {
-              if (c[e] > a) { b = a; a = c[e]; }
-              else if (c[e] > b) b = c[e];
-            }
-            groupScore[g] = a + b;
-          } else {
-            float a = -std::numeric_limits<float>::infinity();
-            for (int64_t e = 0; e < gs; ++e) a = c[e] > a ? c[e] : a;
-            groupScore[g] = a;
-          }
-          keep[g] = 0;
-        }
+        if (level == Simd::Avx512) groupScoresAvx512(chosen.data(), G, gs, p.bias != nullptr, groupScore.data());
+        else groupScoresScalar(chosen.data(), G, gs, p.bias != nullptr, groupScore.data());
+        for (int64_t g = 0; g < G; ++g) keep[g] = 0;
         for (int k = 0; k < p.topkGroups; ++k) {
           int64_t best = -1;
           for (int64_t g = 0; g < G; ++g)
@@ -91,11 +211,8 @@ void moeRoute(const MoeRouteParams& p, ThreadPool& pool) {
         }
       }
       int32_t* ids = p.ids + t * p.topk;
-      TopK top{p.topk, 0, topVals.data(), ids};
-      for (int64_t g = 0; g < G; ++g) {
-        if (G > 1 && !keep[g]) continue;
-        for (int64_t e = g * gs; e < (g + 1) * gs; ++e) top.offer(chosen[e], int32_t(e));
-      }
+      if (level == Simd::Avx512) selectAvx512(chosen.data(), E, G, gs, keep.data(), p.topk, avail.data(), keys.data(), vmax.data(), ids);
+      else selectScalar(chosen.data(), G, gs, keep.data(), p.topk, topVals.data(), ids);
       float* w = p.weights + t * p.topk;
       for (int j = 0; j < p.topk; ++j) w[j] = scores[ids[j]];
       if (p.normalize) {
@@ -160,19 +277,21 @@ void gatherRows(const GatherRowsParams& p, ThreadPool& pool) {
   const auto* src = static_cast<const char*>(p.x);
   auto* dst = static_cast<char*>(p.out);
   const int64_t grain = p.rowBytes > 0 ? (65536 + p.rowBytes - 1) / p.rowBytes : 1;
+  const bool stream = p.count * p.rowBytes >= kStreamBytes;
   pool.parallelFor(p.count, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) std::memcpy(dst + r * p.rowBytes, src + int64_t(p.index[r]) * p.rowBytes, size_t(p.rowBytes));
+    for (int64_t r = r0; r < r1; ++r) copyBytes(dst + r * p.rowBytes, src + int64_t(p.index[r]) * p.rowBytes, p.rowBytes, stream);
   }, grain);
 }
 
 void swiglu(const SwigluParams& p, ThreadPool& pool) {
   const int64_t I = p.inter;
+  const bool stream = p.rows * I * int64_t(dtypeSize(p.outType)) >= kStreamBytes;
   const int64_t grain = I > 0 ? (16384 + I - 1) / I : 1;
   pool.parallelFor(p.rows, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const void* gate = at(p.gateUp, p.inType, r * 2 * I);
       const void* up = at(p.gateUp, p.inType, r * 2 * I + I);
-      map2(gate, p.inType, up, p.inType, at(p.out, p.outType, r * I), p.outType, I, SwigluOp{});
+      map2(gate, p.inType, up, p.inType, at(p.out, p.outType, r * I), p.outType, I, SwigluOp{}, stream);
     }
   }, grain);
 }
@@ -192,12 +311,8 @@ inline void sumOrder(const int32_t* ids, int64_t k, int* order) {
   }
 }
 
-// The product is rounded before it is added, as in the reference. The empty asm keeps the
-// compiler from fusing the multiply into the add (it may in FMA-enabled code).
-inline float opaque(float v) {
-  __asm__("" : "+x"(v));
-  return v;
-}
+// The product is rounded before it is added, as in the reference: opaque() keeps the compiler from
+// fusing the multiply into the add (it may in FMA-enabled code).
 
 template <DType ET, DType ST, DType OT>
 void combineScalar(const MoeCombineParams& p, int64_t t0, int64_t t1, float* acc) {
@@ -220,7 +335,7 @@ void combineScalar(const MoeCombineParams& p, int64_t t0, int64_t t1, float* acc
 }
 
 template <DType ET, DType ST, DType OT>
-DSN_TARGET_AVX2 void combineAvx2(const MoeCombineParams& p, int64_t t0, int64_t t1, float*) {
+DSN_TARGET_AVX2 void combineAvx2(const MoeCombineParams& p, int64_t t0, int64_t t1, float*, bool stream) {
   using namespace x256;
   const int64_t D = p.dim, k = p.k;
   std::vector<int> order(static_cast<size_t>(k));
@@ -235,24 +350,24 @@ DSN_TARGET_AVX2 void combineAvx2(const MoeCombineParams& p, int64_t t0, int64_t 
     }
     const void* shared = p.shared ? at(p.shared, ST, t * D) : nullptr;
     void* out = at(p.out, OT, t * D);
+    const bool rowStream = stream && (reinterpret_cast<uintptr_t>(out) & 63) == 0;
     for (int64_t i = 0; i < D; i += 8) {
       const int64_t n = D - i < 8 ? D - i : 8;
       __m256 acc = _mm256_setzero_ps();
       for (int64_t jj = 0; jj < k; ++jj) {
         __m256 e = n == 8 ? load<ET>(rows[jj], i) : loadPart<ET>(rows[jj], i, n);
-        __m256 prod = _mm256_mul_ps(_mm256_set1_ps(ws[jj]), e);
-        __asm__("" : "+x"(prod));
-        acc = _mm256_add_ps(acc, prod);
+        acc = _mm256_add_ps(acc, opaque(_mm256_mul_ps(_mm256_set1_ps(ws[jj]), e)));
       }
       if (shared) acc = _mm256_add_ps(acc, n == 8 ? load<ST>(shared, i) : loadPart<ST>(shared, i, n));
-      if (n == 8) store<OT>(out, i, acc);
+      if (n == 8 && rowStream) storeStream<OT>(out, i, acc);
+      else if (n == 8) store<OT>(out, i, acc);
       else storePart<OT>(out, i, acc, n);
     }
   }
 }
 
 template <DType ET, DType ST, DType OT>
-DSN_TARGET_AVX512 void combineAvx512(const MoeCombineParams& p, int64_t t0, int64_t t1, float*) {
+DSN_TARGET_AVX512 void combineAvx512(const MoeCombineParams& p, int64_t t0, int64_t t1, float*, bool stream) {
   using namespace x512;
   const int64_t D = p.dim, k = p.k;
   std::vector<int> order(static_cast<size_t>(k));
@@ -268,6 +383,7 @@ DSN_TARGET_AVX512 void combineAvx512(const MoeCombineParams& p, int64_t t0, int6
     }
     const void* shared = p.shared ? at(p.shared, ST, t * D) : nullptr;
     void* out = at(p.out, OT, t * D);
+    const bool rowStream = stream && (reinterpret_cast<uintptr_t>(out) & 63) == 0;
     // Blocks of 64 columns: four accumulators stay in registers across the k rows.
     for (int64_t i = 0; i < full; i += 64) {
       __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -275,11 +391,10 @@ DSN_TARGET_AVX512 void combineAvx512(const MoeCombineParams& p, int64_t t0, int6
         const __m512 w = _mm512_set1_ps(ws[jj]);
         __m512 p0 = _mm512_mul_ps(w, load<ET>(rows[jj], i)), p1 = _mm512_mul_ps(w, load<ET>(rows[jj], i + 16));
         __m512 p2 = _mm512_mul_ps(w, load<ET>(rows[jj], i + 32)), p3 = _mm512_mul_ps(w, load<ET>(rows[jj], i + 48));
-        __asm__("" : "+v"(p0), "+v"(p1), "+v"(p2), "+v"(p3));
-        a0 = _mm512_add_ps(a0, p0);
-        a1 = _mm512_add_ps(a1, p1);
-        a2 = _mm512_add_ps(a2, p2);
-        a3 = _mm512_add_ps(a3, p3);
+        a0 = _mm512_add_ps(a0, opaque(p0));
+        a1 = _mm512_add_ps(a1, opaque(p1));
+        a2 = _mm512_add_ps(a2, opaque(p2));
+        a3 = _mm512_add_ps(a3, opaque(p3));
       }
       if (shared) {
         a0 = _mm512_add_ps(a0, load<ST>(shared, i));
@@ -287,18 +402,23 @@ DSN_TARGET_AVX512 void combineAvx512(const MoeCombineParams& p, int64_t t0, int6
         a2 = _mm512_add_ps(a2, load<ST>(shared, i + 32));
         a3 = _mm512_add_ps(a3, load<ST>(shared, i + 48));
       }
-      store<OT>(out, i, a0);
-      store<OT>(out, i + 16, a1);
-      store<OT>(out, i + 32, a2);
-      store<OT>(out, i + 48, a3);
+      if (rowStream) {
+        storeStream<OT>(out, i, a0);
+        storeStream<OT>(out, i + 16, a1);
+        storeStream<OT>(out, i + 32, a2);
+        storeStream<OT>(out, i + 48, a3);
+      } else {
+        store<OT>(out, i, a0);
+        store<OT>(out, i + 16, a1);
+        store<OT>(out, i + 32, a2);
+        store<OT>(out, i + 48, a3);
+      }
     }
     for (int64_t i = full; i < D; i += 16) {
       const int64_t n = D - i < 16 ? D - i : 16;
       __m512 acc = _mm512_setzero_ps();
       for (int64_t jj = 0; jj < k; ++jj) {
-        __m512 prod = _mm512_mul_ps(_mm512_set1_ps(ws[jj]), loadPart<ET>(rows[jj], i, n));
-        __asm__("" : "+v"(prod));
-        acc = _mm512_add_ps(acc, prod);
+        acc = _mm512_add_ps(acc, opaque(_mm512_mul_ps(_mm512_set1_ps(ws[jj]), loadPart<ET>(rows[jj], i, n))));
       }
       if (shared) acc = _mm512_add_ps(acc, loadPart<ST>(shared, i, n));
       storePart<OT>(out, i, acc, n);
@@ -316,15 +436,17 @@ void moeCombine(const MoeCombineParams& p, ThreadPool& pool) {
   const Simd level = simdLevel();
   // Without a shared term its dtype does not matter: use the expert rows' to halve the variants.
   const DType sType = p.shared ? p.sType : p.eType;
+  const bool stream = p.tokens * p.dim * int64_t(dtypeSize(p.outType)) >= kStreamBytes;
   pool.parallelFor(p.tokens, [&](int64_t t0, int64_t t1) {
     std::vector<float> acc(level == Simd::Scalar ? size_t(p.dim) : 0);
     withActType(p.eType, [&](auto E) {
       withActType(sType, [&](auto S) {
         withActType(p.outType, [&](auto O) {
           constexpr DType ET = decltype(E)::value, ST = decltype(S)::value, OT = decltype(O)::value;
-          if (level == Simd::Avx512) combineAvx512<ET, ST, OT>(p, t0, t1, acc.data());
-          else if (level == Simd::Avx2) combineAvx2<ET, ST, OT>(p, t0, t1, acc.data());
+          if (level == Simd::Avx512) combineAvx512<ET, ST, OT>(p, t0, t1, acc.data(), stream);
+          else if (level == Simd::Avx2) combineAvx2<ET, ST, OT>(p, t0, t1, acc.data(), stream);
           else combineScalar<ET, ST, OT>(p, t0, t1, acc.data());
+          if (stream) _mm_sfence();
         });
       });
     });

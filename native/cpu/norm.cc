@@ -50,7 +50,7 @@ void rmsNormRowsScalar(const RmsNormParams& p, int64_t r0, int64_t r1, float* su
 
 // ---------------- AVX2 ----------------
 template <DType XT, DType WT>
-DSN_TARGET_AVX2 void rmsNormRowsAvx2(const RmsNormParams& p, int64_t r0, int64_t r1, float* sum) {
+DSN_TARGET_AVX2 void rmsNormRowsAvx2(const RmsNormParams& p, int64_t r0, int64_t r1, float* sum, bool stream) {
   using namespace x256;
   const int64_t D = p.dim;
   const bool hasRes = p.residual != nullptr;
@@ -90,6 +90,26 @@ DSN_TARGET_AVX2 void rmsNormRowsAvx2(const RmsNormParams& p, int64_t r0, int64_t
     _mm256_store_ps(lanes + 8, _mm256_add_ps(acc[1], acc[3]));
     const __m256 inv = _mm256_set1_ps(inverseRms(treeSum16(lanes), p));
     int64_t i = 0;
+    if (stream) {
+      void* out = at(p.out, XT, o);
+      for (const int64_t head = headToAlign(out, dtypeSize(XT), D); i < head;) {
+        const int64_t n = head - i < 8 ? head - i : 8;
+        __m256 v = hasRes ? loadPart<DType::f32>(sum, i, n) : loadPart<XT>(x, i, n);
+        storePart<XT>(out, i, _mm256_mul_ps(loadPart<WT>(p.weight, i, n), _mm256_mul_ps(v, inv)), n);
+        i += n;
+      }
+      // While this row streams out, fetch the next one, so reads and writes overlap.
+      const char* next = r + 1 < r1 ? static_cast<const char*>(at(p.x, XT, o + D)) : nullptr;
+      const char* nextRes = r + 1 < r1 && hasRes ? static_cast<const char*>(at(p.residual, XT, o + D)) : nullptr;
+      for (; i + 8 <= D; i += 8) {
+        if (next) {
+          _mm_prefetch(next + i * int64_t(dtypeSize(XT)), _MM_HINT_T0);
+          if (nextRes) _mm_prefetch(nextRes + i * int64_t(dtypeSize(XT)), _MM_HINT_T0);
+        }
+        __m256 v = hasRes ? _mm256_loadu_ps(sum + i) : load<XT>(x, i);
+        storeStream<XT>(out, i, _mm256_mul_ps(load<WT>(p.weight, i), _mm256_mul_ps(v, inv)));
+      }
+    }
     for (; i + 8 <= D; i += 8) {
       __m256 v = hasRes ? _mm256_loadu_ps(sum + i) : load<XT>(x, i);
       store<XT>(p.out, o + i, _mm256_mul_ps(load<WT>(p.weight, i), _mm256_mul_ps(v, inv)));
@@ -104,7 +124,7 @@ DSN_TARGET_AVX2 void rmsNormRowsAvx2(const RmsNormParams& p, int64_t r0, int64_t
 
 // ---------------- AVX-512 ----------------
 template <DType XT, DType WT>
-DSN_TARGET_AVX512 void rmsNormRowsAvx512(const RmsNormParams& p, int64_t r0, int64_t r1, float* sum) {
+DSN_TARGET_AVX512 void rmsNormRowsAvx512(const RmsNormParams& p, int64_t r0, int64_t r1, float* sum, bool stream) {
   using namespace x512;
   const int64_t D = p.dim;
   const bool hasRes = p.residual != nullptr;
@@ -155,6 +175,26 @@ DSN_TARGET_AVX512 void rmsNormRowsAvx512(const RmsNormParams& p, int64_t r0, int
     _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3)));
     const __m512 inv = _mm512_set1_ps(inverseRms(treeSum16(lanes), p));
     int64_t i = 0;
+    if (stream) {
+      void* out = at(p.out, XT, o);
+      for (const int64_t head = headToAlign(out, dtypeSize(XT), D); i < head;) {
+        const int64_t n = head - i < 16 ? head - i : 16;
+        __m512 v = hasRes ? loadPart<DType::f32>(sum, i, n) : loadPart<XT>(x, i, n);
+        storePart<XT>(out, i, _mm512_mul_ps(loadPart<WT>(p.weight, i, n), _mm512_mul_ps(v, inv)), n);
+        i += n;
+      }
+      // While this row streams out, fetch the next one, so reads and writes overlap.
+      const char* next = r + 1 < r1 ? static_cast<const char*>(at(p.x, XT, o + D)) : nullptr;
+      const char* nextRes = r + 1 < r1 && hasRes ? static_cast<const char*>(at(p.residual, XT, o + D)) : nullptr;
+      for (; i + 16 <= D; i += 16) {
+        if (next) {
+          _mm_prefetch(next + i * int64_t(dtypeSize(XT)), _MM_HINT_T0);
+          if (nextRes) _mm_prefetch(nextRes + i * int64_t(dtypeSize(XT)), _MM_HINT_T0);
+        }
+        __m512 v = hasRes ? _mm512_loadu_ps(sum + i) : load<XT>(x, i);
+        storeStream<XT>(out, i, _mm512_mul_ps(load<WT>(p.weight, i), _mm512_mul_ps(v, inv)));
+      }
+    }
     for (; i + 16 <= D; i += 16) {
       __m512 v = hasRes ? _mm512_loadu_ps(sum + i) : load<XT>(x, i);
       store<XT>(p.out, o + i, _mm512_mul_ps(load<WT>(p.weight, i), _mm512_mul_ps(v, inv)));
@@ -171,15 +211,17 @@ DSN_TARGET_AVX512 void rmsNormRowsAvx512(const RmsNormParams& p, int64_t r0, int
 
 void rmsNorm(const RmsNormParams& p, ThreadPool& pool) {
   const Simd level = simdLevel();
+  const bool stream = p.rows * p.dim * int64_t(dtypeSize(p.xType)) >= kStreamBytes;
   pool.parallelFor(p.rows, [&](int64_t r0, int64_t r1) {
     std::vector<float> sum(p.residual ? size_t(p.dim) : 0);
     withFloatType(p.xType, [&](auto xt) {
       withFloatType(p.wType, [&](auto wt) {
         constexpr DType XT = decltype(xt)::value, WT = decltype(wt)::value;
         if constexpr ((XT == DType::f32 || XT == DType::bf16 || XT == DType::f16) && (WT == DType::f32 || WT == DType::bf16)) {
-          if (level == Simd::Avx512) rmsNormRowsAvx512<XT, WT>(p, r0, r1, sum.data());
-          else if (level == Simd::Avx2) rmsNormRowsAvx2<XT, WT>(p, r0, r1, sum.data());
+          if (level == Simd::Avx512) rmsNormRowsAvx512<XT, WT>(p, r0, r1, sum.data(), stream);
+          else if (level == Simd::Avx2) rmsNormRowsAvx2<XT, WT>(p, r0, r1, sum.data(), stream);
           else rmsNormRowsScalar<XT, WT>(p, r0, r1, sum.data());
+          if (stream) _mm_sfence();  // order the non-temporal stores before the op completes
         }
       });
     });
@@ -187,6 +229,7 @@ void rmsNorm(const RmsNormParams& p, ThreadPool& pool) {
 }
 
 void layerNorm(const LayerNormParams& p, ThreadPool& pool) {
+  const bool stream = p.rows * p.dim * int64_t(dtypeSize(p.xType)) >= kStreamBytes;
   pool.parallelFor(p.rows, [&](int64_t r0, int64_t r1) {
     const int64_t D = p.dim;
     std::vector<float> x(static_cast<size_t>(D)), w(static_cast<size_t>(D)), b(static_cast<size_t>(D), 0.0f);
@@ -206,7 +249,7 @@ void layerNorm(const LayerNormParams& p, ThreadPool& pool) {
       const float var = (((q[0] + q[4]) + (q[2] + q[6])) + ((q[1] + q[5]) + (q[3] + q[7]))) / float(D);
       const float rstd = 1.0f / std::sqrt(var + p.eps);
       for (int64_t i = 0; i < D; ++i) x[i] = (x[i] - mean) * rstd * w[i] + b[i];
-      storeF32(x.data(), p.xType, D, at(p.out, p.xType, r * D));
+      convert(x.data(), DType::f32, at(p.out, p.xType, r * D), p.xType, D, stream);
     }
   }, 1);
 }

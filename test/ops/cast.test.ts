@@ -48,6 +48,26 @@ for (const { device, skip } of suiteDevices()) {
       }
     }
 
+    it.skipIf(device !== 'cpu')(`large casts (outputs of 16 MiB and more: non-temporal stores) give the bits of small ones, every path (seed ${r.seed})`, async () => {
+      for (const [from, to, n] of [['bf16', 'f32', (17 << 20) / 4 + 13], ['f32', 'bf16', (17 << 20) / 2 + 5], ['f32', 'f8e4m3', (17 << 20) + 3]] as const) {
+        using x = tensor(new Float32Array(n).map((_, i) => Math.sin(i) * 2 ** ((i % 17) - 8)), { dtype: from, device });
+        // The same cast in pieces of 1 Mi elements (cached stores) is the reference.
+        const parts: Uint8Array[] = [];
+        for (let i = 0; i < n; i += 1 << 20) {
+          using piece = x.rows(i, Math.min(1 << 20, n - i));
+          using y = ops.cast(piece, to);
+          parts.push(new Uint8Array((await y.read()).buffer));
+        }
+        const want = Buffer.concat(parts);
+        for (const path of CPU_PATHS)
+          await onPath(path, async () => {
+            using y = ops.cast(x, to);
+            const got = Buffer.from((await y.read()).buffer);
+            expect({ path, from, to, same: got.equals(want) }).toEqual({ path, from, to, same: true });
+          });
+      }
+    });
+
     it.skipIf(device !== 'cpu')('gives the same bits on every SIMD path, NaN payloads included', async () => {
       // Every bf16/f16/f8 code, and f32 values around every rounding boundary, NaNs with payloads.
       const f32 = new Float32Array(6000).map(() => r.normal() * 2 ** r.int(-30, 20));

@@ -1,40 +1,9 @@
 import { describe, expect, it } from 'vitest';
 
-import { ops, synchronize, type Tensor, tensor } from '../../lib/index.js';
-import { native } from '../../lib/runtime/native.js';
+import { ops, tensor } from '../../lib/index.js';
 import { rng, roundTo } from '../helpers.js';
+import { expectSameAsPieces, onEveryPath } from './cpu-paths.js';
 
-const PATHS = ['avx512', 'avx2', 'scalar'] as const;
-type Path = (typeof PATHS)[number];
-
-/** Runs fn with the CPU SIMD path capped at `path`; undefined when the CPU lacks that path. */
-async function onPath<T>(path: Path, fn: () => Promise<T>): Promise<T | undefined> {
-  await synchronize('cpu');
-  try {
-    if (native().setSimdCap(path) !== path) return undefined;
-    return await fn();
-  } finally {
-    await synchronize('cpu');
-    native().setSimdCap('avx512');
-  }
-}
-
-/** Runs `op` on every SIMD path; returns the outputs (as f32) of each, checking they agree bit for bit. */
-async function onEveryPath(op: () => Tensor): Promise<Float32Array> {
-  const outs: { path: Path; bits: Uint32Array; values: Float32Array }[] = [];
-  for (const path of PATHS) {
-    const got = await onPath(path, async () => {
-      using y = op();
-      return y.toFloat32Array();
-    });
-    if (got) outs.push({ path, bits: new Uint32Array(got.buffer.slice(0)), values: got });
-  }
-  for (const o of outs.slice(1)) {
-    const same = o.bits.every((v, i) => v === outs[0].bits[i]);
-    expect({ path: o.path, sameBitsAs: outs[0].path, same }).toEqual({ path: o.path, sameBitsAs: outs[0].path, same: true });
-  }
-  return outs[0].values;
-}
 
 function expectExact(got: Float32Array, want: ArrayLike<number>, what: string): void {
   expect(got.length).toBe(want.length);
@@ -222,5 +191,42 @@ describe('slice / concat on cpu', () => {
     expect(() => ops.concat([], 0)).toThrow('concat: expected a non-empty array of Tensors for tensors but received an array of length 0');
     // @ts-expect-error a number is not a tensor
     expect(() => ops.concat([x, 5], 0)).toThrow('concat: expected a Tensor for tensors[1] but received 5 of type number');
+  });
+});
+
+describe('element-wise ops with large outputs (16 MiB and more: non-temporal stores)', () => {
+  const r = rng();
+  it(`silu, scale, add and mul (broadcast) give the bytes of small runs on every path (seed ${r.seed})`, async () => {
+    const [rows, dim] = [1201, 3501];
+    using xb = tensor(r.floats(2 * rows * dim), { shape: [2 * rows, dim], dtype: 'bf16' });
+    using xf = tensor(r.floats(rows * dim), { shape: [rows, dim] });
+    using b = tensor(r.floats(dim), { dtype: 'bf16' });
+    await expectSameAsPieces(2 * rows, 300, (s, c) => {
+      using x = xb.rows(s, c);
+      return [ops.silu(x), ops.scale(x, 1.7)];
+    });
+    await expectSameAsPieces(rows, 300, (s, c) => {
+      using x = xf.rows(s, c);
+      return [ops.add(x, b), ops.mul(x, b), ops.add(x, x)];
+    });
+  });
+
+  it(`slice and concat copy large blocks exactly (seed ${r.seed})`, async () => {
+    const [rows, dim] = [1100, 4099];
+    const data = Int32Array.from({ length: rows * dim }, (_, i) => i ^ 0x5a5a);
+    using x = tensor(data, { shape: [rows, dim] });
+    using y = ops.slice(x, 1, 3, dim - 5);  // rows of 4094 i32 at an unaligned source offset
+    const got = await y.read<'i32'>();
+    for (let i = 0; i < rows; ++i)
+      if (!Buffer.from(got.buffer, i * (dim - 5) * 4, (dim - 5) * 4).equals(Buffer.from(data.buffer, (i * dim + 3) * 4, (dim - 5) * 4)))
+        expect({ row: i, same: false }).toEqual({ row: i, same: true });
+    using z = ops.concat([x, y], 1);
+    const gz = await z.read<'i32'>();
+    const w = 2 * dim - 5;
+    for (let i = 0; i < rows; ++i) {
+      const row = Buffer.from(gz.buffer, i * w * 4, w * 4);
+      const want = Buffer.concat([Buffer.from(data.buffer, i * dim * 4, dim * 4), Buffer.from(got.buffer, i * (dim - 5) * 4, (dim - 5) * 4)]);
+      if (!row.equals(want)) expect({ row: i, same: false }).toEqual({ row: i, same: true });
+    }
   });
 });

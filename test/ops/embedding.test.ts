@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ops, synchronize, tensor } from '../../lib/index.js';
 import { native } from '../../lib/runtime/native.js';
 import { rng, roundTo } from '../helpers.js';
+import { expectSameAsPieces } from './cpu-paths.js';
 
 describe('embedding on cpu', () => {
   const r = rng();
@@ -66,5 +67,18 @@ describe('embedding on cpu', () => {
     expect(() => ops.embedding(table, ids, 'f16')).toThrow('embedding: outDtype must be f32 or bf16 but received f16');
     // @ts-expect-error not a dtype
     expect(() => ops.embedding(table, ids, 'float')).toThrow("embedding: expected a dtype (f32, bf16, f16, f8e4m3, i32, i64, u8) for outDtype but received 'float'");
+  });
+});
+
+describe('embedding with large outputs (16 MiB and more: non-temporal stores)', () => {
+  const r = rng();
+  it(`bf16 table [1000, 7001] to bf16 and f32 gives the bytes of small runs on every path (seed ${r.seed})`, async () => {
+    const [V, D, T] = [1000, 7001, 1300];
+    using table = tensor(r.floats(V * D), { shape: [V, D], dtype: 'bf16' });
+    using ids = tensor(Int32Array.from({ length: T }, () => r.int(0, V)));
+    await expectSameAsPieces(T, 400, (s, c) => {
+      using part = ids.rows(s, c);
+      return [ops.embedding(table, part), ops.embedding(table, part, 'f32')];
+    });
   });
 });

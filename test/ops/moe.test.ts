@@ -1,40 +1,9 @@
 import { describe, expect, it } from 'vitest';
 
-import { ops, synchronize, type Tensor, tensor } from '../../lib/index.js';
-import { native } from '../../lib/runtime/native.js';
+import { ops, tensor } from '../../lib/index.js';
 import { type Rng, rng, roundTo } from '../helpers.js';
+import { expectSameAsPieces, onEveryPath, onPath, type Path, PATHS } from './cpu-paths.js';
 
-const PATHS = ['avx512', 'avx2', 'scalar'] as const;
-type Path = (typeof PATHS)[number];
-
-/** Runs fn with the CPU SIMD path capped at `path`; undefined when the CPU lacks that path. */
-async function onPath<T>(path: Path, fn: () => Promise<T>): Promise<T | undefined> {
-  await synchronize('cpu');
-  try {
-    if (native().setSimdCap(path) !== path) return undefined;
-    return await fn();
-  } finally {
-    await synchronize('cpu');
-    native().setSimdCap('avx512');
-  }
-}
-
-/** Runs `op` on every SIMD path and checks the outputs agree bit for bit; returns the first. */
-async function onEveryPath(op: () => Tensor): Promise<Float32Array> {
-  const outs: { path: Path; bits: Uint32Array; values: Float32Array }[] = [];
-  for (const path of PATHS) {
-    const got = await onPath(path, async () => {
-      using y = op();
-      return y.toFloat32Array();
-    });
-    if (got) outs.push({ path, bits: new Uint32Array(got.buffer.slice(0)), values: got });
-  }
-  for (const o of outs.slice(1)) {
-    const same = o.bits.every((v, i) => v === outs[0].bits[i]);
-    expect({ path: o.path, sameBitsAs: outs[0].path, same }).toEqual({ path: o.path, sameBitsAs: outs[0].path, same: true });
-  }
-  return outs[0].values;
-}
 
 // ---------------------------------------------------------------- moeRoute
 
@@ -94,6 +63,7 @@ const ROUTES: [string, RouteConfig][] = [
   ['softmax, one group, top 6 of 64', { E: 64, topk: 6, nGroups: 1, topkGroups: 1, scoreFunc: 'softmax', routeScale: 1, normalize: false, bias: false }],
   ['sigmoid with bias, one group, odd E = 7, top 3', { E: 7, topk: 3, nGroups: 1, topkGroups: 1, scoreFunc: 'sigmoid', routeScale: 1.5, normalize: true, bias: true }],
   ['sigmoid with bias, groups of 2, topk = all eligible', { E: 10, topk: 4, nGroups: 5, topkGroups: 2, scoreFunc: 'sigmoid', routeScale: 1, normalize: true, bias: true }],
+  ['sigmoid with bias, E = 300 (more than 16 vectors), 6 groups of 50, 3 kept, top 8', { E: 300, topk: 8, nGroups: 6, topkGroups: 3, scoreFunc: 'sigmoid', routeScale: 1, normalize: true, bias: true }],
   ['softmax with bias and groups, top 1', { E: 48, topk: 1, nGroups: 4, topkGroups: 1, scoreFunc: 'softmax', routeScale: 1, normalize: false, bias: true }],
 ];
 
@@ -258,6 +228,16 @@ describe('moeDispatch / gatherRows on cpu', () => {
       expect(Array.from(await offsets.read<'i32'>())).toEqual(want.offsets);
     });
   }
+
+  it('rejects bad arguments with the op, argument, expected and received', () => {
+    using f = tensor(new Float32Array(4), { shape: [2, 2] });
+    using flat = tensor(Int32Array.from([0, 1]));
+    using ids = tensor(Int32Array.from([0, 1, 2, 3]), { shape: [2, 2] });
+    expect(() => ops.moeDispatch(f, 4)).toThrow('moeDispatch: ids must have dtype i32 but received f32');
+    expect(() => ops.moeDispatch(flat, 4)).toThrow('moeDispatch: ids must have 2 dimensions but received shape [2]');
+    expect(() => ops.moeDispatch(ids, 0)).toThrow('moeDispatch: expected an integer between 1 and 2147483646 for numExperts but received 0');
+    expect(() => ops.moeDispatch(ids, 2.5)).toThrow('moeDispatch: expected an integer between 1 and 2147483646 for numExperts but received 2.5');
+  });
 
   it('rejects an expert id outside [0, numExperts) when it runs', async () => {
     using ids = tensor(Int32Array.from([0, 1, 2, 3, 4, 300]), { shape: [2, 3] });
@@ -487,4 +467,46 @@ describe('MoE layer on cpu: route → dispatch → gather → experts → combin
       }
     }
   });
+});
+
+describe('MoE kernels with large outputs (16 MiB and more: non-temporal stores)', () => {
+  const r = rng();
+  it(`swiglu bf16 [2201, 7626] gives the bytes of small runs on every path (seed ${r.seed})`, async () => {
+    const [R, I] = [2201, 3813];
+    using x = tensor(r.floats(R * 2 * I, 2), { shape: [R, 2 * I], dtype: 'bf16' });
+    await expectSameAsPieces(R, 500, (s, c) => {
+      using xs = x.rows(s, c);
+      return [ops.swiglu(xs)];
+    });
+  });
+
+  it(`gatherRows bf16 with rows of 7402 bytes gives the bytes of small runs (seed ${r.seed})`, async () => {
+    const [T, D, R] = [700, 3701, 2301];
+    using x = tensor(r.floats(T * D), { shape: [T, D], dtype: 'bf16' });
+    using index = tensor(Int32Array.from({ length: R }, () => r.int(0, T)));
+    await expectSameAsPieces(R, 500, (s, c) => {
+      using idx = index.rows(s, c);
+      return [ops.gatherRows(x, idx)];
+    });
+  });
+
+  for (const D of [7168, 7001]) {
+    it(`moeCombine bf16, T = 1200, k = 2, D = ${D} gives the bytes of small runs on every path (seed ${r.seed})`, async () => {
+      const [T, k, E] = [1200, 2, 16];
+      const ids = routedIds(r, T, k, E);
+      const rowOfSlot = Int32Array.from(dispatchRef(ids, k, E).rowOfSlot);
+      using eo = tensor(r.floats(T * k * D), { shape: [T * k, D], dtype: 'bf16' });
+      using sh = tensor(r.floats(T * D), { shape: [T, D], dtype: 'bf16' });
+      using rt = tensor(rowOfSlot);
+      using wt = tensor(r.floats(T * k), { shape: [T, k] });
+      using it = tensor(ids, { shape: [T, k] });
+      await expectSameAsPieces(T, 300, (s, c) => {
+        using ros = rt.rows(s * k, c * k);
+        using w = wt.rows(s, c);
+        using i = it.rows(s, c);
+        using shared = sh.rows(s, c);
+        return [ops.moeCombine(eo, ros, w, i, shared, 'bf16')];
+      });
+    });
+  }
 });

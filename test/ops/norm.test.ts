@@ -1,23 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
-import { ops, synchronize, tensor } from '../../lib/index.js';
-import { native } from '../../lib/runtime/native.js';
+import { ops, tensor } from '../../lib/index.js';
 import { maxAbsDiff, rng, roundTo, suiteDevices } from '../helpers.js';
-
-const PATHS = ['avx512', 'avx2', 'scalar'] as const;
-type Path = (typeof PATHS)[number];
-
-/** Runs fn with the CPU SIMD path capped at `path`; undefined when the CPU lacks that path. */
-async function onPath<T>(path: Path, fn: () => Promise<T>): Promise<T | undefined> {
-  await synchronize('cpu');
-  try {
-    if (native().setSimdCap(path) !== path) return undefined;
-    return await fn();
-  } finally {
-    await synchronize('cpu');
-    native().setSimdCap('avx512');
-  }
-}
+import { expectSameAsPieces, onPath, PATHS } from './cpu-paths.js';
 
 /** float64 RMSNorm of one row; `x` already holds the (rounded) inputs. */
 function rmsNormRef(x: Float64Array | Float32Array, w: ArrayLike<number>, eps: number): Float64Array {
@@ -177,5 +162,32 @@ describe('layerNorm on cpu', () => {
     expect(() => ops.layerNorm(xi, w4, null, 1e-5)).toThrow('layerNorm: x must have dtype f32 or bf16 but received i32');
     expect(() => ops.layerNorm(x, w4, null, -1)).toThrow('layerNorm: eps must be >= 0 but received -1');
     expect(() => ops.layerNorm(x, w4, null, NaN)).toThrow('layerNorm: expected a finite number for eps but received nan');
+  });
+});
+
+describe('norms with large outputs (16 MiB and more: non-temporal stores)', () => {
+  const r = rng();
+  it(`rmsNorm bf16 [1201, 7001], plain and fused (seed ${r.seed})`, async () => {
+    const [rows, dim] = [1201, 7001];
+    using x = tensor(r.floats(rows * dim), { shape: [rows, dim], dtype: 'bf16' });
+    using res = tensor(r.floats(rows * dim), { shape: [rows, dim], dtype: 'bf16' });
+    using w = tensor(r.floats(dim), { dtype: 'bf16' });
+    await expectSameAsPieces(rows, 100, (s, c) => {
+      using xs = x.rows(s, c);
+      using rs = res.rows(s, c);
+      const fused = ops.addRmsNorm(xs, rs, w, 1e-6);
+      return [ops.rmsNorm(xs, w, 1e-6), fused.out, fused.residual];
+    });
+  });
+
+  it(`layerNorm f32 [601, 7001] (seed ${r.seed})`, async () => {
+    const [rows, dim] = [601, 7001];
+    using x = tensor(r.floats(rows * dim), { shape: [rows, dim] });
+    using w = tensor(r.floats(dim), { dtype: 'bf16' });
+    using b = tensor(r.floats(dim));
+    await expectSameAsPieces(rows, 100, (s, c) => {
+      using xs = x.rows(s, c);
+      return [ops.layerNorm(xs, w, b, 1e-5)];
+    });
   });
 });

@@ -104,6 +104,9 @@ describe('sample on cpu', () => {
     const c = await drawIds(xs, B, V, { ...opts, seed: 12346 });
     expect(Array.from(b)).toEqual(Array.from(a));
     expect(Array.from(c)).not.toEqual(Array.from(a));
+    // A batch of one draws as row 0 of a bigger batch does.
+    const one = await drawIds(xs.subarray(0, V), 1, V, opts);
+    expect(one[0]).toBe(a[0]);
     // Rows draw independently: identical rows get different ids.
     const same = new Float32Array(B * V);
     for (let i = 0; i < B; ++i) same.set(xs.subarray(0, V), i * V);
