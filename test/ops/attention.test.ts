@@ -266,7 +266,7 @@ describe('mlaPrefill on cpu', () => {
           const kPe = r.floats(S * Dr).map((v) => roundTo(dtype, v));
           const k = 6;
           const idx = sparse ? randomIndices(r, qPos, k, S) : undefined;
-          const scale = 1.5 / Math.sqrt(Dn + Dr);
+          const scale = 1.5 / Math.sqrt(Math.max(1, Dn + Dr)); // Dn = Dr = 0 is a legal (degenerate) shape
           const want = new Float64Array(T * H * Dv);
           let maxV = 0;
           for (let s = 0; s < S; ++s) for (let h = 0; h < H; ++h) maxV = Math.max(maxV, maxAbs(kv.subarray((s * H + h) * (Dn + Dv) + Dn, (s * H + h + 1) * (Dn + Dv))));
@@ -380,7 +380,7 @@ describe('the two MLA forms agree', () => {
           }
         const k = 40;
         const idx = sparse ? randomIndices(r, qPos, k, S) : undefined;
-        const scale = 1 / Math.sqrt(Dn + Dr);
+        const scale = 1 / Math.sqrt(Math.max(1, Dn + Dr));
         using qT = tensor(q, { shape: [T, H, Dn + Dr], dtype });
         using kvT = tensor(kv, { shape: [S, H, Dn + Dv], dtype });
         using kPeT = tensor(kPe, { shape: [S, Dr], dtype });
