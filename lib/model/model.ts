@@ -23,7 +23,7 @@ export interface LoadProgress {
 }
 
 export interface LoadOptions {
-  /** 'cpu' (default), 'cuda' or 'cuda:N'. */
+  /** 'cpu' (default). CUDA devices are refused until the model's kernels have CUDA versions. */
   device?: string;
   /** Activation dtype: 'bf16' (default, as the reference) or 'f32' (the accuracy yardstick). */
   activations?: 'bf16' | 'f32';
@@ -196,6 +196,8 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
   if (typeof dir !== 'string' || !dir) throw invalidArgument('loadModel', 'dir', 'a model folder path', dir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`loadModel: ${dir} is not a folder`);
   const device = options.device ?? 'cpu';
+  if (device !== 'cpu')
+    throw new TypeError(`loadModel: device '${device}' is not supported yet: the model's kernels run on the CPU backend (the CUDA backend has cast and rmsNorm so far); use device: 'cpu'`);
   const act = options.activations ?? 'bf16';
   if (act !== 'bf16' && act !== 'f32') throw invalidArgument('loadModel', 'activations', "'bf16' or 'f32'", act);
   const maxSequences = options.maxSequences ?? 8;

@@ -59,6 +59,10 @@ describe('loadModel errors', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+  it('refuses devices the model cannot run on yet, naming why', async () => {
+    await expect(loadModel(join(GOLDEN, 'tiny-dense'), { device: 'cuda:0' })).rejects.toThrow("loadModel: device 'cuda:0' is not supported yet");
+  });
+
   it('names a missing folder', async () => {
     await expect(loadModel(join(dir, 'nope'))).rejects.toThrow(/is not a folder/);
   });
