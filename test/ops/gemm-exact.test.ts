@@ -2,11 +2,11 @@
  * fp8Gemm / groupedFp8Gemm with exactBlockSums: each 128-block sum exact, rounded to f32 once, then
  * scaled and accumulated in f32 — bit-exact against a JS reference, on every SIMD path.
  */
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
-import { ops, synchronize, tensor } from '../../lib/index.js';
-import { native } from '../../lib/runtime/native.js';
+import { ops, tensor } from '../../lib/index.js';
 import { rng, roundBf16 } from '../helpers.js';
+import { onPath, PATHS } from './cpu-paths.js';
 
 const f = Math.fround;
 
@@ -28,15 +28,9 @@ function reference(a: Float32Array, sa: Float32Array, w: Float32Array, sw: Float
 
 describe('exact block sums on cpu', () => {
   const r = rng();
-  afterAll(async () => {
-    await synchronize('cpu');
-    native().setSimdCap('avx512');
-  });
-  for (const level of ['scalar', 'avx2', 'avx512'] as const) {
+  for (const level of PATHS) {
     for (const [M, N, K] of [[1, 130, 256], [5, 64, 384], [19, 257, 128]]) {
-      it(`fp8Gemm ${level} [${M}, ${K}] x [${N}, ${K}] is bit-exact (seed ${r.seed})`, async () => {
-        await synchronize('cpu');
-        native().setSimdCap(level);
+      it(`fp8Gemm ${level} [${M}, ${K}] x [${N}, ${K}] is bit-exact (seed ${r.seed})`, () => onPath(level, async () => {
         // Inputs spanning many binades, so f32 partial sums would round.
         using x = tensor(Float32Array.from({ length: M * K }, () => r.normal() * 2 ** r.int(-8, 8)), { shape: [M, K] });
         const q = ops.actQuant(x, { scaleFmt: 'ue8m0' });
@@ -54,7 +48,7 @@ describe('exact block sums on cpu', () => {
           for (let i = 0; i < got.length; ++i) if (got[i] !== want[i]) ++bad;
           expect(bad).toBe(0);
         }
-      });
+      }));
     }
   }
 
