@@ -12,8 +12,9 @@ export interface Fp8GemmOptions {
   /**
    * Compute each 128-block sum exactly (in f64) and round it to f32 once, instead of accumulating it
    * in f32 in the kernel's order. The result then depends on nothing but the inputs: bit-identical on
-   * every SIMD path and equal to an exact FP8 emulation (DeepSeek's reference logits). Slower (a
-   * scalar kernel); the model uses it with f32 activations, the accuracy yardstick.
+   * every SIMD path and equal to an exact FP8 emulation (DeepSeek's reference logits). Slower (f64
+   * lanes on AVX-512, a scalar kernel otherwise); the model uses it with f32 activations, the
+   * accuracy yardstick.
    */
   exactBlockSums?: boolean;
 }

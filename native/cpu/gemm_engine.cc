@@ -6,6 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include <immintrin.h>
+
 #include "convert.h"
 #include "simd.h"
 
@@ -77,6 +79,34 @@ void microScalarExact(int64_t slots, const uint32_t* ap_, const uint32_t* wp_, c
 }
 
 const KernelSet kScalarExactSet = {"scalar-exact", kScalarMr, kScalarNr, false, packAScalar, packWScalar, microScalarExact, nullptr};
+
+/** microScalarExact on AVX-512 f64 lanes: the same exact block sums (an FP8 product and every partial
+ *  sum of 128 of them is a multiple of 2^-18 below 2^26, so f64 holds them exactly whatever the
+ *  order), the same f32 rounding, scale and add: bit-identical to the scalar kernel. */
+DSN_TARGET_AVX512 void microAvx512Exact(int64_t slots, const uint32_t* ap_, const uint32_t* wp_, const float* scale, float* c, int64_t ldc) {
+  static_assert(kScalarNr == 16, "one f32 vector of W per slot");
+  const float* ap = reinterpret_cast<const float*>(ap_);
+  const float* wp = reinterpret_cast<const float*>(wp_);
+  __m512d t[kScalarMr][2];
+  for (int i = 0; i < kScalarMr; ++i) t[i][0] = t[i][1] = _mm512_setzero_pd();
+  for (int64_t s = 0; s < slots; ++s) {
+    const __m512 w = _mm512_loadu_ps(wp + s * kScalarNr);
+    const __m512d w0 = _mm512_cvtps_pd(_mm512_castps512_ps256(w));
+    const __m512d w1 = _mm512_cvtps_pd(_mm512_extractf32x8_ps(w, 1));
+    for (int i = 0; i < kScalarMr; ++i) {
+      const __m512d a = _mm512_set1_pd(double(ap[i * slots + s]));
+      t[i][0] = _mm512_fmadd_pd(a, w0, t[i][0]);
+      t[i][1] = _mm512_fmadd_pd(a, w1, t[i][1]);
+    }
+  }
+  for (int i = 0; i < kScalarMr; ++i) {
+    const __m512 sum = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(t[i][0])), _mm512_cvtpd_ps(t[i][1]), 1);
+    float* ci = c + i * ldc;
+    _mm512_storeu_ps(ci, _mm512_add_ps(_mm512_loadu_ps(ci), _mm512_mul_ps(sum, _mm512_set1_ps(scale[i]))));
+  }
+}
+
+const KernelSet kAvx512ExactSet = {"avx512-exact", kScalarMr, kScalarNr, false, packAScalar, packWScalar, microAvx512Exact, nullptr};
 
 // ---- the driver ----
 
@@ -150,7 +180,7 @@ void runTask(const Problem& p, const KernelSet& ks, const Task& t) {
 }
 
 const KernelSet& pick(const Problem& p) {
-  if (p.exactBlockSums) return kScalarExactSet;
+  if (p.exactBlockSums) return simdLevel() == Simd::Avx512 ? kAvx512ExactSet : kScalarExactSet;
   Simd level = simdLevel();
   auto pairType = [](DType t) { return t == DType::f8e4m3 || t == DType::bf16; };
   if (level == Simd::Avx512) {
