@@ -340,6 +340,33 @@ template <int M, int NR>
 DSN_TARGET_AVX512BF16 inline void smallMBf16WStep(const uint16_t* row, int64_t ldw, int64_t K, const uint16_t* ahead,
                                                   const uint16_t* ap, int64_t Kp, int64_t c0, int64_t c1, __m512 (&acc)[NR][M]) {
   int64_t k = c0;
+  if constexpr (M * NR <= 4) {
+    // Few chains: a second set of sums over the odd 32-k steps hides the vdpbf16ps latency.
+    __m512 acc2[NR][M];
+    for (int r = 0; r < NR; ++r)
+      for (int m = 0; m < M; ++m) acc2[r][m] = freshZero();
+    for (; k + 64 <= c1 && k + 64 <= K; k += 64) {
+      __m512i wv[NR], wv2[NR];
+#pragma GCC unroll 4
+      for (int r = 0; r < NR; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + r * ldw + k), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(ahead + r * ldw + k + 32), _MM_HINT_T0);
+        wv[r] = _mm512_loadu_si512(row + r * ldw + k);
+        wv2[r] = _mm512_loadu_si512(row + r * ldw + k + 32);
+      }
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) {
+        const __m512bh av = asBh(_mm512_load_si512(ap + m * Kp + k)), av2 = asBh(_mm512_load_si512(ap + m * Kp + k + 32));
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) {
+          acc[r][m] = _mm512_dpbf16_ps(acc[r][m], asBh(wv[r]), av);
+          acc2[r][m] = _mm512_dpbf16_ps(acc2[r][m], asBh(wv2[r]), av2);
+        }
+      }
+    }
+    for (int r = 0; r < NR; ++r)
+      for (int m = 0; m < M; ++m) acc[r][m] = _mm512_add_ps(acc[r][m], acc2[r][m]);
+  }
   for (; k + 32 <= c1 && k + 32 <= K; k += 32) {
     __m512i wv[NR];
 #pragma GCC unroll 4
