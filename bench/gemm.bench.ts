@@ -4,7 +4,9 @@
  *   sgemm peer (bench/peers/sgemm.c) on the same shapes in f32;
  * - fp8Gemm decode (M = 1…8): GB/s of FP8 weight bytes against the read bandwidth;
  * - groupedFp8Gemm with 256 experts and top-8 routing at T = 64 and T = 4096 tokens, beside fp8Gemm on
- *   one expert's weight with the same rows per expert (the same work per weight byte).
+ *   one expert's weight with the same rows per expert (the same work per weight byte);
+ * - gemm with a bf16 weight at M = 1…8 (the LM head, x bf16 or f32): GB/s of weight bytes against the
+ *   read bandwidth.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
@@ -249,6 +251,57 @@ function groupedCases(device: string, T: number): BenchCase[] {
   return [grouped, dense];
 }
 
+/** The LM head of the 1B synthetic model and of DeepSeek-V3.2 (a 16384-row slice of 129280 × 7168). */
+const BF16_WEIGHTS: [number, number][] = [
+  [32000, 1024],
+  [16384, 7168],
+];
+
+/** Fast deterministic bf16 bits of values in about ±1 (no NaN / inf). */
+function randomBf16(n: number, seed: number): Uint16Array {
+  const out = new Uint16Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; ++i) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    out[i] = (s & 0x807f) | 0x3c00 | ((s >>> 8) & 0x0380);  // exponent 120…127, any sign / mantissa
+  }
+  return out;
+}
+
+/** gemm, bf16 weight, few rows (decode): GB/s of bf16 weight bytes, W cycled through ≥ 96 MB. */
+function bf16GemmCase(device: string, M: number, N: number, K: number, xDtype: 'bf16' | 'f32'): BenchCase {
+  return lazyCase(
+    {
+      name: `gemm bf16 W, x ${xDtype} M=${M} (GB/s of bf16 weight)`,
+      shape: `[${M}, ${K}] · [${N}, ${K}]ᵀ`,
+      device,
+      unit: 'GB/s',
+      work: 2 * N * K,
+      roofline: 'cpuRead',
+    },
+    () => {
+      const xBits = randomBf16(M * K, 3 + M);
+      const x =
+        xDtype === 'bf16'
+          ? tensor(xBits, { shape: [M, K], dtype: 'bf16' })
+          : tensor(Float32Array.from(xBits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]), { shape: [M, K] });
+      const copies = Math.max(1, Math.ceil(STREAM_BYTES / (2 * N * K)));
+      const ws = Array.from({ length: copies }, (_, i) => tensor(randomBf16(N * K, 17 + i), { shape: [N, K], dtype: 'bf16' }));
+      let next = 0;
+      return {
+        run: () => {
+          const w = ws[next];
+          next = (next + 1) % copies;
+          ops.gemm(x, w, 'f32').dispose();
+        },
+        dispose: () => [x, ...ws].forEach((t) => t.dispose()),
+      };
+    },
+  );
+}
+
 export function gemmCases(device: string): BenchCase[] {
   if (device !== 'cpu') return [];
   const cases: BenchCase[] = [];
@@ -259,5 +312,7 @@ export function gemmCases(device: string): BenchCase[] {
   }
   for (const [N, K] of WEIGHTS) for (const M of DECODE_M) cases.push(fp8GemmCase(device, M, N, K, true));
   for (const T of [64, 4096]) cases.push(...groupedCases(device, T));
+  for (const [N, K] of BF16_WEIGHTS)
+    for (const x of ['bf16', 'f32'] as const) for (const M of DECODE_M) cases.push(bf16GemmCase(device, M, N, K, x));
   return cases;
 }

@@ -216,6 +216,119 @@ DSN_TARGET_AVX2 void smallMAvx2Rows(const Problem& p, int64_t n0, int64_t n1) {
   }
 }
 
+// ---- AVX2, few rows of A against a bf16 [N, K] W (as the AVX-512 kernel: 16 bf16 a load) ----
+
+template <int M, int NR>
+DSN_TARGET_AVX2 inline void smallMBf16WGroupAvx2(const Problem& p, int64_t n, int64_t Kp, const float* ap, const uint16_t* ahead,
+                                                 int64_t c0, int64_t c1, __m256* cb) {
+  constexpr bool kSplit = M * NR <= 4;  // separate even / odd sums while registers allow
+  const int64_t K = p.K, ldw = p.ldw;
+  const uint16_t* row = static_cast<const uint16_t*>(p.w) + n * ldw;
+  const __m256i hiMask = _mm256_set1_epi32(int(0xffff0000u));
+  __m256 acc[NR][M], acc2[NR][kSplit ? M : 1];
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m) {
+      acc[r][m] = c0 == 0 ? _mm256_setzero_ps() : cb[r * M + m];
+      if constexpr (kSplit) acc2[r][m] = _mm256_setzero_ps();
+    }
+  for (int64_t k = c0; k < c1; k += 16) {
+    __m256 we[NR], wo[NR];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      __m256i w;
+      if (k + 16 <= K) {
+        if ((k & 31) == 0) _mm_prefetch(reinterpret_cast<const char*>(ahead + r * ldw + k), _MM_HINT_T0);
+        w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + r * ldw + k));
+      } else {  // the tail of K: A is zero-padded
+        alignas(32) uint16_t tmp[16] = {};
+        for (int64_t j = k; j < K; ++j) tmp[j - k] = row[r * ldw + j];
+        w = _mm256_load_si256(reinterpret_cast<const __m256i*>(tmp));
+      }
+      we[r] = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+      wo[r] = _mm256_castsi256_ps(_mm256_and_si256(w, hiMask));
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m) {
+      const __m256 ae = _mm256_load_ps(ap + m * Kp + k), ao = _mm256_load_ps(ap + m * Kp + k + 8);
+#pragma GCC unroll 4
+      for (int r = 0; r < NR; ++r) {
+        acc[r][m] = _mm256_fmadd_ps(ae, we[r], acc[r][m]);
+        if constexpr (kSplit) acc2[r][m] = _mm256_fmadd_ps(ao, wo[r], acc2[r][m]);
+        else acc[r][m] = _mm256_fmadd_ps(ao, wo[r], acc[r][m]);
+      }
+    }
+  }
+  for (int r = 0; r < NR; ++r) {
+    if constexpr (kSplit)
+      for (int m = 0; m < M; ++m) acc[r][m] = _mm256_add_ps(acc[r][m], acc2[r][m]);
+    for (int m = 0; m < M; ++m) {
+      if (c1 < Kp) {
+        cb[r * M + m] = acc[r][m];
+        continue;
+      }
+      const float v = hsum8(acc[r][m]);
+      const int64_t at = m * p.ldy + n + r;
+      if (p.yType == DType::f32) static_cast<float*>(p.y)[at] = v;
+      else static_cast<uint16_t*>(p.y)[at] = f32ToBf16(v);
+    }
+  }
+}
+
+template <int M, int NR>
+DSN_TARGET_AVX2 void smallMBf16WAvx2Rows(const Problem& p, int64_t n0, int64_t n1) {
+  const int64_t K = p.K, Kp = (K + 15) / 16 * 16;
+  float* ap = tlsSmallA.get<float>(size_t(M * Kp));
+  // Per 16 k: the 8 even, then the 8 odd elements (the order the W decode gives).
+  for (int m = 0; m < M; ++m)
+    for (int64_t k = 0; k < Kp; k += 16)
+      for (int j = 0; j < 8; ++j) {
+        const int64_t ke = k + 2 * j, ko = ke + 1;
+        ap[m * Kp + k + j] = ke < K ? f32FromAny(p.a, p.aType, m * p.lda + ke) : 0.0f;
+        ap[m * Kp + k + 8 + j] = ko < K ? f32FromAny(p.a, p.aType, m * p.lda + ko) : 0.0f;
+      }
+  const int64_t chunk = M <= 2 ? Kp : std::max<int64_t>(16, (4096 / M) / 16 * 16);
+  const int64_t rowsPerPass = std::max<int64_t>(NR, 256 / M / NR * NR);
+  __m256* cbuf = tlsSmallC.get<__m256>(size_t(rowsPerPass * M));
+  for (int64_t r0 = n0; r0 < n1; r0 += rowsPerPass) {
+    const int64_t r1 = std::min(n1, r0 + rowsPerPass);
+    for (int64_t c0 = 0; c0 < Kp; c0 += chunk) {
+      const int64_t c1 = std::min(Kp, c0 + chunk);
+      int64_t n = r0;
+      for (; n + NR <= r1; n += NR) {
+        const uint16_t* row = static_cast<const uint16_t*>(p.w) + n * p.ldw;
+        const uint16_t* ahead = n + 3 * NR <= r1 ? row + 2 * NR * p.ldw : row;
+        smallMBf16WGroupAvx2<M, NR>(p, n, Kp, ap, ahead, c0, c1, cbuf + (n - r0) * M);
+      }
+      for (; n < r1; ++n) {
+        const uint16_t* row = static_cast<const uint16_t*>(p.w) + n * p.ldw;
+        smallMBf16WGroupAvx2<M, 1>(p, n, Kp, ap, row, c0, c1, cbuf + (n - r0) * M);
+      }
+    }
+  }
+}
+
+template <int M>
+void smallMBf16WAvx2M(const Problem& p, int64_t n0, int64_t n1) {
+  if (p.K * 2 >= 4096 && M <= 2) smallMBf16WAvx2Rows<M, 2>(p, n0, n1);
+  else smallMBf16WAvx2Rows<M, 1>(p, n0, n1);
+}
+
+bool smallMBf16WAvx2(const Problem& p, int64_t n0, int64_t n1) {
+  switch (p.M) {
+    case 1: smallMBf16WAvx2M<1>(p, n0, n1); return true;
+    case 2: smallMBf16WAvx2M<2>(p, n0, n1); return true;
+    case 3: smallMBf16WAvx2M<3>(p, n0, n1); return true;
+    case 4: smallMBf16WAvx2M<4>(p, n0, n1); return true;
+    case 5: smallMBf16WAvx2M<5>(p, n0, n1); return true;
+    case 6: smallMBf16WAvx2M<6>(p, n0, n1); return true;
+    case 7: smallMBf16WAvx2M<7>(p, n0, n1); return true;
+    case 8: smallMBf16WAvx2M<8>(p, n0, n1); return true;
+    default: return false;
+  }
+}
+
 template <DType WT>
 bool smallMAvx2Typed(const Problem& p, int64_t n0, int64_t n1) {
   switch (p.M) {
@@ -239,7 +352,7 @@ bool smallMAvx2(const Problem& p, int64_t n0, int64_t n1) {
       return smallMAvx2Typed<DType::f8e4m3>(p, n0, n1);
     case DType::bf16:
       if (p.aScales || p.wScales) return false;
-      return smallMAvx2Typed<DType::bf16>(p, n0, n1);
+      return smallMBf16WAvx2(p, n0, n1);
     case DType::f32:
       if (p.aScales || p.wScales) return false;
       return smallMAvx2Typed<DType::f32>(p, n0, n1);

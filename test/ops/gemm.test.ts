@@ -292,6 +292,9 @@ describe('gemm on cpu', () => {
     [[2, 3], 65, 300],
     [[33], 257, 515],
     [[10], 64, 7],
+    [[2], 67, 4100],
+    [[8], 131, 70],
+    [[5], 9, 2081],
   ];
   for (const path of PATHS) {
     for (const [xType, wType] of [['f32', 'f32'], ['bf16', 'bf16'], ['bf16', 'f32'], ['f32', 'bf16']] as const) {
