@@ -34,6 +34,10 @@ class ThreadPool {
   int64_t n_ = 0, chunk_ = 1;
   std::atomic<int64_t> next_{0};
   int active_ = 0;
+  // Mirrors of generation_ and active_ read without the lock: helpers and the caller spin on them
+  // briefly before sleeping, since a futex wake-up costs more than most ops of a decode step.
+  std::atomic<uint64_t> published_{0};
+  std::atomic<int> running_{0};
   std::exception_ptr error_;
 };
 
