@@ -244,6 +244,9 @@ void packWGeneric(const Problem& p, int64_t n0, int64_t k0, int64_t klen, int nr
   }
 }
 
+/** Below this many multiply-adds a batch of products runs on the calling thread alone. */
+constexpr double kSerialMacs = 256.0 * 1024;
+
 void run(const Problem* problems, int64_t count, ThreadPool& pool) {
   std::vector<Task> tasks;
   std::vector<const KernelSet*> sets(size_t(count), nullptr);
@@ -256,6 +259,10 @@ void run(const Problem* problems, int64_t count, ThreadPool& pool) {
     planTasks(p, int32_t(i), *sets[i], pool.threads(), small[i], tasks);
   }
   if (tasks.empty()) return;
+  // Products this small finish on one thread before a second would have woken up.
+  double macs = 0;
+  for (int64_t i = 0; i < count; ++i) macs += double(problems[i].M) * double(problems[i].N) * double(problems[i].K);
+  const int64_t grain = macs < kSerialMacs ? int64_t(tasks.size()) : 1;
   pool.parallelFor(int64_t(tasks.size()), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const Task& task = tasks[size_t(t)];
@@ -264,7 +271,7 @@ void run(const Problem* problems, int64_t count, ThreadPool& pool) {
       if (small[size_t(task.problem)] && ks.smallM(p, task.n0, task.n0 + task.cols)) continue;
       runTask(p, ks, task);
     }
-  }, 1);
+  }, grain);
 }
 
 }  // namespace dsn::cpu::gemmk
