@@ -150,9 +150,11 @@ export class Model {
       });
       using rows = tensor(Int32Array.from(rowsWanted), { dtype: 'i32', device: this.device });
       using logits = this.#transformer.forward(ctx, this.#cache, this.#rope, rows);
+      const all = await logits.toFloat32Array();
+      // Only a step that ran to the end grows its sequences; a failed one leaves them as they were
+      // (the rows it wrote lie past their lengths and are overwritten by the next step).
       for (const item of batch) item.sequence.advance(item.tokens.length);
       rollbacks.length = 0;
-      const all = await logits.toFloat32Array();
       const V = this.config.vocabSize;
       const out: Float32Array[] = [];
       let r = 0;
