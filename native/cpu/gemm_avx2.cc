@@ -316,32 +316,12 @@ void smallMBf16WAvx2M(const Problem& p, int64_t n0, int64_t n1) {
 }
 
 bool smallMBf16WAvx2(const Problem& p, int64_t n0, int64_t n1) {
-  switch (p.M) {
-    case 1: smallMBf16WAvx2M<1>(p, n0, n1); return true;
-    case 2: smallMBf16WAvx2M<2>(p, n0, n1); return true;
-    case 3: smallMBf16WAvx2M<3>(p, n0, n1); return true;
-    case 4: smallMBf16WAvx2M<4>(p, n0, n1); return true;
-    case 5: smallMBf16WAvx2M<5>(p, n0, n1); return true;
-    case 6: smallMBf16WAvx2M<6>(p, n0, n1); return true;
-    case 7: smallMBf16WAvx2M<7>(p, n0, n1); return true;
-    case 8: smallMBf16WAvx2M<8>(p, n0, n1); return true;
-    default: return false;
-  }
+  return dispatchSmallM(p.M, [&](auto m) { smallMBf16WAvx2M<decltype(m)::value>(p, n0, n1); });
 }
 
 template <DType WT>
 bool smallMAvx2Typed(const Problem& p, int64_t n0, int64_t n1) {
-  switch (p.M) {
-    case 1: smallMAvx2Rows<1, WT>(p, n0, n1); return true;
-    case 2: smallMAvx2Rows<2, WT>(p, n0, n1); return true;
-    case 3: smallMAvx2Rows<3, WT>(p, n0, n1); return true;
-    case 4: smallMAvx2Rows<4, WT>(p, n0, n1); return true;
-    case 5: smallMAvx2Rows<5, WT>(p, n0, n1); return true;
-    case 6: smallMAvx2Rows<6, WT>(p, n0, n1); return true;
-    case 7: smallMAvx2Rows<7, WT>(p, n0, n1); return true;
-    case 8: smallMAvx2Rows<8, WT>(p, n0, n1); return true;
-    default: return false;
-  }
+  return dispatchSmallM(p.M, [&](auto m) { smallMAvx2Rows<decltype(m)::value, WT>(p, n0, n1); });
 }
 
 bool smallMAvx2(const Problem& p, int64_t n0, int64_t n1) {

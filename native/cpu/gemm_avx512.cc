@@ -283,32 +283,12 @@ void smallMBf16WF32(const Problem& p, int64_t n0, int64_t n1) {
 }
 
 bool smallMBf16WAvx512(const Problem& p, int64_t n0, int64_t n1) {
-  switch (p.M) {
-    case 1: smallMBf16WF32<1>(p, n0, n1); return true;
-    case 2: smallMBf16WF32<2>(p, n0, n1); return true;
-    case 3: smallMBf16WF32<3>(p, n0, n1); return true;
-    case 4: smallMBf16WF32<4>(p, n0, n1); return true;
-    case 5: smallMBf16WF32<5>(p, n0, n1); return true;
-    case 6: smallMBf16WF32<6>(p, n0, n1); return true;
-    case 7: smallMBf16WF32<7>(p, n0, n1); return true;
-    case 8: smallMBf16WF32<8>(p, n0, n1); return true;
-    default: return false;
-  }
+  return dispatchSmallM(p.M, [&](auto m) { smallMBf16WF32<decltype(m)::value>(p, n0, n1); });
 }
 
 template <DType WT>
 bool smallMF32Typed(const Problem& p, int64_t n0, int64_t n1) {
-  switch (p.M) {
-    case 1: smallMF32Rows<1, WT>(p, n0, n1); return true;
-    case 2: smallMF32Rows<2, WT>(p, n0, n1); return true;
-    case 3: smallMF32Rows<3, WT>(p, n0, n1); return true;
-    case 4: smallMF32Rows<4, WT>(p, n0, n1); return true;
-    case 5: smallMF32Rows<5, WT>(p, n0, n1); return true;
-    case 6: smallMF32Rows<6, WT>(p, n0, n1); return true;
-    case 7: smallMF32Rows<7, WT>(p, n0, n1); return true;
-    case 8: smallMF32Rows<8, WT>(p, n0, n1); return true;
-    default: return false;
-  }
+  return dispatchSmallM(p.M, [&](auto m) { smallMF32Rows<decltype(m)::value, WT>(p, n0, n1); });
 }
 
 /** W stored [K, N] (bmmHeads), few rows: lanes along n, A broadcast, W rows streamed once. */
@@ -361,17 +341,7 @@ DSN_TARGET_AVX512 void smallMKNRows(const Problem& p, int64_t n0, int64_t n1) {
 
 bool smallMKN(const Problem& p, int64_t n0, int64_t n1) {
   if (p.aScales || p.wScales || p.wType == DType::f8e4m3) return false;
-  switch (p.M) {
-    case 1: smallMKNRows<1>(p, n0, n1); return true;
-    case 2: smallMKNRows<2>(p, n0, n1); return true;
-    case 3: smallMKNRows<3>(p, n0, n1); return true;
-    case 4: smallMKNRows<4>(p, n0, n1); return true;
-    case 5: smallMKNRows<5>(p, n0, n1); return true;
-    case 6: smallMKNRows<6>(p, n0, n1); return true;
-    case 7: smallMKNRows<7>(p, n0, n1); return true;
-    case 8: smallMKNRows<8>(p, n0, n1); return true;
-    default: return false;
-  }
+  return dispatchSmallM(p.M, [&](auto m) { smallMKNRows<decltype(m)::value>(p, n0, n1); });
 }
 
 }  // namespace

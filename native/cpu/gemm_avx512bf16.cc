@@ -456,34 +456,14 @@ void smallMBf16WRows(const Problem& p, int64_t n0, int64_t n1) {
 }
 
 bool smallMBf16W(const Problem& p, int64_t n0, int64_t n1) {
-  switch (p.M) {
-    case 1: smallMBf16WRows<1>(p, n0, n1); return true;
-    case 2: smallMBf16WRows<2>(p, n0, n1); return true;
-    case 3: smallMBf16WRows<3>(p, n0, n1); return true;
-    case 4: smallMBf16WRows<4>(p, n0, n1); return true;
-    case 5: smallMBf16WRows<5>(p, n0, n1); return true;
-    case 6: smallMBf16WRows<6>(p, n0, n1); return true;
-    case 7: smallMBf16WRows<7>(p, n0, n1); return true;
-    case 8: smallMBf16WRows<8>(p, n0, n1); return true;
-    default: return false;
-  }
+  return dispatchSmallM(p.M, [&](auto m) { smallMBf16WRows<decltype(m)::value>(p, n0, n1); });
 }
 
 bool smallMBf16(const Problem& p, int64_t n0, int64_t n1) {
   if (p.aType == DType::bf16 && p.wType == DType::bf16 && !p.wKN && !p.aScales && !p.wScales) return smallMBf16W(p, n0, n1);
   if (p.aType != DType::f8e4m3 || p.wType != DType::f8e4m3 || p.wKN || !p.aScales || !p.wScales || p.K % kBlockK != 0)
     return smallMAvx512(p, n0, n1);  // bf16 operands: the f32 streaming kernel
-  switch (p.M) {
-    case 1: smallMBf16Rows<1>(p, n0, n1); return true;
-    case 2: smallMBf16Rows<2>(p, n0, n1); return true;
-    case 3: smallMBf16Rows<3>(p, n0, n1); return true;
-    case 4: smallMBf16Rows<4>(p, n0, n1); return true;
-    case 5: smallMBf16Rows<5>(p, n0, n1); return true;
-    case 6: smallMBf16Rows<6>(p, n0, n1); return true;
-    case 7: smallMBf16Rows<7>(p, n0, n1); return true;
-    case 8: smallMBf16Rows<8>(p, n0, n1); return true;
-    default: return false;
-  }
+  return dispatchSmallM(p.M, [&](auto m) { smallMBf16Rows<decltype(m)::value>(p, n0, n1); });
 }
 
 bool cpuHasBf16Dot() {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <type_traits>
 
 #include "../runtime/dtype.h"
 #include "../runtime/threadpool.h"
@@ -48,6 +49,23 @@ void run(const Problem* problems, int64_t count, ThreadPool& pool);
  *  and this is on (the default); tests turn it off to cover the f32 AVX-512 kernels too. */
 bool setBf16Dot(bool enabled);
 bool bf16DotAvailable();
+
+/** Runs f(std::integral_constant<int, M>{}) for M = 1…8, so a small-M kernel gets its row count as a
+ *  template argument; false (and nothing run) for any other M. */
+template <typename F>
+bool dispatchSmallM(int64_t M, F&& f) {
+  switch (M) {
+    case 1: f(std::integral_constant<int, 1>{}); return true;
+    case 2: f(std::integral_constant<int, 2>{}); return true;
+    case 3: f(std::integral_constant<int, 3>{}); return true;
+    case 4: f(std::integral_constant<int, 4>{}); return true;
+    case 5: f(std::integral_constant<int, 5>{}); return true;
+    case 6: f(std::integral_constant<int, 6>{}); return true;
+    case 7: f(std::integral_constant<int, 7>{}); return true;
+    case 8: f(std::integral_constant<int, 8>{}); return true;
+    default: return false;
+  }
+}
 
 /** A 64-byte aligned scratch buffer that only grows; kernels keep one per thread and use. */
 class Scratch {
