@@ -89,6 +89,21 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): { diff: 
   return { diff, index };
 }
 
+/** ‖x − ref‖ / ‖ref‖: how the golden logits are compared, per step and row. */
+export function relL2(x: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < ref.length; ++i) {
+    num += (x[i] - ref[i]) ** 2;
+    den += ref[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+export function median(a: readonly number[]): number {
+  const s = [...a].sort((p, q) => p - q);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
 /** Devices the op suites run on. CUDA suites appear as skipped, with the reason, where there is no GPU. */
 export function suiteDevices(): { device: string; skip: string | false }[] {
   const cuda = devices().filter((d) => d.kind === 'cuda');

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadModel, type Model } from '../../lib/index.js';
 import { GOLDEN } from '../golden-dir.js';
+import { median, relL2 } from '../helpers.js';
 
 
 interface Run {
@@ -16,20 +17,6 @@ interface Run {
   then: number[][];
   logits_bf16: number[][][];
   logits_f32: number[][][];
-}
-
-function relL2(x: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < ref.length; ++i) {
-    num += (x[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
-
-function median(a: number[]): number {
-  const s = [...a].sort((p, q) => p - q);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /** Runs one golden run: the prompts as one batch, then one decode step per `then`. */
