@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { loadModel, type Model, type ModelConfig } from '../lib/index.js';
+import { KvCache } from '../lib/model/kv-cache.js';
 import { makeTinyCheckpoint } from '../lib/model/make-tiny.js';
 import { packageRoot } from '../lib/runtime/native.js';
 import type { BenchResult } from './harness.js';
@@ -34,7 +35,7 @@ export function decodeBytesPerStep(c: ModelConfig, batch: number, context: numbe
   const dense = expert(c.interDim);
   const weights = c.nLayers * attn + c.nDenseLayers * dense + (c.nLayers - c.nDenseLayers) * moe + c.vocabSize * c.dim * 2;
   const keys = Math.min(context, c.sparse ? c.indexTopk : context);
-  let cache = c.nLayers * batch * keys * (c.kvLoraRank + c.qkRopeHeadDim) * 2;
+  let cache = c.nLayers * batch * keys * KvCache.latentRowBytes(c, 'bf16'); // the FP8 latent rows (656 bytes for V3.2)
   if (c.sparse && context > c.indexTopk) cache += c.nLayers * batch * context * (c.indexHeadDim + 4);
   return weights + cache;
 }
@@ -88,6 +89,12 @@ export async function modelBenchmarks(roofline: Roofline, device: string): Promi
   }
   const m = model!;
   const shape = `1b synthetic (${(bytes / 1e9).toFixed(2)} GB), prompt ${PROMPT}`;
+  // The KV cache as deployed: FP8 latent rows. Same memory, more tokens than a bf16 latent cache.
+  const bf16Row = m.config.kvLoraRank + m.config.qkRopeHeadDim;
+  const bf16PerToken = m.config.nLayers * (bf16Row * 2 + (m.config.sparse ? m.config.indexHeadDim + 4 : 0));
+  console.log(`KV cache: ${m.kvCacheBytesPerToken} bytes a token (FP8 latent, ${KvCache.latentRowBytes(m.config, 'bf16')} a layer; ` +
+    `a bf16 latent would take ${bf16PerToken}): ${(bf16PerToken / m.kvCacheBytesPerToken).toFixed(2)}× the tokens in the same memory; ` +
+    `pool ${m.cacheBlocks} blocks of 64 tokens`);
   const loadS = median(loadTimes);
   results.push({ name: 'model load', shape, device, median: bytes / 1e9 / loadS, unit: 'GB/s', medianMs: loadS * 1e3, samples: 3, roofline: roofline.cpuReadGBps, ratio: bytes / 1e9 / loadS / roofline.cpuReadGBps });
   for (const batch of [1, 8]) {

@@ -9,5 +9,5 @@ import { resolve } from 'node:path';
 const root = resolve(import.meta.dirname, '..');
 
 export const GOLDEN: string = [process.env.DEEPSEEK_NATIVE_GOLDEN, resolve(root, '../shared/golden'), resolve(root, 'test/golden')].find(
-  (d): d is string => !!d && existsSync(resolve(d, 'tiny-sparse.logits.json')),
+  (d): d is string => !!d && existsSync(resolve(d, 'tiny-sparse.v32.logits.json')),
 ) ?? resolve(root, 'test/golden');

@@ -1,5 +1,6 @@
 /** One transformer block: RMSNorm → MLA → RMSNorm → FFN, with the residual stream carried beside. */
 import * as ops from '../ops/index.js';
+import type { ScoreDtype } from '../ops/attention.js';
 import type { DType, Tensor } from '../runtime/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { ForwardContext } from './context.js';
@@ -15,9 +16,9 @@ export class Block {
   readonly ffnNorm: Tensor;
   readonly ffn: MLP | MoE;
 
-  constructor(src: WeightSource, prefix: string, readonly cfg: ModelConfig, readonly layer: number, act: DType) {
+  constructor(src: WeightSource, prefix: string, readonly cfg: ModelConfig, readonly layer: number, act: DType, scoreDtype: ScoreDtype = 'f32') {
     this.attnNorm = src.tensor(`${prefix}.input_layernorm.weight`);
-    this.attn = new MLA(src, `${prefix}.self_attn`, cfg, layer, act);
+    this.attn = new MLA(src, `${prefix}.self_attn`, cfg, layer, act, scoreDtype);
     this.ffnNorm = src.tensor(`${prefix}.post_attention_layernorm.weight`);
     this.ffn = layer < cfg.nDenseLayers ? new MLP(src, `${prefix}.mlp`, cfg) : new MoE(src, `${prefix}.mlp`, cfg);
   }

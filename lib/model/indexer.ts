@@ -2,6 +2,8 @@
  * The DSA lightning indexer (DeepSeek-V3.2): per token, FP8 queries of `index_n_heads` heads and one
  * shared FP8 key (LayerNorm, RoPE on the first `qk_rope_head_dim` dims, Hadamard rotation, 1×128
  * quantisation); score(t, s) = Σ_h w[t,h]·relu(q[t,h]·k[s]); each query keeps its top `index_topk` keys.
+ * As DeepSeek's corrected V3.2 reference: the indexer's RoPE is half-split (non-interleaved, unlike
+ * MLA's), and the per-head weights `weights_proj(x)` are computed in f32 on the f32 input.
  */
 import * as ops from '../ops/index.js';
 import type { DType, Tensor } from '../runtime/tensor.js';
@@ -36,11 +38,11 @@ export class Indexer {
     const T = ctx.T;
     using qLin = this.wqB.forward(qr, act);
     using q0 = qLin.reshape([T, Hi, Di]); //                                     [T, Hi, Di]
-    using qRot = ops.rope(q0, ctx.positions, rope.cos, rope.sin, { offset: 0, interleaved: true });
+    using qRot = ops.rope(q0, ctx.positions, rope.cos, rope.sin, { offset: 0, interleaved: false }); // half-split
     using q = ops.hadamard(qRot);
     using kLin = this.wk.forward(x, act); //                                       [T, Di]
     using kNorm = ops.layerNorm(kLin, this.kNormWeight, this.kNormBias, 1e-6);
-    using kRot = ops.rope(kNorm, ctx.positions, rope.cos, rope.sin, { offset: 0, interleaved: true });
+    using kRot = ops.rope(kNorm, ctx.positions, rope.cos, rope.sin, { offset: 0, interleaved: false });
     using k = ops.hadamard(kRot);
     const kq = ops.actQuant(k, { scaleFmt }); //                                   [T, Di] e4m3, [T, 1]
     using kCodes = kq.codes;
@@ -53,11 +55,11 @@ export class Indexer {
     using qCodes = qq.codes;
     using qScales0 = qq.scales;
     using qScales = qScales0.reshape([T, Hi]);
-    // weights = weights_proj(x)·Hi^-½ (activation dtype), then · q_scale · Di^-½ in f32.
-    using w0 = this.weightsProj.forward(x, act); //                                [T, Hi]
+    // weights = weights_proj(f32(x))·Hi^-½ · q_scale · Di^-½, all in f32.
+    using xF32 = act === 'f32' ? null : ops.cast(x, 'f32');
+    using w0 = this.weightsProj.forward(xF32 ?? x, 'f32'); //                    [T, Hi] f32
     using w1 = ops.scale(w0, Hi ** -0.5);
-    using w2 = ops.cast(w1, 'f32');
-    using w3 = ops.mul(w2, qScales);
+    using w3 = ops.mul(w1, qScales);
     using weights = ops.scale(w3, Di ** -0.5);
     using kScaleCache = cache.indexScales[this.layer].reshape([-1, 64]); //        [numBlocks, 64]
     using scores = ops.indexerScores(qCodes, weights, cache.indexKeys[this.layer], kScaleCache,

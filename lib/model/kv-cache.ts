@@ -1,10 +1,13 @@
 /**
  * The paged KV cache: 64-token blocks from one pool per model, a block table per sequence.
- * Per layer and token it holds the MLA latent and RoPE key (`[numBlocks, 64, kv_lora + rope]` in the
- * activation dtype) and, for DSA, the indexer key (`[numBlocks, 64, index_head_dim]` E4M3 and one f32
- * scale per token, `[numBlocks, 64, 1]`).
+ * Per layer and token it holds the MLA latent as DeepSeek deploys it — FP8 (FlashMLA's format:
+ * kv_lora E4M3 codes, one f32 scale per 128 of them, and the RoPE key in the activation dtype;
+ * `[numBlocks, 64, rowBytes]` u8, 656 bytes a token for V3.2 in bf16, see `ops.latentCacheWrite`) —
+ * and, for DSA, the indexer key (`[numBlocks, 64, index_head_dim]` E4M3 and one f32 scale per token,
+ * `[numBlocks, 64, 1]`).
  */
 import { DisposedError } from '../runtime/errors.js';
+import { latentCacheRowBytes } from '../ops/cache.js';
 import { type DType, type Tensor, zeros } from '../runtime/tensor.js';
 import type { ModelConfig } from './config.js';
 
@@ -120,7 +123,7 @@ export class KvCache {
     this.pool = new BlockPool(numBlocks);
     try {
       for (let l = 0; l < layers; ++l) {
-        this.latent.push(zeros([numBlocks, BLOCK_TOKENS, cfg.kvLoraRank + cfg.qkRopeHeadDim], { dtype, device }));
+        this.latent.push(zeros([numBlocks, BLOCK_TOKENS, KvCache.latentRowBytes(cfg, dtype)], { dtype: 'u8', device }));
         if (cfg.sparse) {
           this.indexKeys.push(zeros([numBlocks, BLOCK_TOKENS, cfg.indexHeadDim], { dtype: 'f8e4m3', device }));
           this.indexScales.push(zeros([numBlocks, BLOCK_TOKENS, 1], { dtype: 'f32', device }));
@@ -132,10 +135,14 @@ export class KvCache {
     }
   }
 
-  /** Bytes one token takes across all layers. */
+  /** Bytes of one token's latent row in one layer (656 for V3.2 with bf16 activations). */
+  static latentRowBytes(cfg: ModelConfig, dtype: DType): number {
+    return latentCacheRowBytes(cfg.kvLoraRank, cfg.qkRopeHeadDim, dtype === 'f32' ? 'f32' : 'bf16');
+  }
+
+  /** Bytes one token takes across all layers: the FP8 latent row, and the indexer key (E4M3 + f32 scale) with DSA. */
   static bytesPerToken(cfg: ModelConfig, dtype: DType): number {
-    const act = dtype === 'f32' ? 4 : 2;
-    const perLayer = (cfg.kvLoraRank + cfg.qkRopeHeadDim) * act + (cfg.sparse ? cfg.indexHeadDim + 4 : 0);
+    const perLayer = KvCache.latentRowBytes(cfg, dtype) + (cfg.sparse ? cfg.indexHeadDim + 4 : 0);
     return perLayer * cfg.nLayers;
   }
 

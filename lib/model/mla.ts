@@ -2,9 +2,18 @@
  * Multi-head latent attention (MLA) with DSA. Queries go through the q_lora latent; keys and values
  * through the kv_lora latent, which the cache stores with the shared RoPE key. Prefill chunks use the
  * non-absorbed form (kv_b expands the latent of every key); single-token decode uses the absorbed form
- * (W_UK folded into the query, W_UV into the output) over the 576-wide latent cache.
+ * (W_UK folded into the query, W_UV into the output) over the latent cache.
+ *
+ * As in DeepSeek's corrected V3.2 reference, the latent goes through a 1×128 FP8 round trip before it is
+ * used: the cache stores it as deployed (E4M3 codes + f32 scales, `ops.latentCacheWrite`), and both
+ * forms read it back dequantised, so prefill's up-projection sees the same latent as decode.
+ * Numerics: attention scores and the softmax stay in f32 in both activation modes (as FlashMLA keeps
+ * them); the bf16 reference rounds its scores to bf16 before the softmax. The golden test shows what
+ * that costs (test/model/golden.test.ts: our bf16 run sits closer to the reference's bf16 logits than
+ * the reference's own f32 run does).
  */
 import * as ops from '../ops/index.js';
+import type { ScoreDtype } from '../ops/attention.js';
 import type { DType, Tensor } from '../runtime/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { ForwardContext } from './context.js';
@@ -26,7 +35,7 @@ export class MLA {
   readonly wUK: Tensor;
   readonly wUVt: Tensor;
 
-  constructor(src: WeightSource, prefix: string, readonly cfg: ModelConfig, readonly layer: number, act: DType) {
+  constructor(src: WeightSource, prefix: string, readonly cfg: ModelConfig, readonly layer: number, act: DType, readonly scoreDtype: ScoreDtype = 'f32') {
     const f = cfg.scaleFmt;
     this.wqA = Fp8Linear.load(src, `${prefix}.q_a_proj`, f);
     this.qNorm = src.tensor(`${prefix}.q_a_layernorm.weight`);
@@ -58,8 +67,7 @@ export class MLA {
     using latent = ops.rmsNorm(latent0, this.kvNorm, eps); //                      [T, C]
     using kPe0 = ops.slice(kvA, -1, C, Dr);
     using kPe = ops.rope(kPe0, ctx.positions, rope.cos, rope.sin, { offset: 0, interleaved: true }); // [T, Dr]
-    using row = ops.concat([latent, kPe], -1); //                                 [T, C+Dr]
-    ops.pagedWrite(cache.latent[this.layer], row, ctx.slots);
+    ops.latentCacheWrite(cache.latent[this.layer], latent, kPe, ctx.slots, { scaleFmt: this.cfg.scaleFmt }); // FP8 rows
     using topk = this.indexer?.forward(x, qr, ctx, cache, rope, act) ?? null; // [T, k] or null
 
     const parts: Tensor[] = [];
@@ -73,19 +81,20 @@ export class MLA {
         using idx = topk ? topk.rows(0, D) : null;
         using o = ops.mlaDecode(qLat, qPe, cache.latent[this.layer], ctx.blockTable, ctx.decode.seqIdx, ctx.decode.qPos, {
           scale,
+          scoreDtype: this.scoreDtype,
           ...(idx ? { indices: idx } : {}),
         }); //                                                                      [D, H, C]
         parts.push(ops.bmmHeads(o, this.wUVt, act as 'bf16' | 'f32')); //          [D, H, v]
       }
       for (const p of ctx.prefill) {
-        using rows = ops.pagedGather(cache.latent[this.layer], p.keySlots); //   [S, C+Dr]
+        using rows = ops.latentCacheRead(cache.latent[this.layer], p.keySlots, C, Dr, act as 'bf16' | 'f32'); // [S, C+Dr], dequantised
         using lat = ops.slice(rows, -1, 0, C);
         using pe = ops.slice(rows, -1, C, Dr); //                                  [S, Dr]
         using kv0 = this.wkvB.forward(lat, act);
         using kv = kv0.reshape([p.keys, H, nope + v]); //                         [S, H, nope+v]
         using qP = q.rows(p.rowStart, p.n);
         using idx = topk ? topk.rows(p.rowStart, p.n) : null;
-        parts.push(ops.mlaPrefill(qP, kv, pe, p.qPos, { scale, vHeadDim: v, ...(idx ? { indices: idx } : {}) })); // [n, H, v]
+        parts.push(ops.mlaPrefill(qP, kv, pe, p.qPos, { scale, vHeadDim: v, scoreDtype: this.scoreDtype, ...(idx ? { indices: idx } : {}) })); // [n, H, v]
       }
       using all = parts.length === 1 ? null : ops.concat(parts, 0); //               [T, H, v]
       using o = (all ?? parts[0]).reshape([T, H * v]);

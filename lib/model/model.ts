@@ -10,6 +10,7 @@ import { tensor, type DType } from '../runtime/tensor.js';
 import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { type ModelConfig, parseConfig } from './config.js';
 import { type BatchItem, ForwardContext } from './context.js';
+import type { ScoreDtype } from '../ops/attention.js';
 import { BLOCK_TOKENS, KvCache, Sequence } from './kv-cache.js';
 import { Rope } from './rope.js';
 import { Transformer } from './transformer.js';
@@ -27,6 +28,12 @@ export interface LoadOptions {
   device?: string;
   /** Activation dtype: 'bf16' (default, as the reference) or 'f32' (the accuracy yardstick). */
   activations?: 'bf16' | 'f32';
+  /** The dtype of MLA's attention scores before the softmax: 'f32' (default, as FlashMLA keeps them) or
+   *  'bf16' (bf16 activations only: rounded where the bf16 reference's einsums round them). */
+  attentionScores?: ScoreDtype;
+  /** Sizes the KV cache pool by memory instead of by maxSequences × maxContext: the pool holds
+   *  floor(cacheBytes / (64 · kvCacheBytesPerToken)) blocks. */
+  cacheBytes?: number;
   /** Sequences that can hold a full context at once (sizes the cache pool); default 8. */
   maxSequences?: number;
   /** Longest sequence in tokens; default min(max_position_embeddings, 4096). */
@@ -72,6 +79,17 @@ export class Model {
 
   get disposed(): boolean {
     return this.#disposed;
+  }
+
+  /** Bytes one token takes in the KV cache, all layers: the FP8 latent row (656 bytes a layer for
+   *  V3.2 with bf16 activations) and the indexer key. */
+  get kvCacheBytesPerToken(): number {
+    return KvCache.bytesPerToken(this.config, this.activations);
+  }
+
+  /** Cache blocks of 64 tokens in the pool. */
+  get cacheBlocks(): number {
+    return this.#cache.pool.numBlocks;
   }
 
   /** Free cache blocks of 64 tokens. */
@@ -202,6 +220,11 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     throw new TypeError(`loadModel: device '${device}' is not supported yet: the model's kernels run on the CPU backend (the CUDA backend has cast and rmsNorm so far); use device: 'cpu'`);
   const act = options.activations ?? 'bf16';
   if (act !== 'bf16' && act !== 'f32') throw invalidArgument('loadModel', 'activations', "'bf16' or 'f32'", act);
+  const scoreDtype = options.attentionScores ?? 'f32';
+  if (scoreDtype !== 'f32' && scoreDtype !== 'bf16') throw invalidArgument('loadModel', 'attentionScores', "'f32' or 'bf16'", scoreDtype);
+  if (scoreDtype === 'bf16' && act !== 'bf16') throw invalidArgument('loadModel', 'attentionScores', "'f32' with f32 activations ('bf16' scores need bf16 activations)", scoreDtype);
+  if (options.cacheBytes !== undefined && !isPositiveInteger(options.cacheBytes))
+    throw invalidArgument('loadModel', 'cacheBytes', 'a positive integer', options.cacheBytes, true);
   const maxSequences = options.maxSequences ?? 8;
   if (!isPositiveInteger(maxSequences)) throw invalidArgument('loadModel', 'maxSequences', 'a positive integer', maxSequences, true);
   const checkpoint = openCheckpoint(dir, options.onProgress ? { onProgress: options.onProgress } : {});
@@ -217,9 +240,13 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
         process.emitWarning(`${dir}: ${names.length} checkpoint tensor(s) are not used by the model: ${names.slice(0, 5).join(', ')}${names.length > 5 ? ', …' : ''}`, 'DeepseekNativeWarning'));
       report(weights.unknown);
     }
-    transformer = new Transformer(weights, config, act);
+    transformer = new Transformer(weights, config, act, undefined, scoreDtype);
     rope = new Rope(config, maxContext, device);
-    const numBlocks = maxSequences * Math.ceil(maxContext / BLOCK_TOKENS);
+    const numBlocks = options.cacheBytes !== undefined
+      ? Math.floor(options.cacheBytes / (BLOCK_TOKENS * KvCache.bytesPerToken(config, act)))
+      : maxSequences * Math.ceil(maxContext / BLOCK_TOKENS);
+    if (numBlocks < 1)
+      throw invalidArgument('loadModel', 'cacheBytes', `at least one cache block (${BLOCK_TOKENS * KvCache.bytesPerToken(config, act)} bytes)`, options.cacheBytes, true);
     cache = new KvCache(config, numBlocks, act, device);
     return new Model(dir, config, device, act, maxContext, maxSequences, checkpoint, transformer, cache, rope);
   } catch (e) {

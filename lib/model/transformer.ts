@@ -4,6 +4,7 @@
  * does not use it, as the reference does not).
  */
 import * as ops from '../ops/index.js';
+import type { ScoreDtype } from '../ops/attention.js';
 import type { DType, Tensor } from '../runtime/tensor.js';
 import { Block } from './block.js';
 import type { ModelConfig } from './config.js';
@@ -22,13 +23,13 @@ export class MtpLayer {
   readonly headNorm: Tensor;
   readonly head: DenseLinear;
 
-  constructor(src: WeightSource, cfg: ModelConfig, act: DType) {
+  constructor(src: WeightSource, cfg: ModelConfig, act: DType, scoreDtype: ScoreDtype = 'f32') {
     const L = cfg.nLayers;
     const p = `model.layers.${L}`;
     this.enorm = src.tensor(`${p}.enorm.weight`);
     this.hnorm = src.tensor(`${p}.hnorm.weight`);
     this.ehProj = new DenseLinear(src.tensor(`${p}.eh_proj.weight`));
-    this.block = new Block(src, p, cfg, L, act);
+    this.block = new Block(src, p, cfg, L, act, scoreDtype);
     this.headNorm = src.tensor(`${p}.shared_head.norm.weight`);
     this.head = new DenseLinear(src.tensor(`${p}.shared_head.head.weight`));
   }
@@ -52,16 +53,17 @@ export class Transformer {
   readonly head: DenseLinear;
   readonly mtp: MtpLayer | null = null;
 
-  constructor(src: WeightSource, readonly cfg: ModelConfig, readonly act: DType, onLayer?: (i: number) => void) {
+  /** scoreDtype: the dtype of MLA's attention scores before the softmax ('f32', or 'bf16' as the bf16 reference). */
+  constructor(src: WeightSource, readonly cfg: ModelConfig, readonly act: DType, onLayer?: (i: number) => void, scoreDtype: ScoreDtype = 'f32') {
     this.embed = src.tensor('model.embed_tokens.weight');
     try {
       for (let i = 0; i < cfg.nLayers; ++i) {
-        this.layers.push(new Block(src, `model.layers.${i}`, cfg, i, act));
+        this.layers.push(new Block(src, `model.layers.${i}`, cfg, i, act, scoreDtype));
         onLayer?.(i);
       }
       this.norm = src.tensor('model.norm.weight');
       this.head = new DenseLinear(src.tensor('lm_head.weight'));
-      if (MtpLayer.present(src, cfg)) this.mtp = new MtpLayer(src, cfg, act);
+      if (MtpLayer.present(src, cfg)) this.mtp = new MtpLayer(src, cfg, act, scoreDtype);
     } catch (e) {
       this.dispose();
       throw e;

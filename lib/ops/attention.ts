@@ -2,8 +2,9 @@
  * MLA attention (DeepSeek-V3.2). Numerics, as the reference run in the activation dtype:
  * score = (Σ_d q·k) · scale in f32; invisible keys −inf; softmax in f32; the probabilities rounded
  * to the activation dtype (bf16 in bf16 mode) before the product with V; f32 accumulation; output
- * rounded to the activation dtype. Deviation: the reference's bf16 einsum also rounds the scores
- * to bf16 before the softmax; these ops keep them in f32. A query that sees no key outputs zeros.
+ * rounded to the activation dtype. The bf16 reference's einsums also round the scores to bf16 before
+ * the softmax; these ops keep them in f32 by default (as FlashMLA does), and reproduce the reference's
+ * rounding with `scoreDtype: 'bf16'` (bf16 activations only). A query that sees no key outputs zeros.
  */
 import { invalidArgument } from '../runtime/errors.js';
 import { handleOf, type Tensor, wrap } from '../runtime/tensor.js';
@@ -16,6 +17,17 @@ export interface MlaPrefillOptions {
   vHeadDim: number;
   /** `[T, k]` i32, −1 padded: when given, query t sees key s only if s is listed in row t (and s ≤ qPos[t]). */
   indices?: Tensor;
+  /** 'f32' (default): scores in f32. 'bf16': s = bf16(bf16(q·k) · scale), as the bf16 reference's einsum. */
+  scoreDtype?: ScoreDtype;
+}
+
+/** The dtype attention scores are kept in before the softmax. */
+export type ScoreDtype = 'f32' | 'bf16';
+
+function bf16Scores(op: string, v: unknown): boolean {
+  if (v === undefined || v === 'f32') return false;
+  if (v === 'bf16') return true;
+  throw invalidArgument(op, 'scoreDtype', "'f32' or 'bf16'", v);
 }
 
 /**
@@ -38,6 +50,7 @@ export function mlaPrefill(q: Tensor, kv: Tensor, kPe: Tensor, qPos: Tensor, opt
       options.scale,
       options.vHeadDim,
       options.indices === undefined ? undefined : handleOf(options.indices, op, 'indices'),
+      bf16Scores(op, options.scoreDtype),
     ),
   );
 }
@@ -47,6 +60,9 @@ export interface MlaDecodeOptions {
   scale: number;
   /** `[T, k]` i32, −1 padded logical key positions: when given, only listed keys (≤ qPos[t]) are visible. */
   indices?: Tensor;
+  /** 'f32' (default): scores in f32. 'bf16': s = bf16(bf16(bf16(qLatent·c_lat) + bf16(qPe·c_pe)) · scale), as the
+   *  bf16 reference's two einsums. */
+  scoreDtype?: ScoreDtype;
 }
 
 /**
@@ -54,7 +70,9 @@ export interface MlaDecodeOptions {
  * queries: score = (qLatent·c_lat + qPe·c_pe) · scale, out = Σ P · c_lat.
  * @param qLatent `[T, H, C]` bf16 | f32 (q_nope already multiplied by W_UK)
  * @param qPe `[T, H, Dr]`, qLatent's dtype
- * @param cache `[numBlocks, 64, C + Dr]`, qLatent's dtype: latent, then RoPE key
+ * @param cache `[numBlocks, 64, C + Dr]`, qLatent's dtype: latent, then RoPE key; or the FP8 latent cache
+ *   `[numBlocks, 64, latentCacheRowBytes(C, Dr, dtype)]` u8 (see `latentCacheWrite`), dequantised as it is read
+ *   (the scores are those of a cache holding the dequantised values)
  * @param blockTable `[B, maxBlocks]` i32: logical key s of sequence b is in block blockTable[b][s / 64], row s % 64
  * @param seqIdx `[T]` i32: the blockTable row of each query
  * @param qPos `[T]` i32: query t sees keys 0…qPos[t] of its sequence
@@ -81,6 +99,7 @@ export function mlaDecode(
       handleOf(qPos, op, 'qPos'),
       options.scale,
       options.indices === undefined ? undefined : handleOf(options.indices, op, 'indices'),
+      bf16Scores(op, options.scoreDtype),
     ),
   );
 }

@@ -6,9 +6,10 @@ export { bmmHeads, fp8Gemm, type Fp8GemmOptions, gemm, type GemmOutDtype, groupe
 export { rope, ropeTables } from './rope.js';
 export type { RopeOptions, RopeTableParams } from './rope.js';
 export { hadamard } from './hadamard.js';
-export { BLOCK_TOKENS, pagedGather, pagedWrite } from './cache.js';
+export { BLOCK_TOKENS, LATENT_GROUP, latentCacheRead, latentCacheRowBytes, latentCacheWrite, pagedGather, pagedWrite } from './cache.js';
+export type { LatentCacheWriteOptions } from './cache.js';
 export { mlaDecode, mlaPrefill } from './attention.js';
-export type { MlaDecodeOptions, MlaPrefillOptions } from './attention.js';
+export type { MlaDecodeOptions, MlaPrefillOptions, ScoreDtype } from './attention.js';
 export { indexerScores, topK } from './indexer.js';
 export { addRmsNorm, layerNorm, rmsNorm } from './norm.js';
 export { add, concat, mul, scale, silu, slice } from './elementwise.js';

@@ -6,6 +6,7 @@
 #include "../runtime/errors.h"
 #include "attention_kernels.h"
 #include "cache.h"
+#include "latent_cache.h"
 
 namespace dsn::cpu {
 
@@ -87,29 +88,65 @@ void mlaDecode(const MlaDecodeParams& p, ThreadPool& pool) {
 
   const size_t es = dtypeSize(p.type);
   const int64_t width = p.latent + p.dr;
-  Problem pr;
-  pr.type = p.type;
-  pr.a = static_cast<const char*>(p.cache); pr.aStride = width; pr.da = p.latent;
-  pr.b = static_cast<const char*>(p.cache) + p.latent * es; pr.bStride = width; pr.db = p.dr;
-  pr.v = static_cast<const char*>(p.cache); pr.vStride = width; pr.dv = p.latent;
-  pr.scale = p.scale;
-
   const int64_t chunk = headChunk(p.heads, p.tokens, pool.threads());
   const int64_t chunks = (p.heads + chunk - 1) / chunk;
-  pool.parallelFor(p.tokens * chunks, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      int64_t t = i / chunks, h0 = (i % chunks) * chunk;
-      Lanes lanes;
-      lanes.n = int(std::min(chunk, p.heads - h0));
-      for (int l = 0; l < lanes.n; ++l) {
-        int64_t th = t * p.heads + h0 + l;
-        lanes.qa[l] = static_cast<const char*>(p.qLatent) + th * p.latent * es;
-        lanes.qb[l] = static_cast<const char*>(p.qPe) + th * p.dr * es;
-        lanes.out[l] = static_cast<char*>(p.out) + th * p.latent * es;
+
+  // Runs the queries [t0, t1); key rows of query t are read from rowsOf(t) (C + Dr elements a row).
+  auto attendTokens = [&](int64_t t0, int64_t t1, auto rowsOf) {
+    pool.parallelFor((t1 - t0) * chunks, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        int64_t t = t0 + i / chunks, h0 = (i % chunks) * chunk;
+        const char* rows = rowsOf(t);
+        Problem pr;
+        pr.type = p.type;
+        pr.a = rows; pr.aStride = width; pr.da = p.latent;
+        pr.b = rows + p.latent * es; pr.bStride = width; pr.db = p.dr;
+        pr.v = rows; pr.vStride = width; pr.dv = p.latent;
+        pr.scale = p.scale;
+        pr.scoreRounding = p.bf16Scores ? attn::ScoreRounding::perSegment : attn::ScoreRounding::none;
+        Lanes lanes;
+        lanes.n = int(std::min(chunk, p.heads - h0));
+        for (int l = 0; l < lanes.n; ++l) {
+          int64_t th = t * p.heads + h0 + l;
+          lanes.qa[l] = static_cast<const char*>(p.qLatent) + th * p.latent * es;
+          lanes.qb[l] = static_cast<const char*>(p.qPe) + th * p.dr * es;
+          lanes.out[l] = static_cast<char*>(p.out) + th * p.latent * es;
+        }
+        attn::attend(pr, lanes, keys[size_t(t)]);
       }
-      attn::attend(pr, lanes, keys[size_t(t)]);
-    }
-  }, 1);
+    }, 1);
+  };
+
+  if (!p.fp8Cache) {
+    attendTokens(0, p.tokens, [&](int64_t) { return static_cast<const char*>(p.cache); });
+    return;
+  }
+
+  // FP8 cache: each query's key rows are dequantised once into a buffer that its head chunks share
+  // (rows renumbered 0..n-1), a batch of queries at a time so the buffers stay under ~64 MiB. The
+  // decode is ~250 flop per cached byte, so the extra pass over the rows costs little.
+  const LatentCacheLayout layout{p.latent, p.dr, p.type};
+  const int64_t rowBytes = layout.rowBytes(), denseBytes = width * int64_t(es);
+  const auto* cache = static_cast<const uint8_t*>(p.cache);
+  constexpr int64_t kBudget = int64_t(64) << 20;
+  std::vector<std::vector<char>> dense;
+  for (int64_t t0 = 0; t0 < p.tokens;) {
+    int64_t t1 = t0, bytes = 0;
+    while (t1 < p.tokens && (t1 == t0 || bytes + int64_t(keys[size_t(t1)].rows.size()) * denseBytes <= kBudget))
+      bytes += int64_t(keys[size_t(t1++)].rows.size()) * denseBytes;
+    dense.assign(size_t(t1 - t0), {});
+    pool.parallelFor(t1 - t0, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) {
+        Keys& k = keys[size_t(t0 + j)];
+        std::vector<char>& buf = dense[size_t(j)];
+        buf.resize(std::max<size_t>(k.rows.size(), 1) * size_t(denseBytes));
+        for (size_t r = 0; r < k.rows.size(); ++r) latentRowDequant(layout, cache + k.rows[r] * rowBytes, buf.data() + r * denseBytes);
+        for (size_t r = 0; r < k.rows.size(); ++r) k.rows[r] = int64_t(r);  // now rows of buf
+      }
+    }, 1);
+    attendTokens(t0, t1, [&](int64_t t) { return static_cast<const char*>(dense[size_t(t - t0)].data()); });
+    t0 = t1;
+  }
 }
 
 void mlaPrefill(const MlaPrefillParams& p, ThreadPool& pool) {
@@ -167,6 +204,7 @@ void mlaPrefill(const MlaPrefillParams& p, ThreadPool& pool) {
       pr.b = static_cast<const char*>(p.kPe); pr.bStride = p.dr; pr.db = p.dr;
       pr.v = static_cast<const char*>(p.kv) + (h * kvWidth + p.dn) * es; pr.vStride = p.heads * kvWidth; pr.dv = p.dv;
       pr.scale = p.scale;
+      pr.scoreRounding = p.bf16Scores ? attn::ScoreRounding::once : attn::ScoreRounding::none;
       Lanes lanes;
       lanes.n = int(std::min<int64_t>(kMaxLanes, p.tokens - t0));
       for (int l = 0; l < lanes.n; ++l) {

@@ -95,6 +95,12 @@ DSN_INLINE void attendPortableBody(const Problem& p, const Lanes& L, const Keys&
         for (int kk = 0; kk < KN; ++kk)
           for (int u = 0; u < NV; ++u) acc[kk][u] += qv[u] * ka[kk][d];
       }
+      if (p.scoreRounding == ScoreRounding::perSegment)  // park bf16(qa·ka) in the score rows
+        for (int kk = 0; kk < KN; ++kk)
+          for (int u = 0; u < NV; ++u) {
+            if (kk < nb) V::store(S + (k0 + kk) * LP + g * kGroup + u * W, V::roundBf16(acc[kk][u]));
+            acc[kk][u] = V::splat(0.0f);
+          }
       for (int64_t d = 0; d < db; ++d) {
         F qv[NV];
         for (int u = 0; u < NV; ++u) qv[u] = V::load(qg + (da + d) * LP + u * W);
@@ -106,7 +112,14 @@ DSN_INLINE void attendPortableBody(const Problem& p, const Lanes& L, const Keys&
         for (int u = 0; u < NV; ++u) {
           I vis;
           for (int l = 0; l < W; ++l) vis[l] = -int32_t((m >> (u * W + l)) & 1);
-          const F v = vis != 0 ? acc[kk][u] * p.scale : V::splat(kNegInf);
+          F dot = acc[kk][u];
+          if (p.scoreRounding == ScoreRounding::perSegment)
+            dot = V::roundBf16(V::load(S + (k0 + kk) * LP + g * kGroup + u * W) + V::roundBf16(dot));
+          else if (p.scoreRounding == ScoreRounding::once)
+            dot = V::roundBf16(dot);
+          F scaled = dot * p.scale;
+          if (p.scoreRounding != ScoreRounding::none) scaled = V::roundBf16(scaled);
+          const F v = vis != 0 ? scaled : V::splat(kNegInf);
           V::store(S + (k0 + kk) * LP + g * kGroup + u * W, v);
           F& mu = mx[g * NV + u];
           mu = mu > v ? mu : v;
@@ -444,7 +457,8 @@ void attendBf16(const Problem& p, const Lanes& L, const Keys& K) {
 }  // namespace
 
 void attend(const Problem& p, const Lanes& L, const Keys& K) {
-  if (p.type == DType::bf16 && vec::bf16DotAvailable()) {
+  // The reference's bf16 score rounding is done by the portable path only.
+  if (p.type == DType::bf16 && p.scoreRounding == ScoreRounding::none && vec::bf16DotAvailable()) {
     attendBf16(p, L, K);
   } else {
     switch (simdLevel()) {

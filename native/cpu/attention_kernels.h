@@ -21,6 +21,12 @@ namespace dsn::cpu::attn {
 constexpr int kGroup = 16;     // lanes in one vector group
 constexpr int kMaxLanes = 64;  // lanes in one work item
 
+/** Where the scores are rounded to bf16, to reproduce the bf16 reference (whose einsums produce bf16):
+ *  none (f32 scores, as FlashMLA keeps them); once: s = bf16(bf16(q·k) · scale) (prefill: one einsum
+ *  over the whole head); perSegment: s = bf16(bf16(bf16(qa·ka) + bf16(qb·kb)) · scale) (decode: one
+ *  einsum per segment, then their sum). */
+enum class ScoreRounding { none, once, perSegment };
+
 /** Where keys and values live; strides and lengths in elements of `type`. */
 struct Problem {
   DType type = DType::bf16;  // bf16 | f32 (queries, keys, values and output)
@@ -31,6 +37,7 @@ struct Problem {
   const char* v = nullptr;   // value of row r: v + r * vStride, dv elements
   int64_t vStride = 0, dv = 0;
   float scale = 1;
+  ScoreRounding scoreRounding = ScoreRounding::none;  // with type bf16 only
 };
 
 /** The queries of one work item: per lane, its two query segments and its output row. */

@@ -3,6 +3,7 @@
 #include "../cpu/attention.h"
 
 #include "../cpu/cache.h"
+#include "../cpu/latent_cache.h"
 #include "args.h"
 #include "dispatch.h"
 
@@ -31,6 +32,7 @@ static Napi::Value MlaPrefill(const Napi::CallbackInfo& info) {
     double scale = a.number(4, "scale");
     int64_t dv = a.integer(5, "vHeadDim", 1, int64_t(1) << 20);
     TensorRef idx = a.optTensor(6, "indices");
+    bool bf16Scores = a.has(7) && a.boolean(7, "bf16Scores");
     a.expectDtype(*q, "q", {DType::bf16, DType::f32});
     a.expectRank(*q, "q", 3);
     int64_t T = q->dim(0), H = q->dim(1), dq = q->dim(2);
@@ -51,19 +53,21 @@ static Napi::Value MlaPrefill(const Napi::CallbackInfo& info) {
     a.expectSameDevice(*q, "q", *qPos, "qPos");
     if (idx) a.expectSameDevice(*q, "q", *idx, "indices");
     a.requireCpu(*q, "q");
+    if (bf16Scores && q->dtype != DType::bf16) throwType(op, ": scoreDtype 'bf16' needs bf16 activations but q is ", dtypeName(q->dtype));
     TensorRef out = newTensor(q->dtype, {T, H, dv}, q->device);
 
     cpu::MlaPrefillParams p;
     p.type = q->dtype; p.q = q->data(); p.kv = kv->data(); p.kPe = kPe->data(); p.qPos = qPos->ptr<int32_t>();
     p.indices = idx ? idx->ptr<int32_t>() : nullptr; p.out = out->data();
     p.tokens = T; p.keys = S; p.heads = H; p.dn = dn; p.dr = dr; p.dv = dv; p.topk = idx ? idx->dim(1) : 0;
-    p.scale = float(scale);
+    p.scale = float(scale); p.bf16Scores = bf16Scores;
     enqueueCpu(op, {q, kv, kPe, qPos, idx, out}, [p](ThreadPool& pool) { cpu::mlaPrefill(p, pool); });
     return NativeTensor::Wrap(info.Env(), out);
   });
 }
 
-/** mlaDecode(qLatent [T, H, C], qPe [T, H, Dr], cache [numBlocks, 64, C + Dr], blockTable [B, maxBlocks] i32,
+/** mlaDecode(qLatent [T, H, C], qPe [T, H, Dr], cache [numBlocks, 64, C + Dr] (qLatent's dtype) or
+ *  [numBlocks, 64, rowBytes] u8 (the FP8 latent cache, native/cpu/latent_cache.h), blockTable [B, maxBlocks] i32,
  *  seqIdx [T] i32, qPos [T] i32, scale, indices? [T, k] i32) -> [T, H, C] */
 static Napi::Value MlaDecode(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
@@ -77,6 +81,7 @@ static Napi::Value MlaDecode(const Napi::CallbackInfo& info) {
     TensorRef qPos = a.tensor(5, "qPos");
     double scale = a.number(6, "scale");
     TensorRef idx = a.optTensor(7, "indices");
+    bool bf16Scores = a.has(8) && a.boolean(8, "bf16Scores");
     a.expectDtype(*ql, "qLatent", {DType::bf16, DType::f32});
     a.expectRank(*ql, "qLatent", 3);
     int64_t T = ql->dim(0), H = ql->dim(1), C = ql->dim(2);
@@ -85,10 +90,13 @@ static Napi::Value MlaDecode(const Napi::CallbackInfo& info) {
     a.expectDim(*qpe, "qPe", 0, T);
     a.expectDim(*qpe, "qPe", 1, H);
     int64_t dr = qpe->dim(2);
-    expectDtypeOf(op, *cache, "cache", *ql, "qLatent");
+    const bool fp8Cache = cache->dtype == DType::u8;
+    if (!fp8Cache) expectDtypeOf(op, *cache, "cache", *ql, "qLatent");
     a.expectRank(*cache, "cache", 3);
     a.expectDim(*cache, "cache", 1, cpu::kBlockTokens);
-    a.expectDim(*cache, "cache", 2, C + dr);
+    if (fp8Cache && C % cpu::kLatentGroup != 0)
+      throwRange(op, ": an FP8 latent cache needs the latent width C to be a multiple of ", cpu::kLatentGroup, " but received ", C);
+    a.expectDim(*cache, "cache", 2, fp8Cache ? cpu::LatentCacheLayout{C, dr, ql->dtype}.rowBytes() : C + dr);
     a.expectDtype(*table, "blockTable", {DType::i32});
     a.expectRank(*table, "blockTable", 2);
     a.expectDtype(*seq, "seqIdx", {DType::i32});
@@ -103,15 +111,16 @@ static Napi::Value MlaDecode(const Napi::CallbackInfo& info) {
     a.expectSameDevice(*ql, "qLatent", *qPos, "qPos");
     if (idx) a.expectSameDevice(*ql, "qLatent", *idx, "indices");
     a.requireCpu(*ql, "qLatent");
+    if (bf16Scores && ql->dtype != DType::bf16) throwType(op, ": scoreDtype 'bf16' needs bf16 activations but qLatent is ", dtypeName(ql->dtype));
     TensorRef out = newTensor(ql->dtype, {T, H, C}, ql->device);
 
     cpu::MlaDecodeParams p;
-    p.type = ql->dtype; p.qLatent = ql->data(); p.qPe = qpe->data(); p.cache = cache->data();
+    p.type = ql->dtype; p.qLatent = ql->data(); p.qPe = qpe->data(); p.cache = cache->data(); p.fp8Cache = fp8Cache;
     p.blockTable = table->ptr<int32_t>(); p.seqIdx = seq->ptr<int32_t>(); p.qPos = qPos->ptr<int32_t>();
     p.indices = idx ? idx->ptr<int32_t>() : nullptr; p.out = out->data();
     p.tokens = T; p.heads = H; p.latent = C; p.dr = dr;
     p.numBlocks = cache->dim(0); p.batch = table->dim(0); p.maxBlocks = table->dim(1); p.topk = idx ? idx->dim(1) : 0;
-    p.scale = float(scale);
+    p.scale = float(scale); p.bf16Scores = bf16Scores;
     enqueueCpu(op, {ql, qpe, cache, table, seq, qPos, idx, out}, [p](ThreadPool& pool) { cpu::mlaDecode(p, pool); });
     return NativeTensor::Wrap(info.Env(), out);
   });

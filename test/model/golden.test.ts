@@ -1,7 +1,8 @@
 /**
  * Parity with DeepSeek's reference implementation on the golden checkpoints (../shared/golden):
  * f32 activations match `logits_f32` to summation order; bf16 activations are at least as close to
- * `logits_bf16` as the reference's own f32 run is. Plus the consistency of the batch forms.
+ * `logits_bf16` as the reference's own f32 run is. The reference is DeepSeek's corrected V3.2 code
+ * (`*.v32.logits.json`: half-split indexer RoPE, f32 indexer weights, the FP8 latent cache). Plus the consistency of the batch forms.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,37 +32,50 @@ async function runGolden(model: Model, run: Run): Promise<Float32Array[][]> {
   }
 }
 
-for (const name of ['tiny-dense', 'tiny-sparse']) {
-  const golden = JSON.parse(readFileSync(join(GOLDEN, `${name}.logits.json`), 'utf8')) as { runs: Run[] };
+/**
+ * Bounds, measured (f32 mode, five runs each, 51 rows per checkpoint): most rows match to ~3e-7; an FP8
+ * rounding flip (an activation a hair from a rounding boundary, or DSA keys tied at exactly 0) moves
+ * the rest of its run: tiny-dense's worst row is 2.2e-2, tiny-sparse's 0.56 (the second item of the
+ * 100-token batch, 0.15–0.56 from its prefill on; the same on every SIMD path and with an exact f64
+ * indexer dot, so it is not our summation order). A wrong row (another row's logits, a bug) lands
+ * near 1.4, and every planted bug tried gives 0.1–0.8 on most rows: the median and the share of exact
+ * rows catch those, the per-row bound catches a single wrong row.
+ */
+const F32_BOUNDS = {
+  'tiny-dense': { median: 1e-5, exactShare: 0.75, maxRow: 0.05 },
+  'tiny-sparse': { median: 1e-5, exactShare: 0.75, maxRow: 0.8 },
+} as const;
+
+for (const name of ['tiny-dense', 'tiny-sparse'] as const) {
+  const golden = JSON.parse(readFileSync(join(GOLDEN, `${name}.v32.logits.json`), 'utf8')) as { runs: Run[] };
+  const bounds = F32_BOUNDS[name];
 
   describe(`${name}: f32 activations match the reference's f32 logits`, () => {
     let model: Model;
     beforeAll(async () => {
-      model = await loadModel(join(GOLDEN, name), { activations: 'f32', maxSequences: 4, maxContext: 64 });
+      model = await loadModel(join(GOLDEN, name), { activations: 'f32', maxSequences: 4, maxContext: 192 });
     });
     afterAll(async () => model?.dispose());
 
-    it('median relative L2 < 1e-4 and ≥ 90 % below 1e-2, over all runs, steps and rows', async () => {
+    it(`median relative L2 < ${bounds.median}, ≥ ${bounds.exactShare * 100} % of rows < 1e-4, every row < ${bounds.maxRow}`, async () => {
       const errs: number[] = [];
       for (const run of golden.runs) {
         const got = await runGolden(model, run);
         got.forEach((rows, s) => rows.forEach((row, r) => errs.push(relL2(row, run.logits_f32[s][r]))));
       }
-      const below = errs.filter((e) => e < 1e-2).length / errs.length;
-      console.log(`${name} f32: median rel L2 ${median(errs).toExponential(2)}, max ${Math.max(...errs).toExponential(2)}, ${(below * 100).toFixed(1)} % < 1e-2 (${errs.length} rows)`);
-      expect(median(errs)).toBeLessThan(1e-4);
-      expect(below).toBeGreaterThanOrEqual(0.9);
+      const exact = errs.filter((e) => e < 1e-4).length / errs.length;
+      console.log(`${name} f32: median rel L2 ${median(errs).toExponential(2)}, max ${Math.max(...errs).toExponential(2)}, ${(exact * 100).toFixed(1)} % < 1e-4 (${errs.length} rows)`);
+      expect(errs.length).toBe(51);
+      expect(median(errs)).toBeLessThan(bounds.median);
+      expect(exact).toBeGreaterThanOrEqual(bounds.exactShare);
+      for (const e of errs) expect(e).toBeLessThan(bounds.maxRow);
     });
   });
 
   describe(`${name}: bf16 activations are as close to the reference's bf16 logits as its own f32 run`, () => {
-    let model: Model;
-    beforeAll(async () => {
-      model = await loadModel(join(GOLDEN, name), { maxSequences: 4, maxContext: 64 });
-    });
-    afterAll(async () => model?.dispose());
-
-    it('per run: mean rel L2 to logits_bf16 ≤ that of logits_f32' + (name === 'tiny-dense' ? '; every row < 0.15' : ''), async () => {
+    /** Per run: [our mean rel L2 to logits_bf16, the reference's f32-vs-bf16 mean]. */
+    async function distances(model: Model, label: string): Promise<[number, number][]> {
+      const out: [number, number][] = [];
       for (const [k, run] of golden.runs.entries()) {
         const got = await runGolden(model, run);
         const ours: number[] = [], refF32: number[] = [];
@@ -72,13 +86,26 @@ for (const name of ['tiny-dense', 'tiny-sparse']) {
           }),
         );
         const mean = (a: number[]) => a.reduce((p, q) => p + q, 0) / a.length;
-        console.log(`${name} bf16 run ${k}: mean rel L2 ${mean(ours).toExponential(2)} (reference f32 vs bf16: ${mean(refF32).toFixed(4)}), max ${Math.max(...ours).toExponential(2)}`);
-        expect(mean(ours)).toBeLessThanOrEqual(mean(refF32));
-        // Stronger than the bar above: following the numerics contract op for op, our bf16 run is the
-        // reference's bf16 run (1e-7 here: only the f32 LM head's summation order differs).
-        expect(median(ours)).toBeLessThan(1e-3);
+        console.log(`${name} bf16 (${label}) run ${k}: mean rel L2 ${mean(ours).toFixed(4)} (reference f32 vs bf16: ${mean(refF32).toFixed(4)}), max ${Math.max(...ours).toFixed(4)}`);
         if (name === 'tiny-dense') for (const e of ours) expect(e).toBeLessThan(0.15);
+        out.push([mean(ours), mean(refF32)]);
       }
+      return out;
+    }
+
+    it("with the reference's bf16 scores (attentionScores: 'bf16'): run by run no further than logits_f32", async () => {
+      await using model = await loadModel(join(GOLDEN, name), { maxSequences: 4, maxContext: 192, attentionScores: 'bf16' });
+      for (const [ours, ref] of await distances(model, 'bf16 scores')) expect(ours).toBeLessThanOrEqual(ref);
+    });
+
+    it('with f32 scores (the default, as FlashMLA): what keeping the scores in f32 costs', async () => {
+      // Measured: tiny-dense 0.055–0.073 against the reference's 0.066–0.090 gap; tiny-sparse within
+      // 0.53–1.09× of its gap run by run (one short run above it, at 0.664 against 0.607).
+      await using model = await loadModel(join(GOLDEN, name), { maxSequences: 4, maxContext: 192 });
+      const d = await distances(model, 'f32 scores');
+      const sum = (i: 0 | 1) => d.reduce((p, q) => p + q[i], 0);
+      expect(sum(0)).toBeLessThanOrEqual(sum(1));
+      for (const [ours, ref] of d) expect(ours).toBeLessThanOrEqual(1.2 * ref);
     });
   });
 }
@@ -140,11 +167,9 @@ describe('tiny-dense: prefill and decode forms agree (f32 activations)', () => {
     for (const id of prompt.slice(k)) last = (await model.forward([{ sequence: seq, tokens: [id] }]))[0];
     const err = relL2(last, full);
     console.log(`prefill vs prefill+decode: rel L2 ${err.toExponential(2)}`);
-    // The two MLA forms quantise at different places (prefill runs kv_b as an FP8 linear on the
-    // quantised latents — 1×128 E4M3, a few % per value — while decode multiplies by its dequantised
-    // weight), so they agree to FP8 precision, as the reference's own two forms do (its step-0 and
-    // step-k logits, which we match to 1e-6, come from these two forms). tiny-dense has no discrete
-    // choice (experts, DSA keys) to amplify the difference; a bug in either form gives ≥ 0.3.
-    expect(err).toBeLessThan(0.15);
+    // Both MLA forms read the latent back from the FP8 cache (the corrected reference's round trip), so
+    // prefill's up-projection and decode's absorbed form see the same values and agree to summation
+    // order (measured 1.4e-7; before the FP8 cache the two forms quantised at different places: 0.075).
+    expect(err).toBeLessThan(1e-5);
   });
 });

@@ -97,7 +97,7 @@ describe('loadModel errors', () => {
 
 describe('deepseek-native logits', () => {
   it('prints {"logits": [step][row][vocab]} matching the golden f32 logits', () => {
-    const golden = JSON.parse(readFileSync(join(GOLDEN, 'tiny-sparse.logits.json'), 'utf8'));
+    const golden = JSON.parse(readFileSync(join(GOLDEN, 'tiny-sparse.v32.logits.json'), 'utf8'));
     const run = golden.runs[2];
     const args = ['logits', '--model', join(GOLDEN, 'tiny-sparse'), '--activations', 'f32'];
     for (const p of run.prompts) args.push('--prompt', p.join(','));

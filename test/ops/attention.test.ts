@@ -424,3 +424,90 @@ describe('the two MLA forms agree', () => {
   }
 });
 
+
+describe("scoreDtype 'bf16': the bf16 reference's score rounding", () => {
+  // Small integer inputs make every dot product exact in f32, so the bf16 rounding points are
+  // deterministic; dots reach the thousands, where bf16 (8 significant bits) drops bits.
+  const r = rng();
+  const ints = (n: number, m: number) => Float32Array.from({ length: n }, () => r.int(-m, m + 1));
+  const rne = (x: number) => roundTo('bf16', x);
+
+  it(`mlaPrefill: s = bf16(bf16(q·k) · scale), on every SIMD path (seed ${r.seed})`, async () => {
+    const [T, H, S, Dn, Dr, Dv] = [11, 3, 14, 48, 16, 8];
+    const qPos = Int32Array.from({ length: T }, (_, t) => t + 3);
+    const q = ints(T * H * (Dn + Dr), 8), kv = ints(S * H * (Dn + Dv), 8), kPe = ints(S * Dr, 8);
+    const scale = 2 ** -6;
+    const refs = { f32: new Float64Array(T * H * Dv), bf16: new Float64Array(T * H * Dv) };
+    for (const mode of ['f32', 'bf16'] as const)
+      for (let t = 0; t < T; ++t)
+        for (let h = 0; h < H; ++h) {
+          const qo = (t * H + h) * (Dn + Dr);
+          const score = (s: number) => {
+            let acc = 0;
+            for (let i = 0; i < Dn; ++i) acc += q[qo + i] * kv[(s * H + h) * (Dn + Dv) + i];
+            for (let i = 0; i < Dr; ++i) acc += q[qo + Dn + i] * kPe[s * Dr + i];
+            return mode === 'bf16' ? rne(rne(acc) * scale) : acc * scale;
+          };
+          refs[mode].set(attendRef(visibleKeys(qPos[t]), score, (s, i) => kv[(s * H + h) * (Dn + Dv) + Dn + i], Dv, 'bf16'), (t * H + h) * Dv);
+        }
+    const tol = tolerance('bf16', 8);
+    // The rounding matters for these inputs: the two references differ past the tolerance somewhere.
+    expect(refs.f32.some((v, i) => Math.abs(v - refs.bf16[i]) > tol(v))).toBe(true);
+    using qT = tensor(q, { shape: [T, H, Dn + Dr], dtype: 'bf16' });
+    using kvT = tensor(kv, { shape: [S, H, Dn + Dv], dtype: 'bf16' });
+    using kPeT = tensor(kPe, { shape: [S, Dr], dtype: 'bf16' });
+    using posT = tensor(qPos);
+    for (const path of SIMD_PATHS)
+      await onSimdPath(path, async (used) => {
+        using out = ops.mlaPrefill(qT, kvT, kPeT, posT, { scale, vHeadDim: Dv, scoreDtype: 'bf16' });
+        expectClose(await out.toFloat32Array(), refs.bf16, tol, { path: used });
+      });
+  });
+
+  it(`mlaDecode: s = bf16(bf16(bf16(qLatent·c) + bf16(qPe·pe)) · scale), on every SIMD path (seed ${r.seed})`, async () => {
+    const [H, C, Dr] = [5, 64, 16];
+    const lengths = [90, 33];
+    const queries = [[0, 89], [1, 32], [0, 40]];
+    const T = queries.length, W = C + Dr;
+    const cache = pagedCache(r, lengths, W, 'bf16', () => r.int(-8, 9));
+    const qL = ints(T * H * C, 8), qPe = ints(T * H * Dr, 8);
+    const scale = 2 ** -7;
+    const refs = { f32: new Float64Array(T * H * C), bf16: new Float64Array(T * H * C) };
+    for (const mode of ['f32', 'bf16'] as const)
+      queries.forEach(([seq, pos], t) => {
+        for (let h = 0; h < H; ++h) {
+          const th = t * H + h;
+          const score = (s: number) => {
+            const row = cache.row(seq, s) * W;
+            let a = 0, b = 0;
+            for (let i = 0; i < C; ++i) a += qL[th * C + i] * cache.data[row + i];
+            for (let i = 0; i < Dr; ++i) b += qPe[th * Dr + i] * cache.data[row + C + i];
+            return mode === 'bf16' ? rne(rne(rne(a) + rne(b)) * scale) : (a + b) * scale;
+          };
+          refs[mode].set(attendRef(visibleKeys(pos), score, (s, i) => cache.data[cache.row(seq, s) * W + i], C, 'bf16'), th * C);
+        }
+      });
+    const tol = tolerance('bf16', 8);
+    expect(refs.f32.some((v, i) => Math.abs(v - refs.bf16[i]) > tol(v))).toBe(true);
+    using qLt = tensor(qL, { shape: [T, H, C], dtype: 'bf16' });
+    using qPet = tensor(qPe, { shape: [T, H, Dr], dtype: 'bf16' });
+    using cacheT = tensor(cache.data, { shape: [cache.numBlocks, 64, W], dtype: 'bf16' });
+    using tableT = tensor(cache.table, { shape: [lengths.length, cache.maxBlocks] });
+    using seqT = tensor(Int32Array.from(queries, (q) => q[0]));
+    using posT = tensor(Int32Array.from(queries, (q) => q[1]));
+    for (const path of SIMD_PATHS)
+      await onSimdPath(path, async (used) => {
+        using out = ops.mlaDecode(qLt, qPet, cacheT, tableT, seqT, posT, { scale, scoreDtype: 'bf16' });
+        expectClose(await out.toFloat32Array(), refs.bf16, tol, { path: used });
+      });
+  });
+
+  it('needs bf16 activations and a known dtype', () => {
+    using q = tensor(new Float32Array(4), { shape: [1, 1, 4] });
+    using kv = tensor(new Float32Array(4), { shape: [1, 1, 4] });
+    using kPe = tensor(new Float32Array(2), { shape: [1, 2] });
+    using pos = tensor(new Int32Array(1));
+    expect(() => ops.mlaPrefill(q, kv, kPe, pos, { scale: 1, vHeadDim: 2, scoreDtype: 'bf16' })).toThrow("mlaPrefill: scoreDtype 'bf16' needs bf16 activations but q is f32");
+    expect(() => ops.mlaPrefill(q, kv, kPe, pos, { scale: 1, vHeadDim: 2, scoreDtype: 'f16' as never })).toThrow("mlaPrefill: expected 'f32' or 'bf16' for scoreDtype but received 'f16'");
+  });
+});
