@@ -1,11 +1,16 @@
 #!/usr/bin/env node
 /**
  * The `deepseek-native` command.
- *   info                 one JSON object: version, addon loaded, backends, devices, SIMD path, threads
+ *   info [--model DIR]   one JSON object: version, addon loaded, backends, devices, SIMD path, threads (and the model's KV-cache bytes a token)
  *   demo                 info, then a short run of ops on the best device
  *   make-tiny DIR        write a random DeepSeek-V3.2 checkpoint (see lib/model/make-tiny.ts)
  *   logits               logits of prompts and decode steps of a checkpoint, as JSON
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { parseConfig } from './model/config.js';
+import { KvCache } from './model/kv-cache.js';
 import { runtimeInfo } from './runtime/info.js';
 import { demo } from './demo.js';
 import { logitsCommand } from './logits-command.js';
@@ -14,7 +19,8 @@ import { makeTinyCommand } from './model/make-tiny.js';
 const USAGE = `Usage: deepseek-native <command> [options]
 
 Commands:
-  info      print the package version, addon, backends, devices, SIMD path and threads as JSON
+  info      [--model DIR] print the package version, addon, backends, devices, SIMD path and threads as JSON;
+            with --model, also the checkpoint's shape and its KV-cache bytes per token
   demo      print info, then run a short op demo
   make-tiny DIR [--preset tiny|1b] [--dims key=value,...] [--seed N]
             write a random DeepSeek-V3.2 checkpoint (config, shards, index) to DIR
@@ -22,11 +28,30 @@ Commands:
             prefill the prompts as one batch, then one decode step per --then; prints {"logits": [step][row][vocab]}
 `;
 
+/** `info [--model DIR]`: the runtime, and with --model the checkpoint's shape and KV-cache bytes per token. */
+function infoCommand(args: string[]): object {
+  const info: Record<string, unknown> = { ...runtimeInfo() };
+  if (args.length === 0) return info;
+  if (args[0] !== '--model' || !args[1] || args.length > 2) throw new TypeError(`info takes no arguments or --model DIR but received '${args.join(' ')}'`);
+  const config = parseConfig(JSON.parse(readFileSync(join(args[1], 'config.json'), 'utf8')));
+  const kvCache = (act: 'bf16' | 'f32') => ({
+    format: 'fp8 latent (E4M3 codes + f32 scale per 128 + RoPE key in the activation dtype)',
+    latentBytesPerLayer: KvCache.latentRowBytes(config, act),
+    indexerKeyBytesPerLayer: config.sparse ? config.indexHeadDim + 4 : 0,
+    bytesPerToken: KvCache.bytesPerToken(config, act),
+  });
+  info.model = {
+    dir: args[1], modelType: config.hf.model_type, layers: config.nLayers, dim: config.dim, vocab: config.vocabSize,
+    experts: config.nRoutedExperts, sparse: config.sparse, kvCache: { bf16: kvCache('bf16'), f32: kvCache('f32') },
+  };
+  return info;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'info':
-      process.stdout.write(JSON.stringify(runtimeInfo(), null, 2) + '\n');
+      process.stdout.write(JSON.stringify(infoCommand(rest), null, 2) + '\n');
       return 0;
     case 'demo':
       await demo(rest);

@@ -2,6 +2,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
+import { GOLDEN } from './golden-dir.js';
+
 const root = resolve(import.meta.dirname, '..');
 const cli = resolve(root, 'dist/lib/cli.js');
 
@@ -11,6 +13,17 @@ describe('deepseek-native CLI', () => {
     expect(Object.keys(info).sort()).toEqual(['addon', 'backends', 'cudaArchitectures', 'devices', 'simd', 'threads', 'version'].sort());
     expect(info.addon).toMatch(/\.node$/);
     expect(info.devices[0]).toMatchObject({ name: 'cpu', kind: 'cpu' });
+  });
+
+  it('info --model DIR adds the checkpoint and its KV-cache bytes a token (FP8 latent rows)', () => {
+    const info = JSON.parse(execFileSync(process.execPath, [cli, 'info', '--model', resolve(GOLDEN, 'tiny-sparse')], { encoding: 'utf8' }));
+    expect(info.model).toMatchObject({ modelType: 'deepseek_v32', layers: 4, sparse: true });
+    // kv_lora 128, rope 32: 128 codes + 1 f32 scale + 32 RoPE dims (bf16: 64 bytes, f32: 128); indexer key 128 + 4.
+    expect(info.model.kvCache.bf16).toMatchObject({ latentBytesPerLayer: 196, indexerKeyBytesPerLayer: 132, bytesPerToken: 4 * (196 + 132) });
+    expect(info.model.kvCache.f32).toMatchObject({ latentBytesPerLayer: 260, bytesPerToken: 4 * (260 + 132) });
+    const r = spawnSync(process.execPath, [cli, 'info', '--model'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("info takes no arguments or --model DIR but received '--model'");
   });
 
   it('honours DEEPSEEK_NATIVE_THREADS', () => {

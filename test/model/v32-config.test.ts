@@ -83,4 +83,16 @@ describe('a make-tiny checkpoint with the structure of the published config', ()
     expect(seq.length).toBe(131);
     expect(seq.blocks.length).toBe(3);
   });
+
+  it('cacheBytes sizes the pool by memory: the FP8 latent fits 1.63× the blocks a bf16 latent would', async () => {
+    // Memory for 10 blocks of a bf16-latent cache (1152 + 132 bytes a layer and token, 4 layers).
+    const bf16PerToken = 4 * (1152 + 132);
+    const bytes = 10 * 64 * bf16PerToken;
+    await using m = await loadModel(dir, { maxSequences: 1, maxContext: 160, cacheBytes: bytes });
+    expect(m.cacheBlocks).toBe(Math.floor(bytes / (64 * 4 * (656 + 132))));
+    expect(m.cacheBlocks).toBe(16);
+    expect(m.freeCacheBlocks).toBe(16);
+    await expect(loadModel(dir, { cacheBytes: 1000 })).rejects.toThrow(/loadModel: expected at least one cache block \(201728 bytes\) for cacheBytes but received 1000/);
+    await expect(loadModel(dir, { cacheBytes: -5 })).rejects.toThrow('loadModel: expected a positive integer for cacheBytes but received -5');
+  });
 });
