@@ -630,6 +630,8 @@ void warpCollectiveImpl(EmuThread* t, const char* what, WarpResolve resolve, uin
       kernelFault(cudaErrorIllegalInstruction, "%s: %s %d has exited (mask 0x%08x)", what, groupSize == 32 ? "lane" : "warpgroup thread", k, mask);
     EmuThread::Kind want = groupSize == 32 ? EmuThread::Warp : EmuThread::Warpgroup;
     if (u.state == EmuThread::Waiting && u.kind == want) {
+      const bool includesMe = groupSize != 32 || (u.mask >> me & 1u);
+      if (!includesMe) { all = false; continue; }  // its own collective completes first
       if (u.resolve != resolve || u.mask != mask || strcmp(u.what, what) != 0)
         kernelFault(cudaErrorIllegalInstruction, "divergent warp collective: lane %d is at %s (mask 0x%08x), lane %d at %s (mask 0x%08x)", me, what, mask, k, u.what, u.mask);
     } else {
