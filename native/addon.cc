@@ -138,6 +138,9 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 #ifdef DSN_WITH_CUDA
   backends[uint32_t(1)] = Napi::String::New(env, "cuda");
   o.Set("cudaArchitectures", cudaArchitectures());
+#ifdef DSN_CUDA_EMU
+  o.Set("cudaEmulated", true);  // cuda/emu: kernels run on CPU fibers
+#endif
 #else
   o.Set("cudaArchitectures", "");
 #endif

@@ -3,7 +3,8 @@
  * (`prebuilds/cuda/<platform>-<arch>/` when installed, `build-cuda/Release/` from source) and the
  * node-gyp CPU build (found by node-gyp-build in `prebuilds/<platform>-<arch>/` or `build/Release/`).
  * The CUDA build is preferred when a CUDA driver is present; `DEEPSEEK_NATIVE_BUILD=cpu|cuda`
- * forces one. When nothing loads, one error names every build tried and why it failed.
+ * forces one; `DEEPSEEK_NATIVE_BUILD=cuda-emu` loads the emulated-device build (`prebuilds/cuda-emu/`,
+ * `build-cuda-emu/Release/`, see cuda/emu). When nothing loads, one error names every build tried and why it failed.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -38,6 +39,8 @@ export interface NativeDeviceInfo {
 export interface NativeBuildInfo {
   backends: string[];
   cudaArchitectures: string;
+  /** True in the cuda-emu build: CUDA kernels run on an emulated device. */
+  cudaEmulated?: boolean;
   simd: string;
   threads: number;
 }
@@ -97,6 +100,24 @@ export function loadAddon(): { addon: NativeAddon; file: string } {
   const tried: string[] = [];
   const platform = `${process.platform}-${process.arch}`;
   const force = process.env.DEEPSEEK_NATIVE_BUILD;
+  if (force === 'cuda-emu') {
+    // The CUDA backend against the emulated device (cuda/emu): CUDA kernels run on CPU fibers.
+    for (const file of [join(root, 'prebuilds', 'cuda-emu', platform, 'deepseek_native.node'), join(root, 'build-cuda-emu', 'Release', 'deepseek_native.node')]) {
+      if (!existsSync(file)) {
+        tried.push(`${file}: not present`);
+        continue;
+      }
+      try {
+        loaded = { addon: require(file) as NativeAddon, file };
+        return loaded;
+      } catch (e) {
+        tried.push(`${file}: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+    throw new AddonLoadError(
+      [`Could not load the deepseek-native cuda-emu build (DEEPSEEK_NATIVE_BUILD=cuda-emu).`, 'Tried:', ...tried.map((t) => `  - ${t}`), 'Possible solutions:', '  - Build it (needs g++ and cmake): npm run build:cuda-emu'].join('\n'),
+    );
+  }
   const wantCuda = force === 'cuda' || (force !== 'cpu' && cudaDriverPresent());
 
   if (wantCuda) {

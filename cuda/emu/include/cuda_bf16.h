@@ -1,0 +1,3 @@
+// cuda-emu stand-in for <cuda_bf16.h>.
+#pragma once
+#include "../cuda_emu.h"
