@@ -30,7 +30,7 @@ for (const { device, skip } of suiteDevices()) {
       const before = x.read();
       debug().debugFill(x.handle(), 0);
       const after = x.read();
-      const [b, a] = await Promise.all([before, after]);
+      const [b, a] = (await Promise.all([before, after])) as Float32Array[];
       expect(Array.from(new Set(b))).toEqual([1]);
       expect(Array.from(new Set(a))).toEqual([0]);
     });
