@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { devices } from '../lib/index.js';
+import { devices, opDevices } from '../lib/index.js';
 import { packageRoot } from '../lib/runtime/native.js';
 import { attentionCases } from './attention.bench.js';
 import { type BenchCase, formatTable, runCases } from './harness.js';
@@ -17,7 +17,14 @@ import { modelBenchmarks } from './model.bench.js';
 import { measureRoofline } from './roofline.js';
 
 type CaseFactory = (device: string) => BenchCase[];
-const FAMILIES: CaseFactory[] = [normCases, gemmCases, attentionCases, moeCases];
+/** Each family and the ops its cases run: on a GPU a family runs when all of them have a CUDA
+ *  kernel in the loaded build (the addon's opDevices list). */
+const FAMILIES: { ops: string[]; cases: CaseFactory }[] = [
+  { ops: ['cast', 'rmsNorm'], cases: normCases },
+  { ops: ['fp8Gemm', 'groupedFp8Gemm', 'gemm', 'actQuant'], cases: gemmCases },
+  { ops: ['mlaPrefill', 'mlaDecode', 'topK', 'indexerScores'], cases: attentionCases },
+  { ops: ['moeRoute', 'moeDispatch', 'gatherRows', 'swiglu', 'moeCombine'], cases: moeCases },
+];
 
 async function main(): Promise<void> {
   const filter = process.argv[2] ?? '';
@@ -28,12 +35,19 @@ async function main(): Promise<void> {
         ? `; ${roofline.gpu.name}: datasheet ${roofline.gpu.datasheetGBps ?? '?'} GB/s, measured copy ${roofline.gpu.copyGBps.toFixed(0)} GB/s`
         : '; no GPU'),
   );
-  const deviceNames = devices().map((d) => d.name).filter((d) => d === 'cpu' || d === 'cuda:0');
+  // BENCH_DEVICES=cuda:0 (the device check) limits the run to those devices.
+  const only = process.env.BENCH_DEVICES?.split(',');
+  const deviceNames = devices()
+    .filter((d) => d.supported !== false)
+    .map((d) => d.name)
+    .filter((d) => (d === 'cpu' || d === 'cuda:0') && (!only || only.includes(d)));
+  const kernels = opDevices();
   const results = [];
   for (const device of deviceNames) {
-    // Only cast and rmsNorm have CUDA kernels so far; every family runs on the CPU.
-    for (const family of device === 'cpu' ? FAMILIES : [normCases]) {
-      const cases = family(device).filter((c) => {
+    const kind = device === 'cpu' ? 'cpu' : 'cuda';
+    for (const family of FAMILIES) {
+      if (!family.ops.every((op) => (kernels[op] ?? []).includes(kind))) continue;
+      const cases = family.cases(device).filter((c) => {
         const keep = `${c.name} ${c.shape}`.includes(filter);
         if (!keep) c.dispose?.();
         return keep;
@@ -42,7 +56,7 @@ async function main(): Promise<void> {
     }
   }
   // End to end (the model's ops run on the CPU backend for now).
-  if (!filter || /model|prefill|decode|load/.test(filter)) results.push(...(await modelBenchmarks(roofline, 'cpu')));
+  if ((!only || only.includes('cpu')) && (!filter || /model|prefill|decode|load/.test(filter))) results.push(...(await modelBenchmarks(roofline, 'cpu')));
   console.log(formatTable(results));
   const dir = join(packageRoot(), 'bench', 'results');
   mkdirSync(dir, { recursive: true });

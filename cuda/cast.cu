@@ -2,6 +2,7 @@
 
 #include "cast.cuh"
 #include "convert.cuh"
+#include "launch_check.cuh"
 
 namespace dsn::cuda {
 namespace {
@@ -13,13 +14,12 @@ __global__ void castKernel(CastParams p) {
 
 }  // namespace
 
-std::string castLaunch(const CastParams& p) {
+std::string castLaunch(const CastParams& p, const CudaLaunch& l) {
   if (p.n == 0) return "";
   int64_t blocks = (p.n + 255) / 256;
   if (blocks > 65535 * 16) blocks = 65535 * 16;
-  castKernel<<<unsigned(blocks), 256, 0, static_cast<cudaStream_t>(p.stream)>>>(p);
-  cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? "" : std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+  castKernel<<<unsigned(blocks), 256, 0, static_cast<cudaStream_t>(l.stream)>>>(p);
+  return launchError();
 }
 
 }  // namespace dsn::cuda

@@ -1,6 +1,7 @@
 #include <cuda_runtime.h>
 
 #include "convert.cuh"
+#include "launch_check.cuh"
 #include "norm.cuh"
 
 namespace dsn::cuda {
@@ -41,12 +42,11 @@ __global__ void rmsNormKernel(RmsNormParams p) {
 
 }  // namespace
 
-std::string rmsNormLaunch(const RmsNormParams& p) {
+std::string rmsNormLaunch(const RmsNormParams& p, const CudaLaunch& l) {
   if (p.rows == 0) return "";
-  if (p.rows > 0x7fffffff) return "rmsNorm: too many rows for one launch";
-  rmsNormKernel<<<unsigned(p.rows), kThreads, 0, static_cast<cudaStream_t>(p.stream)>>>(p);
-  cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? "" : std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+  if (p.rows > 0x7fffffff) return "too many rows for one launch";
+  rmsNormKernel<<<unsigned(p.rows), kThreads, 0, static_cast<cudaStream_t>(l.stream)>>>(p);
+  return launchError();
 }
 
 }  // namespace dsn::cuda

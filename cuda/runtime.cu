@@ -1,97 +1,221 @@
 #include <cuda_runtime.h>
 
+#include "launch_check.cuh"
 #include "runtime.cuh"
+
+#ifndef DSN_CUDA_ARCHS
+#define DSN_CUDA_ARCHS "sm_90a"
+#endif
 
 namespace dsn::cuda {
 
-static std::string status(cudaError_t e) {
-  if (e == cudaSuccess) return "";
-  return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+namespace {
+
+// cudaGetErrorName is not in every runtime we build against (the emulated one); the names of the
+// errors a user can meet are kept here, the rest read "cudaError <code>".
+const char* errorName(cudaError_t e) {
+  switch (e) {
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInitializationError: return "cudaErrorInitializationError";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
+    case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorNoKernelImageForDevice: return "cudaErrorNoKernelImageForDevice";
+    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorLaunchTimeout: return "cudaErrorLaunchTimeout";
+    case cudaErrorMisalignedAddress: return "cudaErrorMisalignedAddress";
+    case cudaErrorIllegalInstruction: return "cudaErrorIllegalInstruction";
+    case cudaErrorAssert: return "cudaErrorAssert";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
+    default: return nullptr;
+  }
 }
 
-int deviceCount() {
+}  // namespace
+
+std::string errorText(cudaError_t e) {
+  if (e == cudaSuccess) return "";
+  const char* name = errorName(e);
+  return (name ? std::string(name) : "cudaError " + std::to_string(int(e))) + ": " + cudaGetErrorString(e);
+}
+
+static std::string versionString(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+
+int driverVersion() {
+  int v = 0;
+  if (cudaDriverGetVersion(&v) != cudaSuccess) v = 0;
+  return v;
+}
+
+int runtimeVersion() {
+  int v = 0;
+  if (cudaRuntimeGetVersion(&v) != cudaSuccess) v = 0;
+  return v;
+}
+
+int deviceCount(std::string* why) {
   int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no driver" error
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // not sticky: clear it so later calls do not report it
+    std::string text = errorText(e);
+    int driver = driverVersion(), runtime = runtimeVersion();
+    if (e == cudaErrorInsufficientDriver)
+      text += driver ? " (the driver supports CUDA " + versionString(driver) + "; this build needs CUDA " + versionString(runtime) +
+                           (runtime >= 13000 ? ", driver R580 or newer)" : ")")
+                     : " (no NVIDIA driver is installed)";
+    if (why) *why = text;
     return 0;
   }
+  if (why) *why = n ? "" : "no CUDA device found";
   return n;
 }
 
-std::string deviceProperties(int device, std::string* name, size_t* totalBytes, std::string* capability) {
+std::string deviceProperties(int device, DeviceProps* out) {
   cudaDeviceProp prop;
   cudaError_t e = cudaGetDeviceProperties(&prop, device);
-  if (e != cudaSuccess) return status(e);
-  *name = prop.name;
-  *totalBytes = prop.totalGlobalMem;
-  *capability = std::to_string(prop.major) + "." + std::to_string(prop.minor);
+  if (e != cudaSuccess) return errorText(e);
+  out->name = prop.name;
+  out->totalBytes = prop.totalGlobalMem;
+  out->major = prop.major;
+  out->minor = prop.minor;
+  out->multiprocessors = prop.multiProcessorCount;
   return "";
 }
 
-const char* compiledArchitectures() { return "sm_90a"; }
+const char* compiledArchitectures() { return DSN_CUDA_ARCHS; }
+
+std::string useDevice(int device) {
+  int current = -1;
+  if (cudaGetDevice(&current) == cudaSuccess && current == device) return "";
+  return errorText(cudaSetDevice(device));
+}
+
+std::string takeError() { return errorText(cudaGetLastError()); }
 
 std::string allocate(int device, size_t bytes, void** out) {
-  cudaError_t e = cudaSetDevice(device);
-  if (e == cudaSuccess) e = cudaMalloc(out, bytes);
+  *out = nullptr;
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  cudaError_t e = cudaMalloc(out, bytes);
   if (e != cudaSuccess) {
     *out = nullptr;
-    cudaGetLastError();
+    // An out-of-memory error is not sticky; clear it so the next launch is not blamed for it. A
+    // sticky error (an earlier kernel's illegal address) stays and is reported as what it is.
+    if (e == cudaErrorMemoryAllocation) cudaGetLastError();
   }
-  return status(e);
+  return errorText(e);
 }
 
 std::string release(int device, void* p) {
-  cudaError_t e = cudaSetDevice(device);
-  if (e == cudaSuccess) e = cudaFree(p);
-  return status(e);
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  return errorText(cudaFree(p));
 }
+
+std::string allocateHost(size_t bytes, void** out) {
+  *out = nullptr;
+  cudaError_t e = cudaMallocHost(out, bytes);
+  if (e != cudaSuccess) {
+    *out = nullptr;
+    if (e == cudaErrorMemoryAllocation) cudaGetLastError();
+  }
+  return errorText(e);
+}
+
+std::string releaseHost(void* p) { return errorText(cudaFreeHost(p)); }
 
 std::string createStream(int device, void** stream) {
-  cudaError_t e = cudaSetDevice(device);
+  *stream = nullptr;
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
   cudaStream_t s = nullptr;
-  if (e == cudaSuccess) e = cudaStreamCreate(&s);  // blocking: ordered with synchronous copies
+  cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
   *stream = s;
-  return status(e);
+  return errorText(e);
 }
 
-std::string copyHostToDevice(int device, void* dst, const void* src, size_t bytes) {
-  cudaError_t e = cudaSetDevice(device);
-  if (e == cudaSuccess) e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
-  return status(e);
+std::string copyHostToDeviceAsync(int device, void* stream, void* dst, const void* pinnedSrc, size_t bytes) {
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  return errorText(cudaMemcpyAsync(dst, pinnedSrc, bytes, cudaMemcpyHostToDevice, static_cast<cudaStream_t>(stream)));
 }
 
-std::string copyDeviceToHost(int device, void* stream, void* dst, const void* src, size_t bytes) {
-  cudaError_t e = cudaSetDevice(device);
-  auto s = static_cast<cudaStream_t>(stream);
-  if (e == cudaSuccess) e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s);
-  if (e == cudaSuccess) e = cudaStreamSynchronize(s);
-  return status(e);
+std::string copyDeviceToHostAsync(int device, void* stream, void* pinnedDst, const void* src, size_t bytes) {
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  return errorText(cudaMemcpyAsync(pinnedDst, src, bytes, cudaMemcpyDeviceToHost, static_cast<cudaStream_t>(stream)));
+}
+
+std::string memsetAsync(int device, void* stream, void* dst, int value, size_t bytes) {
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  return errorText(cudaMemsetAsync(dst, value, bytes, static_cast<cudaStream_t>(stream)));
+}
+
+std::string hostCallback(int device, void* stream, void (*fn)(void*), void* arg) {
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  return errorText(cudaLaunchHostFunc(static_cast<cudaStream_t>(stream), fn, arg));
+}
+
+std::string createEvent(int device, void** event) {
+  *event = nullptr;
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  cudaEvent_t ev = nullptr;
+  cudaError_t e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+  *event = ev;
+  return errorText(e);
+}
+
+std::string recordEvent(int device, void* event, void* stream) {
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  return errorText(cudaEventRecord(static_cast<cudaEvent_t>(event), static_cast<cudaStream_t>(stream)));
+}
+
+std::string waitEvent(int device, void* event) {
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  return errorText(cudaEventSynchronize(static_cast<cudaEvent_t>(event)));
+}
+
+void destroyEvent(int device, void* event) {
+  if (!event) return;
+  useDevice(device);
+  cudaEventDestroy(static_cast<cudaEvent_t>(event));
 }
 
 std::string synchronize(int device, void* stream) {
-  cudaError_t e = cudaSetDevice(device);
-  if (e == cudaSuccess) e = cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
-  return status(e);
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  return errorText(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
 }
-
-}  // namespace dsn::cuda
-
-namespace dsn::cuda {
 
 std::string copyBandwidth(int device, size_t bytes, double* gbPerSecond) {
   *gbPerSecond = 0;
-  cudaError_t e = cudaSetDevice(device);
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  cudaError_t e = cudaSuccess;
   void *a = nullptr, *b = nullptr;
   cudaEvent_t start = nullptr, stop = nullptr;
+  cudaStream_t s = nullptr;
+  if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
   if (e == cudaSuccess) e = cudaMalloc(&a, bytes);
   if (e == cudaSuccess) e = cudaMalloc(&b, bytes);
   if (e == cudaSuccess) e = cudaEventCreate(&start);
   if (e == cudaSuccess) e = cudaEventCreate(&stop);
-  if (e == cudaSuccess) e = cudaMemset(a, 1, bytes);
+  if (e == cudaSuccess) e = cudaMemsetAsync(a, 1, bytes, s);
   for (int rep = 0; rep < 5 && e == cudaSuccess; ++rep) {
-    cudaEventRecord(start);
-    e = cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice);
-    cudaEventRecord(stop);
+    e = cudaEventRecord(start, s);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s);
+    if (e == cudaSuccess) e = cudaEventRecord(stop, s);
     if (e == cudaSuccess) e = cudaEventSynchronize(stop);
     float ms = 0;
     if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, start, stop);
@@ -100,11 +224,14 @@ std::string copyBandwidth(int device, size_t bytes, double* gbPerSecond) {
       if (gbs > *gbPerSecond) *gbPerSecond = gbs;
     }
   }
+  if (e == cudaErrorMemoryAllocation) cudaGetLastError();
+  if (s) cudaStreamSynchronize(s);
   if (start) cudaEventDestroy(start);
   if (stop) cudaEventDestroy(stop);
   if (a) cudaFree(a);
   if (b) cudaFree(b);
-  return status(e);
+  if (s) cudaStreamDestroy(s);
+  return errorText(e);
 }
 
 }  // namespace dsn::cuda

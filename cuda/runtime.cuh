@@ -1,32 +1,61 @@
-// The CUDA runtime surface the addon uses: devices, memory, streams and copies. Plain C++ (no CUDA
-// headers), so native/ compiles without nvcc. Every call returns "" on success or the CUDA error
-// string; nothing here aborts.
+// The CUDA runtime surface the addon uses: devices, memory, streams, events and copies. Plain C++
+// (no CUDA headers), so native/ compiles without nvcc. Every call that can fail returns "" on
+// success or the CUDA error as "<cudaErrorName>: <description>"; nothing here aborts.
+//
+// Each call that takes a device makes it current first (useDevice): that is the one place the
+// current device is set, so work for cuda:1 never runs with cuda:0 current.
 #pragma once
 #include <cstddef>
 #include <string>
 
 namespace dsn::cuda {
 
-/** Number of visible CUDA devices; 0 when there is no driver or no GPU. */
-int deviceCount();
-/** Name, total memory in bytes, compute capability "9.0" of a device. */
-std::string deviceProperties(int device, std::string* name, size_t* totalBytes, std::string* capability);
-/** Architectures this build compiled, e.g. "sm_90a". */
+struct DeviceProps {
+  std::string name;       // "NVIDIA H200"
+  size_t totalBytes = 0;  // global memory
+  int major = 0, minor = 0;  // compute capability
+  int multiprocessors = 0;
+};
+
+/** Number of visible CUDA devices; 0 with the reason in *why (no driver, a driver too old for
+ *  this build's CUDA, no GPU). */
+int deviceCount(std::string* why);
+/** The driver's CUDA version as 13000 for 13.0; 0 when there is no driver. */
+int driverVersion();
+/** The CUDA runtime version this build links (13000 for 13.0). */
+int runtimeVersion();
+std::string deviceProperties(int device, DeviceProps* out);
+/** Architectures this build has code for, comma-separated ("sm_90a"). */
 const char* compiledArchitectures();
+
+/** Makes `device` current on the calling thread. */
+std::string useDevice(int device);
+/** Takes the error an earlier call or kernel left (cudaGetLastError); "" when there is none. */
+std::string takeError();
 
 std::string allocate(int device, size_t bytes, void** out);
 std::string release(int device, void* p);
+/** Page-locked host memory (visible to every device), for staging copies. */
+std::string allocateHost(size_t bytes, void** out);
+std::string releaseHost(void* p);
+
+/** A stream that does not wait on the legacy default stream. */
 std::string createStream(int device, void** stream);
-/** Synchronous copy from host to device (ordered after earlier work on blocking streams). */
-std::string copyHostToDevice(int device, void* dst, const void* src, size_t bytes);
-/** Copies device bytes to host memory after all work queued on `stream`, and waits for it. */
-std::string copyDeviceToHost(int device, void* stream, void* dst, const void* src, size_t bytes);
+std::string copyHostToDeviceAsync(int device, void* stream, void* dst, const void* pinnedSrc, size_t bytes);
+std::string copyDeviceToHostAsync(int device, void* stream, void* pinnedDst, const void* src, size_t bytes);
+std::string memsetAsync(int device, void* stream, void* dst, int value, size_t bytes);
+/** Runs fn(arg) on a CUDA thread once the work queued on `stream` so far has run. fn must not call CUDA. */
+std::string hostCallback(int device, void* stream, void (*fn)(void*), void* arg);
+
+std::string createEvent(int device, void** event);
+std::string recordEvent(int device, void* event, void* stream);
+/** Blocks the calling thread (never the JavaScript thread) until the event has completed. */
+std::string waitEvent(int device, void* event);
+void destroyEvent(int device, void* event);
 /** Waits for all work queued on `stream`; returns the first asynchronous error, if any. */
 std::string synchronize(int device, void* stream);
 
-}  // namespace dsn::cuda
-
-namespace dsn::cuda {
 /** Device-to-device copy bandwidth in GB/s (bytes read + written), best of a few copies of `bytes`. */
 std::string copyBandwidth(int device, size_t bytes, double* gbPerSecond);
+
 }  // namespace dsn::cuda

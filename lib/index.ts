@@ -4,7 +4,7 @@
 export * as ops from './ops/index.js';
 export { Tensor, tensor, zeros, DTYPES } from './runtime/tensor.js';
 export type { DType, DeviceName, HostArray, HostArrays, TensorOptions } from './runtime/tensor.js';
-export { devices, memoryStats, releaseCache, synchronize } from './runtime/device.js';
+export { devices, memoryStats, opDevices, releaseCache, synchronize } from './runtime/device.js';
 export type { DeviceInfo, MemoryStats } from './runtime/device.js';
 export { runtimeInfo } from './runtime/info.js';
 export type { RuntimeInfo } from './runtime/info.js';

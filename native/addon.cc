@@ -14,9 +14,9 @@ namespace dsn {
 Napi::Value deferredOnWorker(Napi::Env env, const std::function<void(std::function<void(std::vector<uint8_t>&&, const StreamError*)>)>& start);
 
 #ifdef DSN_WITH_CUDA
-std::vector<std::string> cudaDeviceInfo(int index);  // name, memory bytes, compute capability
 std::string cudaArchitectures();
 std::string cudaCopyBandwidth(int index, size_t bytes, double* gbPerSecond);
+std::string cudaVersionString(int version);
 #endif
 
 namespace {
@@ -65,8 +65,7 @@ Napi::Value CreateTensor(const Napi::CallbackInfo& info) {
                    " needs ", n, " bytes");
       if (n) t->backend().copyFromHost(t->data(), src, n);
     } else if (n) {
-      std::vector<uint8_t> zeros(n, 0);
-      t->backend().copyFromHost(t->data(), zeros.data(), n);
+      t->backend().fill(t->storage, t->data(), 0, n);  // in stream order; no host buffer
     }
     return NativeTensor::Wrap(info.Env(), t);
   });
@@ -84,15 +83,21 @@ Napi::Value Devices(const Napi::CallbackInfo& info) {
   cpu.Set("simd", cpu::simdName(cpu::simdLevel()));
   list[uint32_t(0)] = cpu;
 #ifdef DSN_WITH_CUDA
-  for (int i = 0; i < cudaDeviceCount(); ++i) {
-    auto d = cudaDeviceInfo(i);
+  const CudaStatus status = cudaStatus();
+  uint32_t k = 1;
+  for (const CudaDeviceInfo& d : cudaDevices()) {
     Napi::Object o = Napi::Object::New(env);
-    o.Set("name", "cuda:" + std::to_string(i));
+    o.Set("name", d.name);
     o.Set("kind", "cuda");
-    o.Set("description", d[0]);
-    o.Set("memoryBytes", std::stod(d[1]));
-    o.Set("computeCapability", d[2]);
-    list[uint32_t(i + 1)] = o;
+    o.Set("description", d.description);
+    o.Set("memoryBytes", double(d.memoryBytes));
+    o.Set("computeCapability", d.capability);
+    o.Set("multiprocessors", d.multiprocessors);
+    o.Set("driverVersion", cudaVersionString(status.driverVersion));
+    o.Set("runtimeVersion", cudaVersionString(status.runtimeVersion));
+    o.Set("supported", d.unsupported.empty());
+    if (!d.unsupported.empty()) o.Set("unsupported", d.unsupported);
+    list[k++] = o;
   }
 #endif
   return list;
@@ -141,6 +146,13 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 #ifdef DSN_CUDA_EMU
   o.Set("cudaEmulated", true);  // cuda/emu: kernels run on CPU fibers
 #endif
+  const CudaStatus status = cudaStatus();
+  Napi::Object cuda = Napi::Object::New(env);
+  cuda.Set("driverVersion", cudaVersionString(status.driverVersion));
+  cuda.Set("runtimeVersion", cudaVersionString(status.runtimeVersion));
+  cuda.Set("deviceCount", status.deviceCount);
+  cuda.Set("status", status.why.empty() ? std::string("ok") : status.why);
+  o.Set("cuda", cuda);
 #else
   o.Set("cudaArchitectures", "");
 #endif

@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# One prepared run for a machine with an NVIDIA GPU (the device tool): build the CUDA addon, run the
-# suites that have CUDA kernels on cuda:0, then the benchmarks, and keep what they printed under $OUT
-# (or ./device-check-out). Needs node_modules (npm ci) and nvcc.
+# The one prepared run for a machine with an NVIDIA GPU (the device tool). It builds nothing: it runs
+# the bundle that `npm run device:bundle` made here (.device/: the CUDA addon, dist/, a Node binary,
+# the plain-Node check), from a copy of the working tree plus .device/:
+#   1. the device check: every op with a CUDA kernel on cuda:0 against the CPU, "N passed, N failed"
+#   2. compute-sanitizer memcheck, racecheck, synccheck on a small case, when present
+#   3. the CUDA benchmarks
+# each step under its own timeout, everything written to $OUT (or ./device-check-out); under
+# 5 minutes on one H200. Without a GPU it says so and exits 0.
+#
+#   npm run device:bundle && run(command: "bash scripts/device-check.sh", carry: [".device"])
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-device-check-out}"
 mkdir -p "$OUT"
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  export CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)"
-  npm run build:cuda && npm run build:ts
-  DEEPSEEK_NATIVE_BUILD=cuda node dist/lib/cli.js info
-  DEEPSEEK_NATIVE_BUILD=cuda npx vitest run test/runtime test/ops/norm.test.ts test/ops/cast.test.ts
-  DEEPSEEK_NATIVE_BUILD=cuda node dist/bench/run.js cast
-  DEEPSEEK_NATIVE_BUILD=cuda node dist/bench/run.js rmsNorm
-} 2>&1 | tee "$OUT/device-check.log"
+if ! command -v nvidia-smi > /dev/null 2>&1 || ! nvidia-smi -L > /dev/null 2>&1; then
+  echo "device-check: no NVIDIA GPU on this machine (nvidia-smi finds none): nothing to run" | tee "$OUT/device-check.log"
+  exit 0
+fi
+if [ ! -x .device/run.sh ] || [ ! -f .device/pkg/package.json ]; then
+  echo "device-check: .device/ is missing: run 'npm run device:bundle' first (and carry .device to this machine)" | tee "$OUT/device-check.log"
+  exit 1
+fi
+cat .device/MANIFEST.json
+timeout --kill-after=10 290 bash .device/run.sh "$OUT" 2>&1 | tee "$OUT/device-check.log"
+exit "${PIPESTATUS[0]}"

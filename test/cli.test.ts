@@ -10,7 +10,7 @@ const cli = resolve(root, 'dist/lib/cli.js');
 describe('deepseek-native CLI', () => {
   it('info prints one JSON object describing the runtime', () => {
     const info = JSON.parse(execFileSync(process.execPath, [cli, 'info'], { encoding: 'utf8' }));
-    expect(Object.keys(info).sort()).toEqual(['addon', 'backends', 'cudaArchitectures', 'devices', 'simd', 'threads', 'version'].sort());
+    expect(Object.keys(info).sort()).toEqual(['addon', 'backends', 'cuda', 'cudaArchitectures', 'cudaOps', 'devices', 'simd', 'threads', 'version'].sort());
     expect(info.addon).toMatch(/\.node$/);
     expect(info.devices[0]).toMatchObject({ name: 'cpu', kind: 'cpu' });
   });

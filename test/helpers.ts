@@ -1,5 +1,5 @@
 /** Shared test helpers: seeded random inputs, float64 reference rounding, the devices to run on. */
-import { devices } from '../lib/index.js';
+import { devices, opDevices } from '../lib/index.js';
 
 /** A small seeded PRNG (mulberry32); every suite logs its seed so a failure can be replayed with
  *  TEST_SEED=<seed>. */
@@ -104,15 +104,25 @@ export function median(a: readonly number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-/** Devices the op suites run on. CUDA suites appear as skipped, with the reason, where there is no GPU. */
-export function suiteDevices(): { device: string; skip: string | false }[] {
-  const cuda = devices().filter((d) => d.kind === 'cuda');
-  // The cuda-emu project (vitest.config.ts) reruns these suites for the emulated cuda:0 only.
+/**
+ * Devices the op suites run on: the CPU and cuda:0. The CUDA suite appears as skipped, with the
+ * reason, where there is no usable CUDA device or where one of `ops` has no CUDA kernel in the
+ * loaded build (the addon's opDevices list). Under the cuda-emu build (the cuda-emu vitest project)
+ * only the cuda:0 suites are defined: the CPU suites run in the cpu project.
+ */
+export function suiteDevices(...ops: string[]): { device: string; skip: string | false }[] {
+  const all = devices().filter((d) => d.kind === 'cuda');
+  const cuda = all.filter((d) => d.supported !== false);
+  const list = opDevices();
+  const missing = ops.filter((op) => !(list[op] ?? []).includes('cuda'));
   const emu = process.env.DEEPSEEK_NATIVE_BUILD === 'cuda-emu';
-  return [
-    { device: 'cpu', skip: emu ? 'the cpu suites run in the cpu project' : false },
-    ...(cuda.length
-      ? cuda.slice(0, 1).map((d) => ({ device: d.name, skip: false as const }))
-      : [{ device: 'cuda:0', skip: 'no CUDA GPU present (or the addon was built without CUDA)' }]),
-  ];
+  const skip = !cuda.length
+    ? all.length
+      ? `no CUDA GPU this build can run on (${all[0].name}: ${all[0].unsupported})`
+      : 'no CUDA GPU present (or the addon was built without CUDA)'
+    : missing.length
+      ? `${missing.join(', ')} ${missing.length > 1 ? 'have' : 'has'} no CUDA kernel in this build`
+      : false;
+  const gpu = { device: cuda.length ? cuda[0].name : 'cuda:0', skip };
+  return emu ? [gpu] : [{ device: 'cpu', skip: false }, gpu];
 }

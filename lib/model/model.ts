@@ -6,6 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 
 import { DisposedError, invalidArgument, isPositiveInteger } from '../runtime/errors.js';
+import { opDevices } from '../runtime/device.js';
 import { tensor, type DType } from '../runtime/tensor.js';
 import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { type ModelConfig, parseConfig } from './config.js';
@@ -216,8 +217,10 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
   if (typeof dir !== 'string' || !dir) throw invalidArgument('loadModel', 'dir', 'a model folder path', dir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`loadModel: ${dir} is not a folder`);
   const device = options.device ?? 'cpu';
-  if (device !== 'cpu')
-    throw new TypeError(`loadModel: device '${device}' is not supported yet: the model's kernels run on the CPU backend (the CUDA backend has cast and rmsNorm so far); use device: 'cpu'`);
+  if (device !== 'cpu') {
+    const cudaOps = Object.entries(opDevices()).filter(([, d]) => d.includes('cuda')).map(([op]) => op);
+    throw new TypeError(`loadModel: device '${device}' is not supported yet: the model's kernels run on the CPU backend (ops with a CUDA kernel in this build: ${cudaOps.join(', ') || 'none'}); use device: 'cpu'`);
+  }
   const act = options.activations ?? 'bf16';
   if (act !== 'bf16' && act !== 'f32') throw invalidArgument('loadModel', 'activations', "'bf16' or 'f32'", act);
   const scoreDtype = options.attentionScores ?? 'f32';

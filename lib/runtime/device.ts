@@ -18,6 +18,20 @@ export function devices(): DeviceInfo[] {
   return native().devices();
 }
 
+/**
+ * Where each op runs in the loaded build: `{ rmsNorm: ['cpu', 'cuda'], gemm: ['cpu'], … }`. The one
+ * list that tests, benchmarks, the device check and `loadModel` read.
+ */
+export function opDevices(): Readonly<Record<string, readonly string[]>> {
+  return native().opDevices;
+}
+
+/** The ops of `names` that have no kernel for a device kind ('cpu' or 'cuda') in the loaded build. */
+export function opsMissingOn(kind: string, names: readonly string[]): string[] {
+  const list = opDevices();
+  return names.filter((n) => !(list[n] ?? []).includes(kind));
+}
+
 function deviceArg(where: string, device: string): string {
   if (typeof device !== 'string') throw invalidArgument(where, 'device', "'cpu' or 'cuda:N'", device);
   return device;

@@ -3,14 +3,19 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { loadAddon, packageRoot } from './native.js';
-import type { DeviceInfo } from './device.js';
+import { type DeviceInfo, opDevices } from './device.js';
+import type { NativeCudaStatus } from './native.js';
 
 export interface RuntimeInfo {
   version: string;
   addon: string;
   backends: string[];
   cudaArchitectures: string[];
+  /** The CUDA driver and runtime versions and why there is no device, in the CUDA build. */
+  cuda: NativeCudaStatus | null;
   devices: DeviceInfo[];
+  /** The ops with a CUDA kernel in this build. */
+  cudaOps: string[];
   simd: string;
   threads: number;
 }
@@ -24,7 +29,9 @@ export function runtimeInfo(): RuntimeInfo {
     addon: file,
     backends: build.backends,
     cudaArchitectures: build.cudaArchitectures ? build.cudaArchitectures.split(',') : [],
+    cuda: build.cuda ?? null,
     devices: addon.devices(),
+    cudaOps: Object.entries(opDevices()).filter(([, d]) => d.includes('cuda')).map(([op]) => op),
     simd: build.simd,
     threads: build.threads,
   };

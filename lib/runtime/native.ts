@@ -33,7 +33,26 @@ export interface NativeDeviceInfo {
   memoryBytes: number;
   threads?: number;
   simd?: string;
+  /** CUDA devices: compute capability "9.0". */
   computeCapability?: string;
+  /** CUDA devices: streaming multiprocessors. */
+  multiprocessors?: number;
+  /** CUDA devices: the driver's CUDA version ("13.0") and the runtime this build links. */
+  driverVersion?: string;
+  runtimeVersion?: string;
+  /** CUDA devices: false when this build has no code for the device's architecture. */
+  supported?: boolean;
+  /** CUDA devices: why this build cannot run on it. */
+  unsupported?: string;
+}
+
+/** The CUDA side of the loaded build (absent in the CPU build). */
+export interface NativeCudaStatus {
+  driverVersion: string;
+  runtimeVersion: string;
+  deviceCount: number;
+  /** 'ok', or why there is no device (no driver, a driver too old for this build's CUDA, no GPU). */
+  status: string;
 }
 
 export interface NativeBuildInfo {
@@ -41,6 +60,7 @@ export interface NativeBuildInfo {
   cudaArchitectures: string;
   /** True in the cuda-emu build: CUDA kernels run on an emulated device. */
   cudaEmulated?: boolean;
+  cuda?: NativeCudaStatus;
   simd: string;
   threads: number;
 }
@@ -62,6 +82,8 @@ export interface NativeAddon {
   /** Time the CPU stream spent in each op since the start or the last reset. */
   profile(reset?: boolean): Record<string, { runs: number; ms: number }>;
   ops: Record<string, NativeOp>;
+  /** Each kernel op and the device kinds it runs on in this build ('cpu', 'cuda'). */
+  opDevices: Record<string, string[]>;
 }
 
 /** The package root: the nearest folder above this file whose package.json is ours. */

@@ -2,18 +2,11 @@
 #pragma once
 #include <cstdint>
 
-#include "../runtime/dtype.h"
+#include "../params/cast.h"
 #include "../runtime/threadpool.h"
 
 namespace dsn::cpu {
 
-struct CastParams {
-  const void* x = nullptr;  // [n], dtype from
-  DType from = DType::f32;
-  void* y = nullptr;        // [n], dtype to
-  DType to = DType::f32;
-  int64_t n = 0;
-};
 void cast(const CastParams& p, ThreadPool& pool);
 
 }  // namespace dsn::cpu

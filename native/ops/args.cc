@@ -1,9 +1,13 @@
 #include "args.h"
 
+#include "dispatch.h"
+
 #include <cmath>
 #include <map>
 
 namespace dsn {
+
+static std::string dtypeList(std::initializer_list<DType> allowed);
 
 static std::string describe(const Napi::Value& v) {
   if (v.IsUndefined()) return "undefined";
@@ -69,14 +73,7 @@ DType OpArgs::dtype(int i, const char* name) const {
 void OpArgs::expectDtype(const TensorImpl& t, const char* name, std::initializer_list<DType> allowed) const {
   for (DType d : allowed)
     if (t.dtype == d) return;
-  std::string list;
-  size_t k = 0;
-  for (DType d : allowed) {
-    list += (k == 0 ? "" : (k + 1 == allowed.size() ? " or " : ", "));
-    list += dtypeName(d);
-    ++k;
-  }
-  throwType(op_, ": ", name, " must have dtype ", list, " but received ", dtypeName(t.dtype));
+  throwType(op_, ": ", name, " must have dtype ", dtypeList(allowed), " but received ", dtypeName(t.dtype));
 }
 
 void OpArgs::expectRank(const TensorImpl& t, const char* name, int rank) const {
@@ -116,6 +113,67 @@ void OpArgs::requireCpu(const TensorImpl& t, const char* name) const {
     throwType(op_, ": ", name, " is on ", t.device.name(), " but this op has only a CPU kernel so far");
 }
 
+static std::string dtypeList(std::initializer_list<DType> allowed) {
+  std::string list;
+  size_t k = 0;
+  for (DType d : allowed) {
+    list += (k == 0 ? "" : (k + 1 == allowed.size() ? " or " : ", "));
+    list += dtypeName(d);
+    ++k;
+  }
+  return list;
+}
+
+void OpArgs::expectTensor(const TensorImpl& t, const char* name, std::initializer_list<DType> dtypes,
+                          std::initializer_list<int64_t> shape) const {
+  if (dtypes.size()) expectDtype(t, name, dtypes);
+  bool any = false;
+  for (int64_t d : shape) any = any || d == kAny;
+  if (!any) return expectShape(t, name, shape);
+  expectRank(t, name, int(shape.size()));
+  int i = 0;
+  for (int64_t d : shape) {
+    if (d != kAny) expectDim(t, name, i, d);
+    ++i;
+  }
+}
+
+TensorRef OpArgs::tensor(int i, const char* name, std::initializer_list<DType> dtypes, std::initializer_list<int64_t> shape) const {
+  TensorRef t = tensor(i, name);
+  expectTensor(*t, name, dtypes, shape);
+  return t;
+}
+
+TensorRef OpArgs::optTensor(int i, const char* name, std::initializer_list<DType> dtypes, std::initializer_list<int64_t> shape) const {
+  TensorRef t = optTensor(i, name);
+  if (t) expectTensor(*t, name, dtypes, shape);
+  return t;
+}
+
+void OpArgs::expectSameDevice(std::initializer_list<std::pair<const TensorRef*, const char*>> tensors) const {
+  const std::pair<const TensorRef*, const char*>* first = nullptr;
+  for (auto& t : tensors) {
+    if (!*t.first) continue;
+    if (!first) {
+      first = &t;
+      continue;
+    }
+    expectSameDevice(**first->first, first->second, **t.first, t.second);
+  }
+}
+
+void OpArgs::expectMinRank(const TensorImpl& t, const char* name, int rank) const {
+  if (t.rank() < rank)
+    throwRange(op_, ": ", name, " must have at least ", rank, rank == 1 ? " dimension" : " dimensions", " but received shape ", t.shapeString());
+}
+
+DType OpArgs::outDtype(int i, std::initializer_list<DType> allowed, const DType* fallback) const {
+  DType t = fallback && !has(i) ? *fallback : dtype(i, "outDtype");
+  for (DType d : allowed)
+    if (t == d) return t;
+  throwType(op_, ": outDtype must be ", dtypeList(allowed), " but received ", dtypeName(t));
+}
+
 Napi::Value wrapAll(Napi::Env env, std::initializer_list<TensorRef> ts) {
   Napi::Array a = Napi::Array::New(env, ts.size());
   uint32_t i = 0;
@@ -128,12 +186,24 @@ static std::map<std::string, OpFunction>& registry() {
   return r;
 }
 
-OpRegistration::OpRegistration(const char* name, OpFunction fn) { registry()[name] = fn; }
+OpRegistration::OpRegistration(const char* name, OpFunction fn, bool kernel) {
+  registry()[name] = fn;
+  if (kernel) KernelRegistration(name, false);
+}
 
 void registerOps(Napi::Env env, Napi::Object exports) {
   Napi::Object ops = Napi::Object::New(env);
   for (auto& kv : registry()) ops.Set(kv.first, Napi::Function::New(env, kv.second, kv.first));
   exports.Set("ops", ops);
+  // opDevices: { op: ['cpu', 'cuda'?] }, the one list tests, benchmarks, the device check and
+  // loadModel read to know where each op runs in this build.
+  Napi::Object devices = Napi::Object::New(env);
+  for (auto& kv : opDevices()) {
+    Napi::Array a = Napi::Array::New(env, kv.second.size());
+    for (uint32_t i = 0; i < kv.second.size(); ++i) a[i] = Napi::String::New(env, kv.second[i]);
+    devices.Set(kv.first, a);
+  }
+  exports.Set("opDevices", devices);
 }
 
 }  // namespace dsn

@@ -40,6 +40,25 @@ class OpArgs {
   /** For ops with only a CPU kernel so far: a TypeError naming the op when t is not on the CPU. */
   void requireCpu(const TensorImpl& t, const char* name) const;
 
+  // ---- combined checks (the messages are those of the single checks above) ----
+  /** A dimension of a shape spec that may take any size. */
+  static constexpr int64_t kAny = -1;
+  /** A required tensor with one of `dtypes` (empty: any) and a shape: a spec without kAny is
+   *  checked as expectShape, one with kAny as expectRank then expectDim for each fixed size. */
+  TensorRef tensor(int i, const char* name, std::initializer_list<DType> dtypes, std::initializer_list<int64_t> shape) const;
+  /** The same for an optional tensor (nullptr when absent). */
+  TensorRef optTensor(int i, const char* name, std::initializer_list<DType> dtypes, std::initializer_list<int64_t> shape) const;
+  /** Checks dtype (when `dtypes` is not empty) and shape spec of a tensor in hand. */
+  void expectTensor(const TensorImpl& t, const char* name, std::initializer_list<DType> dtypes,
+                    std::initializer_list<int64_t> shape) const;
+  /** Every tensor of the list on the device of the first (null entries, optional tensors, skipped). */
+  void expectSameDevice(std::initializer_list<std::pair<const TensorRef*, const char*>> tensors) const;
+  /** "<op>: <name> must have at least N dimension(s) but received shape [..]". */
+  void expectMinRank(const TensorImpl& t, const char* name, int rank) const;
+  /** An output dtype argument (default `fallback` when absent and fallback is given), one of
+   *  `allowed`: "<op>: outDtype must be f32 or bf16 but received f16". */
+  DType outDtype(int i, std::initializer_list<DType> allowed, const DType* fallback = nullptr) const;
+
  private:
   const Napi::CallbackInfo& info_;
   const char* op_;
@@ -68,10 +87,14 @@ Napi::Value wrapAll(Napi::Env env, std::initializer_list<TensorRef> ts);
 // ---- op registration: every native/ops/*.cc registers its functions by name ----
 using OpFunction = Napi::Value (*)(const Napi::CallbackInfo&);
 struct OpRegistration {
-  OpRegistration(const char* name, OpFunction fn);
+  /** `kernel`: the op is listed by opDevices() (on the CPU, plus "cuda" where dispatch.h's
+   *  DSN_KERNELS registers a CUDA kernel for it); internal functions are not. */
+  OpRegistration(const char* name, OpFunction fn, bool kernel);
 };
 void registerOps(Napi::Env env, Napi::Object exports);
 
-#define DSN_OP(jsName, fn) static ::dsn::OpRegistration dsn_op_registration_##fn(jsName, fn)
+#define DSN_OP(jsName, fn) static ::dsn::OpRegistration dsn_op_registration_##fn(jsName, fn, true)
+/** A function under `ops` that is not a kernel (file I/O, test hooks): not listed by opDevices(). */
+#define DSN_INTERNAL_OP(jsName, fn) static ::dsn::OpRegistration dsn_op_registration_##fn(jsName, fn, false)
 
 }  // namespace dsn

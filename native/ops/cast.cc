@@ -9,6 +9,9 @@
 
 namespace dsn {
 
+static const Kernels<CastParams> kCast{"cast", cpu::cast, DSN_CUDA_KERNEL(cuda::castLaunch)};
+DSN_KERNELS(kCast);
+
 /** cast(x, dtype) -> y with x's shape */
 static Napi::Value Cast(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
@@ -18,18 +21,11 @@ static Napi::Value Cast(const Napi::CallbackInfo& info) {
     a.expectDtype(*x, "x", {DType::f32, DType::bf16, DType::f16, DType::f8e4m3});
     if (to != DType::f32 && to != DType::bf16 && to != DType::f16 && to != DType::f8e4m3)
       throwType("cast: dtype must be f32, bf16, f16 or f8e4m3 but received ", dtypeName(to));
+    expectKernelFor(kCast, x->device);
     TensorRef y = newTensor(to, x->shape, x->device);
-    cpu::CastParams p;
+    CastParams p;
     p.x = x->data(); p.from = x->dtype; p.y = y->data(); p.to = to; p.n = x->numel();
-    if (x->device.type == DeviceType::CPU) {
-      enqueueCpu("cast", {x, y}, [p](ThreadPool& pool) { cpu::cast(p, pool); });
-    } else {
-#ifdef DSN_WITH_CUDA
-      cuda::CastParams q;
-      q.x = p.x; q.from = p.from; q.y = p.y; q.to = p.to; q.n = p.n; q.stream = cudaStreamFor(x->device);
-      checkLaunch("cast", cuda::castLaunch(q));
-#endif
-    }
+    launch(kCast, x->device, p, {x, y});
     return NativeTensor::Wrap(info.Env(), y);
   });
 }

@@ -110,8 +110,8 @@ Napi::Value SafetensorsClose(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-DSN_OP("safetensorsOpen", SafetensorsOpen);
-DSN_OP("safetensorsTensor", SafetensorsTensor);
-DSN_OP("safetensorsClose", SafetensorsClose);
+DSN_INTERNAL_OP("safetensorsOpen", SafetensorsOpen);
+DSN_INTERNAL_OP("safetensorsTensor", SafetensorsTensor);
+DSN_INTERNAL_OP("safetensorsClose", SafetensorsClose);
 
 }  // namespace dsn

@@ -11,6 +11,11 @@
 
 namespace dsn {
 
+static const Kernels<RmsNormParams> kRmsNorm{"rmsNorm", cpu::rmsNorm, DSN_CUDA_KERNEL(cuda::rmsNormLaunch)};
+DSN_KERNELS(kRmsNorm);
+static const Kernels<LayerNormParams> kLayerNorm{"layerNorm", cpu::layerNorm, nullptr};
+DSN_KERNELS(kLayerNorm);
+
 /** rmsNorm(x [.., dim], weight [dim], eps, residual? [.., dim]) -> out | [out, residualOut] */
 static Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
@@ -21,39 +26,28 @@ static Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
     TensorRef res = a.optTensor(3, "residual");
     a.expectDtype(*x, "x", {DType::f32, DType::bf16, DType::f16});
     a.expectDtype(*w, "weight", {DType::f32, DType::bf16});
-    if (x->rank() < 1) throwRange("rmsNorm: x must have at least 1 dimension but received shape ", x->shapeString());
+    a.expectMinRank(*x, "x", 1);
     int64_t dim = x->dim(-1);
     if (dim < 1) throwRange("rmsNorm: the last dimension of x must be >= 1 but received shape ", x->shapeString());
     a.expectShape(*w, "weight", {dim});
-    a.expectSameDevice(*x, "x", *w, "weight");
+    a.expectSameDevice({{&x, "x"}, {&w, "weight"}, {&res, "residual"}});
     if (eps < 0) throwRange("rmsNorm: eps must be >= 0 but received ", eps);
     if (res) {
-      a.expectSameDevice(*x, "x", *res, "residual");
       if (res->dtype != x->dtype) throwType("rmsNorm: residual must have the dtype of x (", dtypeName(x->dtype), ") but received ", dtypeName(res->dtype));
       if (res->shape != x->shape) throwRange("rmsNorm: residual must have the shape of x ", x->shapeString(), " but received ", res->shapeString());
     }
+    expectKernelFor(kRmsNorm, x->device);
     TensorRef out = newTensor(x->dtype, x->shape, x->device);
     TensorRef resOut = res ? newTensor(x->dtype, x->shape, x->device) : nullptr;
 
-    cpu::RmsNormParams p;
+    RmsNormParams p;
     p.x = x->data(); p.xType = x->dtype;
     p.residual = res ? res->data() : nullptr;
     p.weight = w->data(); p.wType = w->dtype;
     p.out = out->data();
     p.residualOut = resOut ? resOut->data() : nullptr;
     p.rows = x->numel() / dim; p.dim = dim; p.eps = float(eps);
-
-    if (x->device.type == DeviceType::CPU) {
-      enqueueCpu("rmsNorm", {x, w, res, out, resOut}, [p](ThreadPool& pool) { cpu::rmsNorm(p, pool); });
-    } else {
-#ifdef DSN_WITH_CUDA
-      cuda::RmsNormParams q;
-      q.x = p.x; q.xType = p.xType; q.residual = p.residual; q.weight = p.weight; q.wType = p.wType;
-      q.out = p.out; q.residualOut = p.residualOut; q.rows = p.rows; q.dim = p.dim; q.eps = p.eps;
-      q.stream = cudaStreamFor(x->device);
-      checkLaunch("rmsNorm", cuda::rmsNormLaunch(q));
-#endif
-    }
+    launch(kRmsNorm, x->device, p, {x, w, res, out, resOut});
     return res ? wrapAll(info.Env(), {out, resOut}) : NativeTensor::Wrap(info.Env(), out);
   });
 }
@@ -71,24 +65,23 @@ static Napi::Value LayerNorm(const Napi::CallbackInfo& info) {
     a.expectDtype(*x, "x", {DType::f32, DType::bf16});
     a.expectDtype(*w, "weight", {DType::f32, DType::bf16});
     if (b) a.expectDtype(*b, "bias", {DType::f32, DType::bf16});
-    if (x->rank() < 1) throwRange("layerNorm: x must have at least 1 dimension but received shape ", x->shapeString());
+    a.expectMinRank(*x, "x", 1);
     int64_t dim = x->dim(-1);
     if (dim < 1) throwRange("layerNorm: the last dimension of x must be >= 1 but received shape ", x->shapeString());
     a.expectShape(*w, "weight", {dim});
     if (b) a.expectShape(*b, "bias", {dim});
-    a.expectSameDevice(*x, "x", *w, "weight");
-    if (b) a.expectSameDevice(*x, "x", *b, "bias");
-    a.requireCpu(*x, "x");
+    a.expectSameDevice({{&x, "x"}, {&w, "weight"}, {&b, "bias"}});
+    expectKernelFor(kLayerNorm, x->device);
     if (eps < 0) throwRange("layerNorm: eps must be >= 0 but received ", eps);
     TensorRef out = newTensor(x->dtype, x->shape, x->device);
 
-    cpu::LayerNormParams p;
+    LayerNormParams p;
     p.x = x->data(); p.xType = x->dtype;
     p.weight = w->data(); p.wType = w->dtype;
     p.bias = b ? b->data() : nullptr; p.bType = b ? b->dtype : DType::f32;
     p.out = out->data();
     p.rows = x->numel() / dim; p.dim = dim; p.eps = float(eps);
-    enqueueCpu("layerNorm", {x, w, b, out}, [p](ThreadPool& pool) { cpu::layerNorm(p, pool); });
+    launch(kLayerNorm, x->device, p, {x, w, b, out});
     return NativeTensor::Wrap(info.Env(), out);
   });
 }

@@ -28,12 +28,13 @@ void* CachingAllocator::allocate(size_t bytes, size_t* blockBytes) {
       return p;
     }
   }
-  void* p = rawAlloc(want);
+  std::string why;
+  void* p = rawAlloc(want, &why);
   if (!p) {
     emptyCache();  // give cached blocks back and try once more
-    p = rawAlloc(want);
+    p = rawAlloc(want, &why);
   }
-  if (!p) throwRange("out of memory on ", device_, ": cannot allocate ", bytes, " bytes");
+  if (!p) throwRange("out of memory on ", device_, ": cannot allocate ", bytes, " bytes", why.empty() ? "" : " (" + why + ")");
   std::lock_guard<std::mutex> lock(mu_);
   *blockBytes = want;
   stats_.inUseBytes += want;

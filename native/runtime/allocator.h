@@ -31,7 +31,9 @@ class CachingAllocator {
   const std::string& device() const { return device_; }
 
  protected:
-  virtual void* rawAlloc(size_t bytes) = 0;  // nullptr when out of memory
+  /** nullptr when out of memory, with the system's reason in *why ("" when it gives none); throws
+   *  a dsn::Error for any other failure (a CUDA context broken by an earlier kernel). */
+  virtual void* rawAlloc(size_t bytes, std::string* why) = 0;
   virtual void rawFree(void* p) = 0;
 
  private:

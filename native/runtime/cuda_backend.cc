@@ -1,11 +1,23 @@
-// The CUDA Backend (compiled only by the cmake-js build, with DSN_WITH_CUDA): a caching allocator
-// over cudaMalloc, one blocking cudaStream_t per device, and a host worker that waits on the stream
-// for reads and synchronisation so the JavaScript thread never blocks.
+// The CUDA Backend (compiled only by the cmake-js builds, with DSN_WITH_CUDA): a caching allocator
+// over cudaMalloc, one non-blocking cudaStream_t per device, pinned staging for host copies, and a
+// host worker that waits on events for reads and synchronisation.
+//
+// Everything that touches the stream is queued by the JavaScript thread, so the stream's order is
+// the order of the calls: a read() sees the ops queued before it and none after it. The JavaScript
+// thread never waits on the GPU: host data is copied into pinned memory and the device copy is
+// queued; a read's bytes land in pinned memory and an event tells the host worker when.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 
 #include "../../cuda/runtime.cuh"
+#include "../ops/dispatch.h"
+#include "../params/launch.h"
+#include "cuda_arch.h"
 #include "device.h"
 
 namespace dsn {
@@ -17,9 +29,15 @@ class CudaAllocator : public CachingAllocator {
   explicit CudaAllocator(int device) : CachingAllocator("cuda:" + std::to_string(device)), device_(device) {}
 
  protected:
-  void* rawAlloc(size_t bytes) override {
+  void* rawAlloc(size_t bytes, std::string* why) override {
     void* p = nullptr;
-    return cuda::allocate(device_, bytes, &p).empty() ? p : nullptr;
+    std::string err = cuda::allocate(device_, bytes, &p);
+    if (err.empty()) return p;
+    if (err.rfind("cudaErrorMemoryAllocation", 0) == 0) {
+      *why = err;
+      return nullptr;
+    }
+    throwError("cuda:", device_, ": cannot allocate ", bytes, " bytes: ", err);
   }
   void rawFree(void* p) override { cuda::release(device_, p); }
 
@@ -27,59 +45,221 @@ class CudaAllocator : public CachingAllocator {
   int device_;
 };
 
+/** Page-locked host memory for staging copies, shared by every device (pinned memory is portable). */
+class PinnedAllocator : public CachingAllocator {
+ public:
+  PinnedAllocator() : CachingAllocator("pinned host memory") {}
+
+ protected:
+  void* rawAlloc(size_t bytes, std::string* why) override {
+    void* p = nullptr;
+    std::string err = cuda::allocateHost(bytes, &p);
+    if (err.empty()) return p;
+    if (err.rfind("cudaErrorMemoryAllocation", 0) == 0) {
+      *why = err;
+      return nullptr;
+    }
+    throwError("cannot allocate ", bytes, " bytes of pinned host memory: ", err);
+  }
+  void rawFree(void* p) override { cuda::releaseHost(p); }
+};
+
+PinnedAllocator& pinned() {
+  static auto* a = new PinnedAllocator();  // lives for the process: callbacks may run late
+  return *a;
+}
+
+/** A pinned block returned to the pool by a stream callback once the copy using it has run. */
+struct PinnedBlock {
+  void* data = nullptr;
+  size_t blockBytes = 0;
+  size_t bytes = 0;
+};
+
+// Uploads staged but not yet copied by the GPU. Above the cap, the JavaScript thread waits for the
+// oldest to land rather than pin without bound (a checkpoint larger than host memory).
+constexpr size_t kStageChunk = size_t(32) << 20;
+constexpr size_t kStageCap = size_t(1) << 30;
+std::mutex g_stageMu;
+std::condition_variable g_stageCv;
+size_t g_staged = 0;
+
+void releaseStaged(void* arg) {
+  auto* b = static_cast<PinnedBlock*>(arg);
+  pinned().release(b->data, b->blockBytes);
+  {
+    std::lock_guard<std::mutex> lock(g_stageMu);
+    g_staged -= b->bytes;
+  }
+  g_stageCv.notify_all();
+  delete b;
+}
+
+std::string versionString(int v) { return v ? std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10) : "none"; }
+
+}  // namespace
+
+// ---------------- op ids and device-side errors ----------------
+
 class CudaBackend : public Backend {
  public:
   explicit CudaBackend(int index) : index_(index), alloc_(index), host_("cuda-host-" + std::to_string(index)) {
     std::string err = cuda::createStream(index, &stream_);
-    if (!err.empty()) throwError("cuda:", index, ": cannot create a stream: ", err);
+    if (err.empty()) err = cuda::allocate(index, sizeof(DeviceErrorWord), reinterpret_cast<void**>(&errorWord_));
+    if (err.empty()) err = cuda::memsetAsync(index, stream_, errorWord_, 0, sizeof(DeviceErrorWord));
+    if (!err.empty()) throwError("cuda:", index, ": cannot create its stream: ", err);
   }
   DeviceId id() const override { return {DeviceType::CUDA, index_}; }
   CachingAllocator& allocator() override { return alloc_; }
+
   void copyFromHost(void* dst, const void* src, size_t bytes) override {
-    std::string err = cuda::copyHostToDevice(index_, dst, src, bytes);
-    if (!err.empty()) throwError("copy to cuda:", index_, ": ", err);
-  }
-  void readToHost(std::shared_ptr<Storage> keep, const void* src, size_t bytes, ReadDone done) override {
-    host_.push("read", [this, keep, src, bytes, done] {
-      std::vector<uint8_t> out(bytes);
-      std::string err = cuda::copyDeviceToHost(index_, stream_, out.data(), src, bytes);
-      if (!err.empty()) {
-        StreamError e{ErrorKind::Error, "cuda:" + std::to_string(index_) + ": " + err};
-        return done({}, &e);
+    for (size_t done = 0; done < bytes;) {
+      const size_t n = std::min(kStageChunk, bytes - done);
+      {
+        std::unique_lock<std::mutex> lock(g_stageMu);
+        g_stageCv.wait(lock, [&] { return g_staged == 0 || g_staged + n <= kStageCap; });
+        g_staged += n;
       }
+      auto* b = new PinnedBlock();
+      b->bytes = n;
+      try {
+        b->data = pinned().allocate(n, &b->blockBytes);
+      } catch (...) {
+        unstage(b);
+        throw;
+      }
+      std::memcpy(b->data, static_cast<const char*>(src) + done, n);
+      std::string err = cuda::copyHostToDeviceAsync(index_, stream_, static_cast<char*>(dst) + done, b->data, n);
+      if (!err.empty()) {
+        unstage(b);
+        throwError("tensor: copy to cuda:", index_, ": ", err);
+      }
+      err = cuda::hostCallback(index_, stream_, releaseStaged, b);
+      if (!err.empty()) throwError("tensor: copy to cuda:", index_, ": ", err);  // the block stays pinned
+      noteOp("tensor");
+      done += n;
+    }
+  }
+
+  void fill(std::shared_ptr<Storage>, void* dst, int value, size_t bytes) override {
+    std::string err = cuda::memsetAsync(index_, stream_, dst, value, bytes);
+    if (!err.empty()) throwError("zeros: cuda:", index_, ": ", err);
+    noteOp("zeros");
+  }
+
+  void readToHost(std::shared_ptr<Storage> keep, const void* src, size_t bytes, ReadDone done) override {
+    queueSyncPoint("read", src, bytes, [done](std::vector<uint8_t>&& b, const StreamError* e) { done(std::move(b), e); });
+  }
+
+  void synchronize(std::function<void(const StreamError*)> done) override {
+    queueSyncPoint("synchronize", nullptr, 0, [done](std::vector<uint8_t>&&, const StreamError* e) { done(e); });
+  }
+
+  std::string description() const override {
+    cuda::DeviceProps p;
+    std::string err = cuda::deviceProperties(index_, &p);
+    return err.empty() ? p.name : "unknown CUDA device (" + err + ")";
+  }
+  uint64_t totalMemoryBytes() const override {
+    cuda::DeviceProps p;
+    return cuda::deviceProperties(index_, &p).empty() ? p.totalBytes : 0;
+  }
+
+  /** The launch context of an op, after making the device current and taking any error an earlier
+   *  call left, which is reported as that, not as this op's. */
+  CudaLaunch beginLaunch(const char* op) {
+    std::string err = cuda::useDevice(index_);
+    if (err.empty()) err = cuda::takeError();
+    if (!err.empty())
+      throwError(op, ": cannot launch on cuda:", index_, ": an earlier CUDA call or kernel failed (the last op queued was ",
+                 lastOp(), "): ", err);
+    CudaLaunch l;
+    l.stream = stream_;
+    l.error = errorWord_;
+    l.op = opId(op);
+    l.device = index_;
+    return l;
+  }
+  void noteOp(const char* op) { lastOp_.store(op); }
+  const char* lastOp() const { return lastOp_.load(); }
+
+ private:
+  void unstage(PinnedBlock* b) {
+    if (b->data) pinned().release(b->data, b->blockBytes);
+    {
+      std::lock_guard<std::mutex> lock(g_stageMu);
+      g_staged -= b->bytes;
+    }
+    g_stageCv.notify_all();
+    delete b;
+  }
+
+  /** Queues, on the stream and in call order: the copy of `bytes` at `src` into pinned memory, the
+   *  copy of the error word next to it, clearing the word, and an event. The host worker waits for
+   *  the event and calls done exactly once. */
+  void queueSyncPoint(const char* what, const void* src, size_t bytes, ReadDone done) {
+    const size_t wordAt = (bytes + 15) / 16 * 16;
+    PinnedBlock block;
+    block.data = pinned().allocate(wordAt + sizeof(DeviceErrorWord), &block.blockBytes);
+    auto fail = [&](const std::string& err) {
+      pinned().release(block.data, block.blockBytes);
+      throwError(what, ": cuda:", index_, ": ", err);
+    };
+    char* host = static_cast<char*>(block.data);
+    std::string err;
+    if (bytes) err = cuda::copyDeviceToHostAsync(index_, stream_, host, src, bytes);
+    if (err.empty()) err = cuda::copyDeviceToHostAsync(index_, stream_, host + wordAt, errorWord_, sizeof(DeviceErrorWord));
+    if (err.empty()) err = cuda::memsetAsync(index_, stream_, errorWord_, 0, sizeof(DeviceErrorWord));
+    void* event = nullptr;
+    if (err.empty()) err = cuda::createEvent(index_, &event);
+    if (err.empty()) err = cuda::recordEvent(index_, event, stream_);
+    if (!err.empty()) {
+      cuda::destroyEvent(index_, event);
+      fail(err);
+    }
+    const char* last = lastOp();
+    host_.push(what, [this, what, block, wordAt, bytes, event, last, done] {
+      std::string err = cuda::waitEvent(index_, event);
+      cuda::destroyEvent(index_, event);
+      StreamError e;
+      bool failed = false;
+      std::vector<uint8_t> out;
+      if (!err.empty()) {
+        failed = true;
+        e = {ErrorKind::Error, cat("cuda:", index_, ": ", err, " (raised by work queued before this ", what,
+                                   "; the last op queued was ", last, ")")};
+      } else {
+        DeviceErrorWord w;
+        std::memcpy(&w, static_cast<char*>(block.data) + wordAt, sizeof w);
+        if (w.raised) {
+          failed = true;
+          e = {ErrorKind::Range, deviceErrorText(opName(w.op).c_str(), w.what, w.value, w.bound)};
+        } else {
+          try {  // done runs on every path: a host allocation failure rejects the read
+            if (takeHostAllocationFailure()) throw std::bad_alloc();
+            out.resize(bytes);
+            std::memcpy(out.data(), block.data, bytes);
+          } catch (const std::bad_alloc&) {
+            failed = true;
+            e = {ErrorKind::Range, cat("read: out of host memory: cannot allocate ", bytes, " bytes for the result")};
+          }
+        }
+      }
+      pinned().release(block.data, block.blockBytes);
+      if (failed) return done({}, &e);
       done(std::move(out), nullptr);
     });
   }
-  void synchronize(std::function<void(const StreamError*)> done) override {
-    host_.push("synchronize", [this, done] {
-      std::string err = cuda::synchronize(index_, stream_);
-      if (!err.empty()) {
-        StreamError e{ErrorKind::Error, "cuda:" + std::to_string(index_) + ": " + err};
-        return done(&e);
-      }
-      done(nullptr);
-    });
-  }
-  std::string description() const override {
-    std::string name, cap;
-    size_t total = 0;
-    cuda::deviceProperties(index_, &name, &total, &cap);
-    return name;
-  }
-  uint64_t totalMemoryBytes() const override {
-    std::string name, cap;
-    size_t total = 0;
-    cuda::deviceProperties(index_, &name, &total, &cap);
-    return total;
-  }
-  void* stream() const { return stream_; }
 
- private:
   int index_;
   CudaAllocator alloc_;
   Worker host_;
   void* stream_ = nullptr;
+  DeviceErrorWord* errorWord_ = nullptr;
+  std::atomic<const char*> lastOp_{"(none)"};
 };
+
+namespace {
 
 std::mutex g_mu;
 std::map<int, CudaBackend*>& backends() {
@@ -87,39 +267,78 @@ std::map<int, CudaBackend*>& backends() {
   return *m;
 }
 
+CudaBackend& backendOf(const DeviceId& device) { return *static_cast<CudaBackend*>(&backendFor(device)); }
+
 }  // namespace
 
 int cudaDeviceCount() {
-  static const int n = cuda::deviceCount();
+  static const int n = cuda::deviceCount(nullptr);
   return n;
 }
 
 bool cudaCompiled() { return true; }
+
+CudaStatus cudaStatus() {
+  CudaStatus s;
+  s.compiled = true;
+  s.driverVersion = cuda::driverVersion();
+  s.runtimeVersion = cuda::runtimeVersion();
+  s.deviceCount = cuda::deviceCount(&s.why);
+  s.archs = cuda::compiledArchitectures();
+  return s;
+}
+
+std::vector<CudaDeviceInfo> cudaDevices() {
+  std::vector<CudaDeviceInfo> out;
+  for (int i = 0; i < cudaDeviceCount(); ++i) {
+    CudaDeviceInfo d;
+    d.name = "cuda:" + std::to_string(i);
+    cuda::DeviceProps p;
+    std::string err = cuda::deviceProperties(i, &p);
+    if (!err.empty()) {
+      d.description = "unavailable: " + err;
+      d.unsupported = "its properties cannot be read: " + err;
+    } else {
+      d.description = p.name;
+      d.memoryBytes = p.totalBytes;
+      d.capability = std::to_string(p.major) + "." + std::to_string(p.minor);
+      d.multiprocessors = p.multiprocessors;
+      d.unsupported = cudaArchMismatch(cuda::compiledArchitectures(), p.major, p.minor);
+    }
+    out.push_back(d);
+  }
+  return out;
+}
 
 Backend* cudaBackend(int index) {
   std::lock_guard<std::mutex> lock(g_mu);
   auto& m = backends();
   auto it = m.find(index);
   if (it != m.end()) return it->second;
+  cuda::DeviceProps p;
+  std::string err = cuda::deviceProperties(index, &p);
+  if (!err.empty()) throwError("device cuda:", index, " cannot be used: ", err);
+  std::string mismatch = cudaArchMismatch(cuda::compiledArchitectures(), p.major, p.minor);
+  if (!mismatch.empty()) throwError("device cuda:", index, " (", p.name, ") cannot be used: ", mismatch);
   auto* b = new CudaBackend(index);
   m[index] = b;
   return b;
 }
 
-void* cudaStreamFor(const DeviceId& device) { return static_cast<CudaBackend*>(cudaBackend(device.index))->stream(); }
+void* cudaStreamFor(const DeviceId& device) { return backendOf(device).beginLaunch("stream").stream; }
 
-std::vector<std::string> cudaDeviceInfo(int index) {
-  std::string name, cap;
-  size_t total = 0;
-  std::string err = cuda::deviceProperties(index, &name, &total, &cap);
-  if (!err.empty()) return {"unavailable: " + err, "0", ""};
-  return {name, std::to_string(total), cap};
+CudaLaunch cudaBeginLaunch(const DeviceId& device, const char* op) { return backendOf(device).beginLaunch(op); }
+
+void cudaEndLaunch(const DeviceId& device, const char* op, const std::string& error) {
+  CudaBackend& b = backendOf(device);
+  b.noteOp(op);
+  if (!error.empty()) throwError(op, ": CUDA error on ", device.name(), ": ", error);
 }
 
 std::string cudaArchitectures() { return cuda::compiledArchitectures(); }
 
-std::string cudaCopyBandwidth(int index, size_t bytes, double* gbPerSecond) {
-  return cuda::copyBandwidth(index, bytes, gbPerSecond);
-}
+std::string cudaCopyBandwidth(int index, size_t bytes, double* gbPerSecond) { return cuda::copyBandwidth(index, bytes, gbPerSecond); }
+
+std::string cudaVersionString(int v) { return versionString(v); }
 
 }  // namespace dsn

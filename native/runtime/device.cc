@@ -1,5 +1,6 @@
 #include "device.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -116,9 +117,12 @@ class CpuAllocator : public CachingAllocator {
   ~CpuAllocator() override { emptyCache(); }
 
  protected:
-  void* rawAlloc(size_t bytes) override {
+  void* rawAlloc(size_t bytes, std::string* why) override {
     void* p = nullptr;
-    if (posix_memalign(&p, 64, bytes) != 0) return nullptr;
+    if (posix_memalign(&p, 64, bytes) != 0) {
+      *why = "";
+      return nullptr;
+    }
     return p;
   }
   void rawFree(void* p) override { std::free(p); }
@@ -141,6 +145,23 @@ CachingAllocator& CpuBackend::allocator() { return cpuAllocator(); }
 
 void CpuBackend::copyFromHost(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 
+void CpuBackend::fill(std::shared_ptr<Storage> keep, void* dst, int value, size_t bytes) {
+  worker_.push("zeros", [keep, dst, value, bytes] { std::memset(dst, value, bytes); });
+}
+
+namespace {
+std::atomic<int> g_failHostAllocations{0};
+}  // namespace
+
+void failHostAllocations(int n) { g_failHostAllocations.store(n < 0 ? 0 : n); }
+
+bool takeHostAllocationFailure() {
+  int n = g_failHostAllocations.load();
+  while (n > 0)
+    if (g_failHostAllocations.compare_exchange_weak(n, n - 1)) return true;
+  return false;
+}
+
 void CpuBackend::readToHost(std::shared_ptr<Storage> keep, const void* src, size_t bytes, ReadDone done) {
   worker_.push("read", [this, keep, src, bytes, done] {
     StreamError err;
@@ -148,7 +169,15 @@ void CpuBackend::readToHost(std::shared_ptr<Storage> keep, const void* src, size
       done({}, &err);
       return;
     }
-    std::vector<uint8_t> out(bytes);
+    std::vector<uint8_t> out;
+    try {  // done runs on every path: a read whose host buffer cannot be allocated rejects
+      if (takeHostAllocationFailure()) throw std::bad_alloc();
+      out.resize(bytes);
+    } catch (const std::bad_alloc&) {
+      StreamError e{ErrorKind::Range, cat("read: out of host memory: cannot allocate ", bytes, " bytes for the result")};
+      done({}, &e);
+      return;
+    }
     std::memcpy(out.data(), src, bytes);
     done(std::move(out), nullptr);
   });
@@ -185,8 +214,14 @@ uint64_t CpuBackend::totalMemoryBytes() const {
 int cudaDeviceCount() { return 0; }
 bool cudaCompiled() { return false; }
 Backend* cudaBackend(int) { return nullptr; }
+CudaStatus cudaStatus() {
+  CudaStatus s;
+  s.why = "this addon was built without CUDA";
+  return s;
+}
+std::vector<CudaDeviceInfo> cudaDevices() { return {}; }
 #else
-Backend* cudaBackend(int index);  // native/runtime/cuda_backend.cc
+Backend* cudaBackend(int index);  // native/runtime/cuda_backend.cc; throws for an unsupported device
 #endif
 
 DeviceId parseDevice(const std::string& s) {
@@ -207,8 +242,10 @@ Backend& backendFor(const DeviceId& id) {
   if (id.type == DeviceType::CPU) return CpuBackend::get();
   if (!cudaCompiled()) throwRange("device ", id.name(), " is not available: this addon was built without CUDA");
   int n = cudaDeviceCount();
-  if (id.index < 0 || id.index >= n)
-    throwRange("device ", id.name(), " is not available: ", n, " CUDA device(s) found");
+  if (id.index < 0 || id.index >= n) {
+    std::string why = n == 0 ? cudaStatus().why : "";
+    throwRange("device ", id.name(), " is not available: ", n, " CUDA device(s) found", why.empty() ? "" : " (" + why + ")");
+  }
   return *cudaBackend(id.index);
 }
 

@@ -2,8 +2,9 @@
 //
 // Each device has a Backend: a caching allocator and an ordered stream. The CPU stream is a worker
 // thread that runs queued ops in order, each op on the intra-op ThreadPool. The CUDA stream is a
-// cudaStream_t; its Backend also owns a host worker that waits on the stream for reads, so no wait
-// ever happens on the JavaScript thread.
+// cudaStream_t: copies, fills and reads are queued on it by the JavaScript thread, in stream order,
+// and its Backend owns a host worker that waits on events for reads, so no wait ever happens on the
+// JavaScript thread.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -91,10 +92,16 @@ class Backend {
   virtual CachingAllocator& allocator() = 0;
   /** Allocates `bytes` on this device. */
   std::shared_ptr<Storage> allocate(size_t bytes);
-  /** Copies host bytes into fresh device memory that no queued op uses yet. */
+  /** Copies host bytes into device memory that no queued op uses yet. `src` may be reused as soon
+   *  as this returns (CUDA: staged through pinned memory, then copied on the device's stream). */
   virtual void copyFromHost(void* dst, const void* src, size_t bytes) = 0;
-  /** Queues a copy of device bytes to the host after all queued work; `done` runs on a worker
-   *  thread with the bytes, or with the first error the stream recorded since the last sync. */
+  /** Queues, in stream order, setting `bytes` bytes at `dst` to `value` (zeros() without a host
+   *  buffer). `keep` holds the storage until it has run. */
+  virtual void fill(std::shared_ptr<Storage> keep, void* dst, int value, size_t bytes) = 0;
+  /** Queues, in stream order at the time of the call, a copy of device bytes to the host: the
+   *  read sees every op queued before it and none queued after. `done` runs exactly once, on a
+   *  worker thread, with the bytes or with the first error the stream recorded since the last
+   *  sync (a host allocation failure included). Throws only when nothing could be queued. */
   virtual void readToHost(std::shared_ptr<Storage> keep, const void* src, size_t bytes, ReadDone done) = 0;
   /** Runs `done` on a worker thread once all queued work has finished. */
   virtual void synchronize(std::function<void(const StreamError*)> done) = 0;
@@ -110,6 +117,7 @@ class CpuBackend : public Backend {
   DeviceId id() const override { return {DeviceType::CPU, 0}; }
   CachingAllocator& allocator() override;
   void copyFromHost(void* dst, const void* src, size_t bytes) override;
+  void fill(std::shared_ptr<Storage> keep, void* dst, int value, size_t bytes) override;
   void readToHost(std::shared_ptr<Storage> keep, const void* src, size_t bytes, ReadDone done) override;
   void synchronize(std::function<void(const StreamError*)> done) override;
   std::string description() const override;
@@ -133,5 +141,31 @@ DeviceId parseDevice(const std::string& s);
 int cudaDeviceCount();
 /** True when this addon was compiled with the CUDA backend. */
 bool cudaCompiled();
+
+/** The CUDA side of this process, for devices() and info. */
+struct CudaStatus {
+  bool compiled = false;
+  int driverVersion = 0;   // 13000 for CUDA 13.0; 0 without a driver
+  int runtimeVersion = 0;  // the CUDA runtime this build links
+  int deviceCount = 0;
+  std::string why;         // why there is no device ("" when there is one)
+  std::string archs;       // architectures this build has code for ("sm_90a")
+};
+CudaStatus cudaStatus();
+
+struct CudaDeviceInfo {
+  std::string name;         // "cuda:0"
+  std::string description;  // "NVIDIA H200", or why its properties could not be read
+  uint64_t memoryBytes = 0;
+  std::string capability;   // "9.0"
+  int multiprocessors = 0;
+  std::string unsupported;  // "" when this build can run on it; else why not
+};
+std::vector<CudaDeviceInfo> cudaDevices();
+
+/** Test hook: the next `n` host allocations of reads fail as if the host had no memory left. */
+void failHostAllocations(int n);
+/** True (and counts one down) when a read's host allocation must fail (failHostAllocations). */
+bool takeHostAllocationFailure();
 
 }  // namespace dsn

@@ -159,7 +159,7 @@ Napi::Value deferredOnWorker(Napi::Env env, const std::function<void(std::functi
   auto* st = new ReadState(env);
   Napi::Promise promise = st->deferred.Promise();
   st->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "deepseek-native", 0, 1);
-  start([st](std::vector<uint8_t>&& bytes, const StreamError* err) {
+  auto finish = [st](std::vector<uint8_t>&& bytes, const StreamError* err) {
     if (err) {
       st->failed = true;
       st->error = *err;
@@ -171,7 +171,16 @@ Napi::Value deferredOnWorker(Napi::Env env, const std::function<void(std::functi
       st->tsfn.Release();
       delete st;
     });
-  });
+  };
+  try {
+    start(finish);
+  } catch (const Error& e) {  // nothing was queued: settle now, so no promise is left pending
+    StreamError err{e.kind, e.what()};
+    finish({}, &err);
+  } catch (const std::bad_alloc&) {
+    StreamError err{ErrorKind::Range, "out of host memory"};
+    finish({}, &err);
+  }
   return promise;
 }
 
@@ -184,7 +193,18 @@ Napi::Value NativeTensor::Read(const Napi::CallbackInfo& info) {
       t->backend().readToHost(t->storage, t->data(), t->nbytes(),
                               [t, asF32, done](std::vector<uint8_t>&& bytes, const StreamError* err) {
                                 if (err) return done({}, err);
-                                if (asF32 && t->dtype != DType::f32) return done(toF32Bytes(t->dtype, bytes), nullptr);
+                                if (asF32 && t->dtype != DType::f32) {
+                                  std::vector<uint8_t> f32;
+                                  try {
+                                    if (takeHostAllocationFailure()) throw std::bad_alloc();
+                                    f32 = toF32Bytes(t->dtype, bytes);
+                                  } catch (const std::bad_alloc&) {
+                                    StreamError e{ErrorKind::Range, cat("read: out of host memory: cannot allocate ", bytes.size() / dtypeSize(t->dtype) * 4,
+                                                                        " bytes for the f32 result")};
+                                    return done({}, &e);
+                                  }
+                                  return done(std::move(f32), nullptr);
+                                }
                                 done(std::move(bytes), nullptr);
                               });
     });

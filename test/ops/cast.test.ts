@@ -22,7 +22,7 @@ async function onPath(path: (typeof CPU_PATHS)[number] | 'default', fn: () => Pr
   }
 }
 
-for (const { device, skip } of suiteDevices()) {
+for (const { device, skip } of suiteDevices('cast')) {
   describe.skipIf(skip)(`cast on ${device}${skip ? ` (skipped: ${skip})` : ''}`, () => {
     const r = rng();
     for (const from of FLOATS) {

@@ -29,7 +29,7 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
   return ua.length === ub.length && ua.every((v, i) => v === ub[i]);
 }
 
-for (const { device, skip } of suiteDevices()) {
+for (const { device, skip } of suiteDevices('rmsNorm')) {
   describe.skipIf(skip)(`rmsNorm on ${device}${skip ? ` (skipped: ${skip})` : ''}`, () => {
     const r = rng();
     const shapes: [number, number][] = [[1, 1], [1, 7], [3, 33], [5, 130], [2, 7168], [17, 513], [3, 64], [2, 79]];
