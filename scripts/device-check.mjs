@@ -99,6 +99,92 @@ const CASES = {
   },
 };
 
+/** A case whose outputs are read back as f32 arrays; `make(device)` returns the tensors to read. */
+function caseOf(name, atol, rtol, make) {
+  return {
+    name, atol, rtol,
+    async run(device) {
+      const keep = [];
+      const t = (data, opts = {}) => {
+        const x = tensor(data, { ...opts, device });
+        keep.push(x);
+        return x;
+      };
+      const outs = make(t);
+      const got = [];
+      for (const o of outs) got.push(await o.toFloat32Array());
+      for (const x of [...keep, ...outs]) x.dispose();
+      return got;
+    },
+  };
+}
+/** Random finite E4M3 codes. */
+const codes = (n) => Uint8Array.from({ length: n }, () => {
+  const c = Math.floor(random() * 256);
+  return (c & 0x7f) === 0x7f ? c - 1 : c;
+});
+const ints = (n, hi) => Int32Array.from({ length: n }, () => Math.floor(random() * hi));
+
+Object.assign(CASES, {
+  // Exact ops: routing, dispatch, gather, swiglu (the CPU's exp), combine, embedding, actQuant.
+  moeRoute: () => (small ? [[4, 256]] : [[1, 16], [37, 64], [512, 256]]).map(([T, E]) => {
+    const logits = floats(T * E, 2), bias = floats(E, 0.1);
+    return caseOf(`moeRoute T ${T} E ${E}`, 0, 0, (t) => {
+      const r = ops.moeRoute(t(logits, { shape: [T, E] }), t(bias), { topk: 8 <= E / 2 ? 8 : 2, nGroups: 8, topkGroups: 4, scoreFunc: 'sigmoid', routeScale: 2.5, normalize: true });
+      return [r.ids, r.weights];
+    });
+  }),
+  moeDispatch: () => (small ? [[16, 8, 64]] : [[1, 1, 1], [300, 8, 256], [4096, 8, 256]]).map(([T, k, E]) => {
+    const ids = ints(T * k, E);
+    return caseOf(`moeDispatch T ${T} k ${k} E ${E}`, 0, 0, (t) => Object.values(ops.moeDispatch(t(ids, { shape: [T, k] }), E)));
+  }),
+  gatherRows: () => (small ? [[16, 100]] : [[1, 1], [300, 7168], [2048, 129]]).map(([R, D]) => {
+    const x = floats(R * D), idx = ints(R, R);
+    return caseOf(`gatherRows [${R}, ${D}] bf16`, 0, 0, (t) => [ops.gatherRows(t(x, { shape: [R, D], dtype: 'bf16' }), t(idx))]);
+  }),
+  swiglu: () => (small ? [[4, 256]] : [[1, 1], [64, 2048], [300, 4096]]).map(([R, I]) => {
+    const x = floats(R * 2 * I, 4);
+    return caseOf(`swiglu [${R}, ${2 * I}] bf16`, 0, 0, (t) => [ops.swiglu(t(x, { shape: [R, 2 * I], dtype: 'bf16' }))]);
+  }),
+  moeCombine: () => (small ? [[4, 8, 64]] : [[1, 1, 1], [64, 8, 7168], [512, 8, 2048]]).map(([T, k, D]) => {
+    const eo = floats(T * k * D), ros = Int32Array.from({ length: T * k }, (_, i) => i), w = floats(T * k), ids = ints(T * k, 256), sh = floats(T * D);
+    return caseOf(`moeCombine T ${T} k ${k} D ${D} bf16`, 0, 0, (t) =>
+      [ops.moeCombine(t(eo, { shape: [T * k, D], dtype: 'bf16' }), t(ros), t(w, { shape: [T, k] }), t(ids, { shape: [T, k] }), t(sh, { shape: [T, D], dtype: 'bf16' }), 'bf16')]);
+  }),
+  embedding: () => (small ? [[100, 64, 8]] : [[1, 1, 1], [8192, 7168, 64]]).map(([V, D, T]) => {
+    const table = floats(V * D), ids = ints(T, V);
+    return caseOf(`embedding [${V}, ${D}] x ${T}`, 0, 0, (t) => [ops.embedding(t(table, { shape: [V, D], dtype: 'bf16' }), t(ids))]);
+  }),
+  actQuant: () => (small ? [[4, 512]] : [[1, 128], [64, 7168], [4096, 2048]]).map(([M, K]) => {
+    const x = floats(M * K, 3);
+    return caseOf(`actQuant [${M}, ${K}] bf16 ue8m0`, 0, 0, (t) => Object.values(ops.actQuant(t(x, { shape: [M, K], dtype: 'bf16' }), { scaleFmt: 'ue8m0' })));
+  }),
+  fp8Dequant: () => (small ? [[128, 256]] : [[1, 1], [2112, 7168]]).map(([N, K]) => {
+    const w = codes(N * K), s = floats(Math.ceil(N / 128) * Math.ceil(K / 128)).map((v) => Math.abs(v) + 0.01);
+    return caseOf(`fp8Dequant [${N}, ${K}] -> bf16`, 0, 0, (t) => [ops.fp8Dequant(t(w, { shape: [N, K], dtype: 'f8e4m3' }), t(s, { shape: [Math.ceil(N / 128), Math.ceil(K / 128)] }), 'bf16')]);
+  }),
+  // Summation order differs (tensor cores / fmaf chains): f32 error on the products' scale, one bf16 ulp.
+  fp8Gemm: () => (small ? [[8, 256, 512]] : [[1, 2112, 7168], [64, 7168, 2048], [1000, 4096, 7168]]).map(([M, N, K]) => {
+    const a = codes(M * K), sa = floats(M * K / 128).map(() => 2 ** -8), w = codes(N * K), sw = floats(Math.ceil(N / 128) * K / 128).map(() => 2 ** -8);
+    return caseOf(`fp8Gemm [${M}, ${K}] x [${N}, ${K}]ᵀ -> bf16`, 2 ** -10 * Math.sqrt(K), 2 ** -7, (t) =>
+      [ops.fp8Gemm(t(a, { shape: [M, K], dtype: 'f8e4m3' }), t(sa, { shape: [M, K / 128] }), t(w, { shape: [N, K], dtype: 'f8e4m3' }), t(sw, { shape: [Math.ceil(N / 128), K / 128] }), 'bf16', { exactBlockSums: true })]);
+  }),
+  groupedFp8Gemm: () => (small ? [[4, 16, 128, 256]] : [[8, 64, 4096, 7168], [32, 2048, 2048, 2048]]).map(([E, R, N, K]) => {
+    const offs = Int32Array.from({ length: E + 1 }, (_, e) => Math.round((e / E) ** 2 * R));  // uneven, some empty
+    const a = codes(R * K), sa = new Float32Array(R * K / 128).fill(2 ** -8), w = codes(E * N * K), sw = new Float32Array(E * Math.ceil(N / 128) * K / 128).fill(2 ** -8);
+    return caseOf(`groupedFp8Gemm E ${E} R ${R} N ${N} K ${K}`, 2 ** -10 * Math.sqrt(K), 2 ** -7, (t) =>
+      [ops.groupedFp8Gemm(t(a, { shape: [R, K], dtype: 'f8e4m3' }), t(sa, { shape: [R, K / 128] }), t(w, { shape: [E, N, K], dtype: 'f8e4m3' }), t(sw, { shape: [E, Math.ceil(N / 128), K / 128] }), t(offs), 'bf16', { exactBlockSums: true })]);
+  }),
+  gemm: () => (small ? [[4, 100, 256]] : [[1, 8192, 7168], [64, 256, 7168]]).map(([M, N, K]) => {
+    const x = floats(M * K), w = floats(N * K, 0.02);
+    return caseOf(`gemm [${M}, ${K}] x [${N}, ${K}]ᵀ bf16 -> f32`, 1e-5 * Math.sqrt(K), 1e-5, (t) => [ops.gemm(t(x, { shape: [M, K], dtype: 'bf16' }), t(w, { shape: [N, K], dtype: 'bf16' }), 'f32')]);
+  }),
+  bmmHeads: () => (small ? [[2, 4, 64, 32]] : [[1, 128, 128, 512], [64, 128, 512, 128]]).map(([T, H, A, B]) => {
+    const x = floats(T * H * A), w = floats(H * A * B, 0.05);
+    return caseOf(`bmmHeads [${T}, ${H}, ${A}] x [${H}, ${A}, ${B}] bf16`, 1e-3, 2 ** -7, (t) => [ops.bmmHeads(t(x, { shape: [T, H, A], dtype: 'bf16' }), t(w, { shape: [H, A, B], dtype: 'bf16' }), 'bf16')]);
+  }),
+});
+
 /** Runtime checks (section 1 of issue 7) on the device. */
 const RUNTIME = [
   ['a read sees the ops queued before it and none after', async () => {

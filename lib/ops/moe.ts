@@ -2,7 +2,7 @@
  * The DeepSeekMoE layer's kernels, in the order a layer calls them:
  * `moeRoute` (DeepSeek's Gate) → `moeDispatch` (slots sorted by expert) → `gatherRows` (token rows
  * in expert order) → the grouped expert GEMMs with `swiglu` between them → `moeCombine` (weighted
- * sum back per token, plus the shared expert). CPU only so far.
+ * sum back per token, plus the shared expert). CPU and CUDA kernels, bit for bit the same results.
  */
 import { invalidArgument } from '../runtime/errors.js';
 import { type DType, handleOf, type Tensor, wrap } from '../runtime/tensor.js';

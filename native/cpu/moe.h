@@ -3,68 +3,28 @@
 #pragma once
 #include <cstdint>
 
-#include "../runtime/dtype.h"
+#include "../params/moe.h"
 #include "../runtime/threadpool.h"
 
 namespace dsn::cpu {
 
-struct MoeRouteParams {
-  const float* logits = nullptr;  // [tokens, experts] f32
-  const float* bias = nullptr;    // optional [experts] f32: added to the scores for choosing only
-  int64_t tokens = 0, experts = 0;
-  int topk = 1;                   // experts chosen per token, <= topkGroups · experts/nGroups
-  int nGroups = 1;                // divides experts
-  int topkGroups = 1;             // groups kept per token, <= nGroups
-  bool softmax = false;           // scores = softmax(logits) instead of sigmoid(logits)
-  float routeScale = 1.0f;        // weights are multiplied by it last
-  bool normalize = false;         // weights /= their sum first
-  int32_t* ids = nullptr;         // [tokens, topk] i32 out, descending biased score (ties: lower id)
-  float* weights = nullptr;       // [tokens, topk] f32 out: unbiased scores of ids, normalised, scaled
-};
+// The params (native/params/moe.h) are the ones cuda/moe.cu takes.
+using dsn::GatherRowsParams;
+using dsn::MoeCombineParams;
+using dsn::MoeDispatchParams;
+using dsn::MoeRouteParams;
+using dsn::SwigluParams;
+
 void moeRoute(const MoeRouteParams& p, ThreadPool& pool);
 
-struct MoeDispatchParams {
-  const int32_t* ids = nullptr;   // [tokens, k] i32, each in [0, experts) (checked here)
-  int64_t tokens = 0, k = 0, experts = 0;
-  int32_t* tokenOfRow = nullptr;  // [tokens·k] out: the token of each row
-  int32_t* rowOfSlot = nullptr;   // [tokens·k] out: the row of slot t·k + j
-  int32_t* offsets = nullptr;     // [experts + 1] out: rows of expert e are offsets[e] … offsets[e+1]−1
-};
 /** Stable counting sort of the slots by expert (then slot index). */
 void moeDispatch(const MoeDispatchParams& p, ThreadPool& pool);
 
-struct GatherRowsParams {
-  const void* x = nullptr;        // [rows, rowBytes] raw bytes
-  int64_t rows = 0, rowBytes = 0;
-  const int32_t* index = nullptr; // [count] i32, each in [0, rows) (checked here)
-  int64_t count = 0;
-  void* out = nullptr;            // [count, rowBytes]
-};
 void gatherRows(const GatherRowsParams& p, ThreadPool& pool);
 
-struct SwigluParams {
-  const void* gateUp = nullptr;   // [rows, 2·inter], dtype inType (f32, bf16): gate then up
-  DType inType = DType::bf16;
-  int64_t rows = 0, inter = 0;
-  void* out = nullptr;            // [rows, inter], dtype outType (f32, bf16)
-  DType outType = DType::bf16;
-};
 /** out = silu(gate) · up = gate / (1 + e^−gate) · up in f32, rounded once. */
 void swiglu(const SwigluParams& p, ThreadPool& pool);
 
-struct MoeCombineParams {
-  const void* expertOut = nullptr;  // [expertRows, dim], dtype eType (f32, bf16)
-  DType eType = DType::bf16;
-  int64_t expertRows = 0, dim = 0;
-  const int32_t* rowOfSlot = nullptr;  // [tokens·k] i32, each in [0, expertRows) (checked here)
-  const float* weights = nullptr;   // [tokens, k] f32
-  const int32_t* ids = nullptr;     // [tokens, k] i32: only orders the sum
-  const void* shared = nullptr;     // optional [tokens, dim], dtype sType (f32, bf16)
-  DType sType = DType::bf16;
-  int64_t tokens = 0, k = 0;
-  void* out = nullptr;              // [tokens, dim], dtype outType (f32, bf16)
-  DType outType = DType::bf16;
-};
 /** out[t] = (Σ_j w[t,j] · expertOut[rowOfSlot[t·k+j]] in ascending expert id) + shared[t], in f32
  *  with each product rounded before its add (as the reference's `y[idx] += expert(x) * w`). */
 void moeCombine(const MoeCombineParams& p, ThreadPool& pool);

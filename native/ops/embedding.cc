@@ -1,10 +1,16 @@
-// embedding: token ids to rows of the embedding table (CPU only so far).
+// embedding: token ids to rows of the embedding table (CPU: native/cpu/embedding.cc, CUDA: cuda/moe.cu).
 #include "../cpu/embedding.h"
 
 #include "args.h"
 #include "dispatch.h"
+#ifdef DSN_WITH_CUDA
+#include "../../cuda/moe.cuh"
+#endif
 
 namespace dsn {
+
+static const Kernels<EmbeddingParams> kEmbedding{"embedding", cpu::embedding, DSN_CUDA_KERNEL(cuda::embeddingLaunch)};
+DSN_KERNELS(kEmbedding);
 
 /** embedding(table [V, D], ids [T] i32, outDtype?) -> [T, D] of outDtype ?? table's dtype */
 static Napi::Value Embedding(const Napi::CallbackInfo& info) {
@@ -17,17 +23,17 @@ static Napi::Value Embedding(const Napi::CallbackInfo& info) {
     a.expectDtype(*ids, "ids", {DType::i32});
     a.expectRank(*ids, "ids", 1);
     a.expectSameDevice(*table, "table", *ids, "ids");
-    a.requireCpu(*table, "table");
+    expectKernelFor(kEmbedding, table->device, "table");
     DType outType = a.has(2) ? a.dtype(2, "outDtype") : table->dtype;
     if (outType != DType::f32 && outType != DType::bf16)
       throwType("embedding: outDtype must be f32 or bf16 but received ", dtypeName(outType));
     TensorRef out = newTensor(outType, {ids->shape[0], table->shape[1]}, table->device);
-    cpu::EmbeddingParams p;
+    EmbeddingParams p;
     p.table = table->data(); p.tableType = table->dtype;
     p.vocab = table->shape[0]; p.dim = table->shape[1];
     p.ids = ids->ptr<int32_t>(); p.count = ids->shape[0];
     p.out = out->data(); p.outType = outType;
-    enqueueCpu("embedding", {table, ids, out}, [p](ThreadPool& pool) { cpu::embedding(p, pool); });
+    launch(kEmbedding, table->device, p, {table, ids, out});
     return NativeTensor::Wrap(info.Env(), out);
   });
 }

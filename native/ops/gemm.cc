@@ -4,8 +4,21 @@
 
 #include "args.h"
 #include "dispatch.h"
+#ifdef DSN_WITH_CUDA
+#include "../../cuda/gemm.cuh"
+#include "../../cuda/sm90_fp8_gemm.cuh"
+#endif
 
 namespace dsn {
+
+static const Kernels<Fp8GemmParams> kFp8Gemm{"fp8Gemm", cpu::fp8Gemm, DSN_CUDA_KERNEL(cuda::fp8GemmLaunch)};
+DSN_KERNELS(kFp8Gemm);
+static const Kernels<GroupedFp8GemmParams> kGroupedFp8Gemm{"groupedFp8Gemm", cpu::groupedFp8Gemm, DSN_CUDA_KERNEL(cuda::groupedFp8GemmLaunch)};
+DSN_KERNELS(kGroupedFp8Gemm);
+static const Kernels<GemmParams> kGemm{"gemm", cpu::gemm, DSN_CUDA_KERNEL(cuda::gemmLaunch)};
+DSN_KERNELS(kGemm);
+static const Kernels<BmmHeadsParams> kBmmHeads{"bmmHeads", cpu::bmmHeads, DSN_CUDA_KERNEL(cuda::bmmHeadsLaunch)};
+DSN_KERNELS(kBmmHeads);
 
 namespace {
 
@@ -66,13 +79,13 @@ static Napi::Value Fp8Gemm(const Napi::CallbackInfo& info) {
     expectShapeVec(a, *ws, "wScales", {(N + 127) / 128, K / 128});
     a.expectSameDevice(*x, "a", *w, "w");
     a.expectSameDevice(*x, "a", *ws, "wScales");
-    a.requireCpu(*x, "a");
+    expectKernelFor(kFp8Gemm, x->device, "a");
     TensorRef y = newTensor(out, withLast(*x, N), x->device);
-    cpu::Fp8GemmParams p;
+    Fp8GemmParams p;
     p.a = x->ptr<uint8_t>(); p.aScales = xs->ptr<float>(); p.w = w->ptr<uint8_t>(); p.wScales = ws->ptr<float>();
     p.y = y->data(); p.yType = out; p.M = x->numel() / K; p.N = N; p.K = K;
     p.exactBlockSums = a.has(5) && a.boolean(5, "exactBlockSums");
-    enqueueCpu("fp8Gemm", {x, xs, w, ws, y}, [p](ThreadPool& pool) { cpu::fp8Gemm(p, pool); });
+    launch(kFp8Gemm, x->device, p, {x, xs, w, ws, y});
     return NativeTensor::Wrap(info.Env(), y);
   });
 }
@@ -102,13 +115,13 @@ static Napi::Value GroupedFp8Gemm(const Napi::CallbackInfo& info) {
     a.expectSameDevice(*x, "a", *w, "w");
     a.expectSameDevice(*x, "a", *ws, "wScales");
     a.expectSameDevice(*x, "a", *off, "offsets");
-    a.requireCpu(*x, "a");
+    expectKernelFor(kGroupedFp8Gemm, x->device, "a");
     TensorRef y = newTensor(out, {R, N}, x->device);
-    cpu::GroupedFp8GemmParams p;
+    GroupedFp8GemmParams p;
     p.a = x->ptr<uint8_t>(); p.aScales = xs->ptr<float>(); p.w = w->ptr<uint8_t>(); p.wScales = ws->ptr<float>();
     p.offsets = off->ptr<int32_t>(); p.y = y->data(); p.yType = out; p.R = R; p.E = E; p.N = N; p.K = K;
     p.exactBlockSums = a.has(6) && a.boolean(6, "exactBlockSums");
-    enqueueCpu("groupedFp8Gemm", {x, xs, w, ws, off, y}, [p](ThreadPool& pool) { cpu::groupedFp8Gemm(p, pool); });
+    launch(kGroupedFp8Gemm, x->device, p, {x, xs, w, ws, off, y});
     return NativeTensor::Wrap(info.Env(), y);
   });
 }
@@ -128,16 +141,16 @@ static Napi::Value Gemm(const Napi::CallbackInfo& info) {
     a.expectDim(*w, "w", 1, K);
     int64_t N = w->dim(0);
     a.expectSameDevice(*x, "x", *w, "w");
-    a.requireCpu(*x, "x");
+    expectKernelFor(kGemm, x->device);
     TensorRef y = newTensor(out, withLast(*x, N), x->device);
-    cpu::GemmParams p;
+    GemmParams p;
     p.x = x->data(); p.xType = x->dtype; p.w = w->data(); p.wType = w->dtype; p.y = y->data(); p.yType = out;
     p.M = K > 0 ? x->numel() / K : 0; p.N = N; p.K = K;
     if (K == 0) {
       p.M = 1;
       for (int i = 0; i + 1 < x->rank(); ++i) p.M *= x->shape[i];
     }
-    enqueueCpu("gemm", {x, w, y}, [p](ThreadPool& pool) { cpu::gemm(p, pool); });
+    launch(kGemm, x->device, p, {x, w, y});
     return NativeTensor::Wrap(info.Env(), y);
   });
 }
@@ -158,12 +171,12 @@ static Napi::Value BmmHeads(const Napi::CallbackInfo& info) {
     a.expectDim(*w, "w", 1, A);
     int64_t B = w->dim(2);
     a.expectSameDevice(*x, "x", *w, "w");
-    a.requireCpu(*x, "x");
+    expectKernelFor(kBmmHeads, x->device);
     TensorRef y = newTensor(out, {T, H, B}, x->device);
-    cpu::BmmHeadsParams p;
+    BmmHeadsParams p;
     p.x = x->data(); p.xType = x->dtype; p.w = w->data(); p.wType = w->dtype; p.y = y->data(); p.yType = out;
     p.T = T; p.H = H; p.A = A; p.B = B;
-    enqueueCpu("bmmHeads", {x, w, y}, [p](ThreadPool& pool) { cpu::bmmHeads(p, pool); });
+    launch(kBmmHeads, x->device, p, {x, w, y});
     return NativeTensor::Wrap(info.Env(), y);
   });
 }

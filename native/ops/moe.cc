@@ -1,13 +1,27 @@
 // MoE ops: moeRoute (DeepSeek's Gate), moeDispatch + gatherRows (expert-contiguous rows), swiglu,
-// moeCombine. CPU only so far.
+// moeCombine. CPU (native/cpu/moe.cc) and CUDA (cuda/moe.cu) kernels of the same params.
 #include "../cpu/moe.h"
 
 #include <limits>
 
 #include "args.h"
 #include "dispatch.h"
+#ifdef DSN_WITH_CUDA
+#include "../../cuda/moe.cuh"
+#endif
 
 namespace dsn {
+
+static const Kernels<MoeRouteParams> kMoeRoute{"moeRoute", cpu::moeRoute, DSN_CUDA_KERNEL(cuda::moeRouteLaunch)};
+DSN_KERNELS(kMoeRoute);
+static const Kernels<MoeDispatchParams> kMoeDispatch{"moeDispatch", cpu::moeDispatch, DSN_CUDA_KERNEL(cuda::moeDispatchLaunch)};
+DSN_KERNELS(kMoeDispatch);
+static const Kernels<GatherRowsParams> kGatherRows{"gatherRows", cpu::gatherRows, DSN_CUDA_KERNEL(cuda::gatherRowsLaunch)};
+DSN_KERNELS(kGatherRows);
+static const Kernels<SwigluParams> kSwiglu{"swiglu", cpu::swiglu, DSN_CUDA_KERNEL(cuda::swigluLaunch)};
+DSN_KERNELS(kSwiglu);
+static const Kernels<MoeCombineParams> kMoeCombine{"moeCombine", cpu::moeCombine, DSN_CUDA_KERNEL(cuda::moeCombineLaunch)};
+DSN_KERNELS(kMoeCombine);
 
 constexpr int64_t kMaxI32 = std::numeric_limits<int32_t>::max();
 
@@ -28,7 +42,7 @@ static Napi::Value MoeRoute(const Napi::CallbackInfo& info) {
       a.expectShape(*bias, "bias", {E});
       a.expectSameDevice(*logits, "logits", *bias, "bias");
     }
-    a.requireCpu(*logits, "logits");
+    expectKernelFor(kMoeRoute, logits->device, "logits");
     const int64_t topk = a.integer(2, "topk", 1, E);
     const int64_t nGroups = a.integer(3, "nGroups", 1, E);
     if (E % nGroups != 0) throwRange("moeRoute: nGroups (", nGroups, ") must divide the ", E, " experts");
@@ -46,14 +60,14 @@ static Napi::Value MoeRoute(const Napi::CallbackInfo& info) {
 
     TensorRef ids = newTensor(DType::i32, {T, topk}, logits->device);
     TensorRef weights = newTensor(DType::f32, {T, topk}, logits->device);
-    cpu::MoeRouteParams p;
+    MoeRouteParams p;
     p.logits = logits->ptr<float>();
     p.bias = bias ? bias->ptr<float>() : nullptr;
     p.tokens = T; p.experts = E;
     p.topk = int(topk); p.nGroups = int(nGroups); p.topkGroups = int(topkGroups);
     p.softmax = scoreFunc == "softmax"; p.routeScale = float(routeScale); p.normalize = normalize;
     p.ids = ids->ptr<int32_t>(); p.weights = weights->ptr<float>();
-    enqueueCpu("moeRoute", {logits, bias, ids, weights}, [p](ThreadPool& pool) { cpu::moeRoute(p, pool); });
+    launch(kMoeRoute, logits->device, p, {logits, bias, ids, weights});
     return wrapAll(info.Env(), {ids, weights});
   });
 }
@@ -65,17 +79,17 @@ static Napi::Value MoeDispatch(const Napi::CallbackInfo& info) {
     TensorRef ids = a.tensor(0, "ids");
     a.expectDtype(*ids, "ids", {DType::i32});
     a.expectRank(*ids, "ids", 2);
-    a.requireCpu(*ids, "ids");
+    expectKernelFor(kMoeDispatch, ids->device, "ids");
     const int64_t E = a.integer(1, "numExperts", 1, kMaxI32 - 1);
     const int64_t T = ids->shape[0], k = ids->shape[1];
     if (T * k > kMaxI32) throwRange("moeDispatch: ids must have at most ", kMaxI32, " elements but received shape ", ids->shapeString());
     TensorRef tokenOfRow = newTensor(DType::i32, {T * k}, ids->device);
     TensorRef rowOfSlot = newTensor(DType::i32, {T * k}, ids->device);
     TensorRef offsets = newTensor(DType::i32, {E + 1}, ids->device);
-    cpu::MoeDispatchParams p;
+    MoeDispatchParams p;
     p.ids = ids->ptr<int32_t>(); p.tokens = T; p.k = k; p.experts = E;
     p.tokenOfRow = tokenOfRow->ptr<int32_t>(); p.rowOfSlot = rowOfSlot->ptr<int32_t>(); p.offsets = offsets->ptr<int32_t>();
-    enqueueCpu("moeDispatch", {ids, tokenOfRow, rowOfSlot, offsets}, [p](ThreadPool& pool) { cpu::moeDispatch(p, pool); });
+    launch(kMoeDispatch, ids->device, p, {ids, tokenOfRow, rowOfSlot, offsets});
     return wrapAll(info.Env(), {tokenOfRow, rowOfSlot, offsets});
   });
 }
@@ -90,13 +104,13 @@ static Napi::Value GatherRows(const Napi::CallbackInfo& info) {
     a.expectDtype(*index, "index", {DType::i32});
     a.expectRank(*index, "index", 1);
     a.expectSameDevice(*x, "x", *index, "index");
-    a.requireCpu(*x, "x");
+    expectKernelFor(kGatherRows, x->device, "x");
     TensorRef out = newTensor(x->dtype, {index->shape[0], x->shape[1]}, x->device);
-    cpu::GatherRowsParams p;
+    GatherRowsParams p;
     p.x = x->data(); p.rows = x->shape[0]; p.rowBytes = x->shape[1] * int64_t(dtypeSize(x->dtype));
     p.index = index->ptr<int32_t>(); p.count = index->shape[0];
     p.out = out->data();
-    enqueueCpu("gatherRows", {x, index, out}, [p](ThreadPool& pool) { cpu::gatherRows(p, pool); });
+    launch(kGatherRows, x->device, p, {x, index, out});
     return NativeTensor::Wrap(info.Env(), out);
   });
 }
@@ -110,14 +124,14 @@ static Napi::Value Swiglu(const Napi::CallbackInfo& info) {
     a.expectRank(*x, "gateUp", 2);
     if (x->shape[1] % 2 != 0)
       throwRange("swiglu: the last dimension of gateUp (gate and up halves) must be even but received shape ", x->shapeString());
-    a.requireCpu(*x, "gateUp");
+    expectKernelFor(kSwiglu, x->device, "gateUp");
     DType outType = a.has(1) ? a.dtype(1, "outDtype") : x->dtype;
     if (outType != DType::f32 && outType != DType::bf16) throwType("swiglu: outDtype must be f32 or bf16 but received ", dtypeName(outType));
     TensorRef out = newTensor(outType, {x->shape[0], x->shape[1] / 2}, x->device);
-    cpu::SwigluParams p;
+    SwigluParams p;
     p.gateUp = x->data(); p.inType = x->dtype; p.rows = x->shape[0]; p.inter = x->shape[1] / 2;
     p.out = out->data(); p.outType = outType;
-    enqueueCpu("swiglu", {x, out}, [p](ThreadPool& pool) { cpu::swiglu(p, pool); });
+    launch(kSwiglu, x->device, p, {x, out});
     return NativeTensor::Wrap(info.Env(), out);
   });
 }
@@ -148,17 +162,17 @@ static Napi::Value MoeCombine(const Napi::CallbackInfo& info) {
     a.expectSameDevice(*eo, "expertOut", *w, "weights");
     a.expectSameDevice(*eo, "expertOut", *ids, "ids");
     if (shared) a.expectSameDevice(*eo, "expertOut", *shared, "shared");
-    a.requireCpu(*eo, "expertOut");
+    expectKernelFor(kMoeCombine, eo->device, "expertOut");
     DType outType = a.dtype(5, "outDtype");
     if (outType != DType::f32 && outType != DType::bf16) throwType("moeCombine: outDtype must be f32 or bf16 but received ", dtypeName(outType));
     TensorRef out = newTensor(outType, {T, D}, eo->device);
-    cpu::MoeCombineParams p;
+    MoeCombineParams p;
     p.expertOut = eo->data(); p.eType = eo->dtype; p.expertRows = eo->shape[0]; p.dim = D;
     p.rowOfSlot = ros->ptr<int32_t>(); p.weights = w->ptr<float>(); p.ids = ids->ptr<int32_t>();
     p.shared = shared ? shared->data() : nullptr; p.sType = shared ? shared->dtype : eo->dtype;
     p.tokens = T; p.k = k;
     p.out = out->data(); p.outType = outType;
-    enqueueCpu("moeCombine", {eo, ros, w, ids, shared, out}, [p](ThreadPool& pool) { cpu::moeCombine(p, pool); });
+    launch(kMoeCombine, eo->device, p, {eo, ros, w, ids, shared, out});
     return NativeTensor::Wrap(info.Env(), out);
   });
 }

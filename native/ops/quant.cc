@@ -4,8 +4,16 @@
 
 #include "args.h"
 #include "dispatch.h"
+#ifdef DSN_WITH_CUDA
+#include "../../cuda/quant.cuh"
+#endif
 
 namespace dsn {
+
+static const Kernels<ActQuantParams> kActQuant{"actQuant", cpu::actQuant, DSN_CUDA_KERNEL(cuda::actQuantLaunch)};
+DSN_KERNELS(kActQuant);
+static const Kernels<Fp8DequantParams> kFp8Dequant{"fp8Dequant", cpu::fp8Dequant, DSN_CUDA_KERNEL(cuda::fp8DequantLaunch)};
+DSN_KERNELS(kFp8Dequant);
 
 /** actQuant(x [.., K], blockSize, ue8m0) -> [codes [.., K] f8e4m3, scales [.., K/blockSize] f32] */
 static Napi::Value ActQuant(const Napi::CallbackInfo& info) {
@@ -15,20 +23,20 @@ static Napi::Value ActQuant(const Napi::CallbackInfo& info) {
     int64_t blockSize = a.integer(1, "blockSize", 1, int64_t(1) << 30);
     bool ue8m0 = a.boolean(2, "ue8m0");
     a.expectDtype(*x, "x", {DType::f32, DType::bf16});
-    a.requireCpu(*x, "x");
     if (x->rank() < 1) throwRange("actQuant: x must have at least 1 dimension but received shape ", x->shapeString());
     int64_t K = x->dim(-1);
     if (K < 1 || K % blockSize != 0)
       throwRange("actQuant: the last dimension of x must be a positive multiple of blockSize ", blockSize, " but received shape ", x->shapeString());
+    expectKernelFor(kActQuant, x->device);
     std::vector<int64_t> sshape = x->shape;
     sshape.back() = K / blockSize;
     TensorRef codes = newTensor(DType::f8e4m3, x->shape, x->device);
     TensorRef scales = newTensor(DType::f32, sshape, x->device);
-    cpu::ActQuantParams p;
+    ActQuantParams p;
     p.x = x->data(); p.xType = x->dtype;
     p.codes = codes->ptr<uint8_t>(); p.scales = scales->ptr<float>();
     p.rows = x->numel() / K; p.K = K; p.blockSize = blockSize; p.ue8m0 = ue8m0;
-    enqueueCpu("actQuant", {x, codes, scales}, [p](ThreadPool& pool) { cpu::actQuant(p, pool); });
+    launch(kActQuant, x->device, p, {x, codes, scales});
     return wrapAll(info.Env(), {codes, scales});
   });
 }
@@ -47,11 +55,11 @@ static Napi::Value Fp8Dequant(const Napi::CallbackInfo& info) {
     int64_t N = w->dim(0), K = w->dim(1);
     a.expectShape(*s, "wScales", {(N + 127) / 128, (K + 127) / 128});
     a.expectSameDevice(*w, "w", *s, "wScales");
-    a.requireCpu(*w, "w");
+    expectKernelFor(kFp8Dequant, w->device, "w");
     TensorRef y = newTensor(out, {N, K}, w->device);
-    cpu::Fp8DequantParams p;
+    Fp8DequantParams p;
     p.w = w->ptr<uint8_t>(); p.scales = s->ptr<float>(); p.out = y->data(); p.outType = out; p.N = N; p.K = K;
-    enqueueCpu("fp8Dequant", {w, s, y}, [p](ThreadPool& pool) { cpu::fp8Dequant(p, pool); });
+    launch(kFp8Dequant, w->device, p, {w, s, y});
     return NativeTensor::Wrap(info.Env(), y);
   });
 }

@@ -1,0 +1,34 @@
+// Device f32 math bit-identical to the CPU kernels' (native/cpu/convert.h, namespace sc): the same
+// exp polynomial with the same fused multiply-adds and roundings, so sigmoid/silu/softmax give the
+// same bits on cuda as on every CPU path. Every product that feeds a sum is either an explicit fmaf
+// or an __fmul_rn (nvcc would otherwise fuse a*b + c).
+#pragma once
+#include <cstdint>
+
+namespace dsn::cuda {
+
+/** e^x as sc::exp: clamp, n = round(x·log2 e), two-part ln 2, degree-7 polynomial, 2^n in two steps. */
+__device__ __forceinline__ float expRef(float x) {
+  constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+  constexpr float kRound = 12582912.0f, kExpHi = 88.8f, kExpLo = -105.0f;
+  if (x != x) return __fadd_rn(x, x);
+  x = kExpHi < x ? kExpHi : x;
+  x = kExpLo > x ? kExpLo : x;
+  const float t = fmaf(x, kLog2e, kRound);
+  const float n = __fadd_rn(t, -kRound);
+  float r = fmaf(n, -kLn2Hi, x);
+  r = fmaf(n, -kLn2Lo, r);
+  const float c[8] = {1.0f, 1.0f, 0.5f, 1.66666667e-1f, 4.16666667e-2f, 8.33333333e-3f, 1.38888889e-3f, 1.98412698e-4f};
+  float p = c[7];
+  for (int k = 6; k >= 0; --k) p = fmaf(p, r, c[k]);
+  const int32_t e = int32_t(__float_as_uint(t) - __float_as_uint(kRound));
+  const int32_t e1 = e >> 1, e2 = e - e1;
+  return __fmul_rn(__fmul_rn(p, __uint_as_float(uint32_t(e1 + 127) << 23)), __uint_as_float(uint32_t(e2 + 127) << 23));
+}
+
+/** 1 / (1 + e^−x), as sc::sigmoid. */
+__device__ __forceinline__ float sigmoidRef(float x) { return 1.0f / __fadd_rn(1.0f, expRef(-x)); }
+/** x / (1 + e^−x), as sc::silu. */
+__device__ __forceinline__ float siluRef(float x) { return x / __fadd_rn(1.0f, expRef(-x)); }
+
+}  // namespace dsn::cuda

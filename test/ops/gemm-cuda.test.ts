@@ -1,0 +1,166 @@
+/**
+ * The GEMM family on a CUDA device (the emulated cuda:0 in CI) against the CPU ops, which their own
+ * suites check against float64. The tensor core (and the CUDA cores' fmaf chain) sum in their own
+ * order, so the results are not bit-identical: each element is bounded by f32 summation error on the
+ * magnitudes of its products, plus one rounding of the output.
+ *
+ * | op                | bound per element                                                        | why |
+ * | ----------------- | ------------------------------------------------------------------------ | --- |
+ * | fp8Gemm, grouped  | 2⁻¹⁷ · Σ_kb sa·sw·Σ_k |a·w| + one ulp of the output dtype of |ref| | each 128-term block summed in f32 in another order (≤ 128 · 2⁻²⁴ = 2⁻¹⁷ of its magnitude), then scaled and added |
+ * | gemm, bmmHeads    | K · 2⁻²⁴ · Σ_k |x·w| + one ulp of the output dtype of |ref|       | a K-term f32 sum in another order |
+ */
+import { describe, expect, it } from 'vitest';
+
+import { ops, type Tensor, tensor } from '../../lib/index.js';
+import { rng, roundTo, suiteDevices } from '../helpers.js';
+
+/** E4M3 code → value (independent of the addon). */
+function e4m3Value(c: number): number {
+  const s = c & 0x80 ? -1 : 1, e = (c >> 3) & 15, m = c & 7;
+  return s * (e === 0 ? (m / 8) * 2 ** -6 : (1 + m / 8) * 2 ** (e - 7));
+}
+/** One ulp of the output dtype at v: two roundings of values a hair apart may land one ulp apart. */
+const oneUlp = (dtype: string, v: number) => (dtype === 'bf16' ? 2 ** -7 : 2 ** -23) * Math.abs(v);
+
+function expectWithin(what: string, got: Float32Array, ref: Float32Array, bound: (i: number) => number): void {
+  let worst = 0, at = -1;
+  for (let i = 0; i < ref.length; ++i) {
+    const d = Math.abs(got[i] - ref[i]) / bound(i);
+    if (!(d <= worst)) {
+      worst = d;
+      at = i;
+    }
+  }
+  if (!(worst <= 1)) expect({ what, at, got: got[at] }).toEqual({ what, at, got: ref[at], bound: bound(at) });
+}
+
+for (const { device, skip } of suiteDevices('fp8Gemm', 'groupedFp8Gemm', 'gemm', 'bmmHeads')) {
+  if (device === 'cpu') continue; // this file compares a device's kernels with the CPU's
+  describe.skipIf(skip)(`the GEMM family on ${device} matches the CPU within f32 summation error${skip ? ` (skipped: ${skip})` : ''}`, () => {
+    const r = rng();
+    /** Random finite E4M3 codes (no NaN codes 0x7f / 0xff). */
+    const codes = (n: number) => Uint8Array.from({ length: n }, () => {
+      const c = r.int(0, 256);
+      return (c & 0x7f) === 0x7f ? c - 1 : c;
+    });
+
+    /** The per-element bound of an FP8 GEMM of codes a [M, K] (scales [M, K/128]) and w [N, K]. */
+    function fp8Bound(a: Uint8Array, sa: Float32Array, w: Uint8Array, sw: Float32Array, M: number, N: number, K: number, ref: Float32Array, yType: string) {
+      const KB = K / 128, av = Float64Array.from(a, e4m3Value), wv = Float64Array.from(w, e4m3Value);
+      return (i: number) => {
+        const m = Math.floor(i / N), n = i % N;
+        let mag = 0;
+        for (let kb = 0; kb < KB; ++kb) {
+          let s = 0;
+          for (let k = kb * 128; k < (kb + 1) * 128; ++k) s += Math.abs(av[m * K + k] * wv[n * K + k]);
+          mag += s * Math.abs(sa[m * KB + kb] * sw[Math.floor(n / 128) * KB + kb]);
+        }
+        return 2 ** -17 * mag + oneUlp(yType, ref[i]) + 1e-30;
+      };
+    }
+
+    for (const [M, N, K, yType] of [[1, 1, 128, 'f32'], [67, 200, 384, 'bf16'], [130, 129, 256, 'f32'], [5, 64, 128, 'bf16']] as const)
+      it(`fp8Gemm [${M}, ${K}] x [${N}, ${K}]ᵀ -> ${yType} (seed ${r.seed})`, async () => {
+        const a = codes(M * K), w = codes(N * K);
+        const sa = Float32Array.from({ length: M * (K / 128) }, () => 2 ** r.int(-12, -4));
+        const sw = Float32Array.from({ length: Math.ceil(N / 128) * (K / 128) }, () => 2 ** r.int(-12, -4) * (1 + r.next()));
+        const run = async (d: string) => {
+          using at = tensor(a, { shape: [M, K], dtype: 'f8e4m3', device: d });
+          using st = tensor(sa, { shape: [M, K / 128], device: d });
+          using wt = tensor(w, { shape: [N, K], dtype: 'f8e4m3', device: d });
+          using swt = tensor(sw, { shape: [Math.ceil(N / 128), K / 128], device: d });
+          using y = ops.fp8Gemm(at, st, wt, swt, yType, { exactBlockSums: true });
+          return y.toFloat32Array();
+        };
+        const ref = await run('cpu');
+        const got = await run(device);
+        expectWithin('fp8Gemm', got, ref, fp8Bound(a, sa, w, sw, M, N, K, ref, yType));
+        expect(ref.some((v) => v !== 0)).toBe(true);
+      });
+
+    it(`groupedFp8Gemm: 6 experts, one with no rows, one with one row, one with 70 (seed ${r.seed})`, async () => {
+      const rowsPer = [3, 0, 1, 70, 2, 9], E = rowsPer.length, N = 96, K = 256, R = rowsPer.reduce((p, q) => p + q, 0);
+      const offsets = Int32Array.from({ length: E + 1 }, (_, e) => rowsPer.slice(0, e).reduce((p, q) => p + q, 0));
+      const a = codes(R * K), w = codes(E * N * K);
+      const sa = Float32Array.from({ length: R * 2 }, () => 2 ** r.int(-10, -5));
+      const sw = Float32Array.from({ length: E * 1 * 2 }, () => 2 ** r.int(-10, -5));
+      const run = async (d: string) => {
+        using at = tensor(a, { shape: [R, K], dtype: 'f8e4m3', device: d });
+        using st = tensor(sa, { shape: [R, 2], device: d });
+        using wt = tensor(w, { shape: [E, N, K], dtype: 'f8e4m3', device: d });
+        using swt = tensor(sw, { shape: [E, 1, 2], device: d });
+        using ot = tensor(offsets, { device: d });
+        using y = ops.groupedFp8Gemm(at, st, wt, swt, ot, 'bf16', { exactBlockSums: true });
+        return y.toFloat32Array();
+      };
+      const ref = await run('cpu');
+      const got = await run(device);
+      // Row r uses its expert's weights: bound each row against that expert's slice.
+      const expertOf = (row: number) => {
+        let e = 0;
+        while (offsets[e + 1] <= row) ++e;
+        return e;
+      };
+      const bounds = Array.from({ length: E }, (_, e) =>
+        fp8Bound(a.subarray(offsets[e] * K, offsets[e + 1] * K), sa.subarray(offsets[e] * 2, offsets[e + 1] * 2), w.subarray(e * N * K, (e + 1) * N * K),
+          sw.subarray(e * 2, (e + 1) * 2), rowsPer[e], N, K, ref.subarray(offsets[e] * N, offsets[e + 1] * N), 'bf16'));
+      expectWithin('groupedFp8Gemm', got, ref, (i) => {
+        const row = Math.floor(i / N), e = expertOf(row);
+        return bounds[e]((row - offsets[e]) * N + (i % N));
+      });
+    });
+
+    it('groupedFp8Gemm: bad offsets fail at the next sync point, and the device works on', async () => {
+      using at = tensor(new Uint8Array(4 * 128), { shape: [4, 128], dtype: 'f8e4m3', device });
+      using st = tensor(new Float32Array(4), { shape: [4, 1], device });
+      using wt = tensor(new Uint8Array(2 * 8 * 128), { shape: [2, 8, 128], dtype: 'f8e4m3', device });
+      using swt = tensor(new Float32Array(2), { shape: [2, 1, 1], device });
+      using bad = tensor(Int32Array.from([0, 3, 2]), { device }); // decreasing, and not ending at 4
+      using y = ops.groupedFp8Gemm(at, st, wt, swt, bad, 'f32');
+      await expect(y.read()).rejects.toThrow(/groupedFp8Gemm/);
+      using good = tensor(Int32Array.from([0, 1, 4]), { device });
+      using y2 = ops.groupedFp8Gemm(at, st, wt, swt, good, 'f32');
+      expect(Array.from(await y2.toFloat32Array()).every((v) => v === 0)).toBe(true);
+    });
+
+    for (const [M, N, K, xType, wType, yType] of [[1, 300, 77, 'bf16', 'bf16', 'f32'], [33, 65, 1024, 'f32', 'bf16', 'bf16'], [64, 64, 1, 'f32', 'f32', 'f32'], [3, 5, 0, 'bf16', 'f32', 'f32']] as const)
+      it(`gemm [${M}, ${K}] ${xType} x [${N}, ${K}]ᵀ ${wType} -> ${yType} (seed ${r.seed})`, async () => {
+        const x = Float32Array.from({ length: M * K }, () => roundTo(xType, r.normal()));
+        const w = Float32Array.from({ length: N * K }, () => roundTo(wType, r.normal()));
+        const run = async (d: string) => {
+          using xt = tensor(x, { shape: [M, K], dtype: xType, device: d });
+          using wt = tensor(w, { shape: [N, K], dtype: wType, device: d });
+          using y = ops.gemm(xt, wt, yType);
+          return y.toFloat32Array();
+        };
+        const ref = await run('cpu');
+        const got = await run(device);
+        expectWithin('gemm', got, ref, (i) => {
+          const m = Math.floor(i / N), n = i % N;
+          let mag = 0;
+          for (let k = 0; k < K; ++k) mag += Math.abs(x[m * K + k] * w[n * K + k]);
+          return K * 2 ** -24 * mag + oneUlp(yType, ref[i]) + 1e-30;
+        });
+      });
+
+    it(`bmmHeads [T 9, H 5, A 70] x [H 5, A 70, B 33], bf16 -> bf16 (seed ${r.seed})`, async () => {
+      const [T, H, A, B] = [9, 5, 70, 33];
+      const x = Float32Array.from({ length: T * H * A }, () => roundTo('bf16', r.normal()));
+      const w = Float32Array.from({ length: H * A * B }, () => roundTo('bf16', r.normal()));
+      const run = async (d: string) => {
+        using xt = tensor(x, { shape: [T, H, A], dtype: 'bf16', device: d });
+        using wt = tensor(w, { shape: [H, A, B], dtype: 'bf16', device: d });
+        using y = ops.bmmHeads(xt, wt, 'bf16');
+        return y.toFloat32Array();
+      };
+      const ref = await run('cpu');
+      const got = await run(device);
+      expectWithin('bmmHeads', got, ref, (i) => {
+        const b = i % B, h = Math.floor(i / B) % H, t = Math.floor(i / (B * H));
+        let mag = 0;
+        for (let a = 0; a < A; ++a) mag += Math.abs(x[(t * H + h) * A + a] * w[(h * A + a) * B + b]);
+        return A * 2 ** -24 * mag + oneUlp('bf16', ref[i]) + 1e-30;
+      });
+    });
+  });
+}
