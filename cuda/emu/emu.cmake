@@ -34,6 +34,6 @@ target_link_libraries(${PROJECT_NAME} PRIVATE dsn_cuda_emu)
 
 if(DSN_EMU_TEST_GEN)
   add_executable(cuda_emu_test ${DSN_EMU_TEST_GEN})
-  target_compile_options(cuda_emu_test PRIVATE -iquote ${CMAKE_SOURCE_DIR}/test/cuda-emu -iquote ${CMAKE_SOURCE_DIR}/cuda)
+  target_compile_options(cuda_emu_test PRIVATE "SHELL:-iquote ${CMAKE_SOURCE_DIR}/test/cuda-emu" "SHELL:-iquote ${CMAKE_SOURCE_DIR}/cuda")
   target_link_libraries(cuda_emu_test PRIVATE dsn_cuda_emu)
 endif()
