@@ -86,7 +86,7 @@ static Napi::Value Slice(const Napi::CallbackInfo& info) {
     OpArgs a(info, "slice");
     TensorRef x = a.tensor(0, "x");
     a.requireCpu(*x, "x");
-    if (x->rank() < 1) throwRange("slice: x must have at least 1 dimension but received shape ", x->shapeString());
+    a.expectMinRank(*x, "x", 1);
     int64_t dimArg = a.integer(1, "dim", -x->rank(), x->rank() - 1);
     int d = int(dimArg < 0 ? dimArg + x->rank() : dimArg);
     int64_t size = x->shape[d];
@@ -124,7 +124,7 @@ static Napi::Value Concat(const Napi::CallbackInfo& info) {
       ts.push_back(NativeTensor::Unwrap(v.As<Napi::Object>())->ref());
     }
     const TensorImpl& t0 = *ts[0];
-    if (t0.rank() < 1) throwRange("concat: tensors[0] must have at least 1 dimension but received shape ", t0.shapeString());
+    a.expectMinRank(t0, "tensors[0]", 1);
     int64_t dimArg = a.integer(1, "dim", -t0.rank(), t0.rank() - 1);
     int d = int(dimArg < 0 ? dimArg + t0.rank() : dimArg);
     a.requireCpu(t0, "tensors[0]");

@@ -16,17 +16,11 @@ DSN_KERNELS(kEmbedding);
 static Napi::Value Embedding(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "embedding");
-    TensorRef table = a.tensor(0, "table");
-    TensorRef ids = a.tensor(1, "ids");
-    a.expectDtype(*table, "table", {DType::f32, DType::bf16});
-    a.expectRank(*table, "table", 2);
-    a.expectDtype(*ids, "ids", {DType::i32});
-    a.expectRank(*ids, "ids", 1);
-    a.expectSameDevice(*table, "table", *ids, "ids");
+    TensorRef table = a.tensor(0, "table", {DType::f32, DType::bf16}, {OpArgs::kAny, OpArgs::kAny});
+    TensorRef ids = a.tensor(1, "ids", {DType::i32}, {OpArgs::kAny});
+    a.expectSameDevice({{&table, "table"}, {&ids, "ids"}});
     expectKernelFor(kEmbedding, table->device, "table");
-    DType outType = a.has(2) ? a.dtype(2, "outDtype") : table->dtype;
-    if (outType != DType::f32 && outType != DType::bf16)
-      throwType("embedding: outDtype must be f32 or bf16 but received ", dtypeName(outType));
+    DType outType = a.outDtype(2, {DType::f32, DType::bf16}, &table->dtype);
     TensorRef out = newTensor(outType, {ids->shape[0], table->shape[1]}, table->device);
     EmbeddingParams p;
     p.table = table->data(); p.tableType = table->dtype;

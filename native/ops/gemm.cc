@@ -32,11 +32,7 @@ void expectShapeVec(const OpArgs& a, const TensorImpl& t, const char* name, cons
   if (t.shape != shape) throwRange(a.op(), ": ", name, " must have shape ", shapeText(shape), " but received ", t.shapeString());
 }
 
-DType outDtype(const OpArgs& a, int i) {
-  DType t = a.dtype(i, "outDtype");
-  if (t != DType::f32 && t != DType::bf16) throwType(a.op(), ": outDtype must be bf16 or f32 but received ", dtypeName(t));
-  return t;
-}
+DType outDtype(const OpArgs& a, int i) { return a.outDtype(i, {DType::bf16, DType::f32}); }
 
 /** The shape of x with its last dimension replaced by n. */
 std::vector<int64_t> withLast(const TensorImpl& x, int64_t n) {
@@ -49,7 +45,7 @@ std::vector<int64_t> withLast(const TensorImpl& x, int64_t n) {
 int64_t checkFp8Activation(const OpArgs& a, const TensorImpl& x, const TensorImpl& s) {
   a.expectDtype(x, "a", {DType::f8e4m3});
   a.expectDtype(s, "aScales", {DType::f32});
-  if (x.rank() < 1) throwRange(a.op(), ": a must have at least 1 dimension but received shape ", x.shapeString());
+  a.expectMinRank(x, "a", 1);
   int64_t K = x.dim(-1);
   if (K < 128 || K % 128 != 0)
     throwRange(a.op(), ": the last dimension of a (K) must be a positive multiple of 128 but received shape ", x.shapeString());
@@ -135,7 +131,7 @@ static Napi::Value Gemm(const Napi::CallbackInfo& info) {
     DType out = outDtype(a, 2);
     a.expectDtype(*x, "x", {DType::f32, DType::bf16});
     a.expectDtype(*w, "w", {DType::f32, DType::bf16});
-    if (x->rank() < 1) throwRange("gemm: x must have at least 1 dimension but received shape ", x->shapeString());
+    a.expectMinRank(*x, "x", 1);
     int64_t K = x->dim(-1);
     a.expectRank(*w, "w", 2);
     a.expectDim(*w, "w", 1, K);
@@ -194,6 +190,6 @@ DSN_OP("fp8Gemm", Fp8Gemm);
 DSN_OP("groupedFp8Gemm", GroupedFp8Gemm);
 DSN_OP("gemm", Gemm);
 DSN_OP("bmmHeads", BmmHeads);
-DSN_OP("gemmSetBf16Dot", GemmSetBf16Dot);
+DSN_INTERNAL_OP("gemmSetBf16Dot", GemmSetBf16Dot);
 
 }  // namespace dsn

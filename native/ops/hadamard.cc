@@ -13,7 +13,7 @@ static Napi::Value Hadamard(const Napi::CallbackInfo& info) {
     OpArgs a(info, "hadamard");
     TensorRef x = a.tensor(0, "x");
     a.expectDtype(*x, "x", {DType::bf16, DType::f32});
-    if (x->rank() < 1) throwRange("hadamard: x must have at least 1 dimension but received shape ", x->shapeString());
+    a.expectMinRank(*x, "x", 1);
     int64_t dim = x->dim(-1);
     if (dim < 1 || dim > 32768 || (dim & (dim - 1)) != 0)
       throwRange("hadamard: the last dimension of x must be a power of two between 1 and 32768 but received shape ", x->shapeString());

@@ -13,37 +13,17 @@ namespace dsn {
 static Napi::Value IndexerScores(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "indexerScores");
-    TensorRef q = a.tensor(0, "q");
-    TensorRef w = a.tensor(1, "weights");
-    TensorRef k = a.tensor(2, "kCache");
-    TensorRef ks = a.tensor(3, "kScales");
-    TensorRef table = a.tensor(4, "blockTable");
-    TensorRef seq = a.tensor(5, "seqIdx");
-    TensorRef qPos = a.tensor(6, "qPos");
-    int64_t maxKeys = a.integer(7, "maxKeys", 1, int64_t(1) << 31);
-    a.expectDtype(*q, "q", {DType::f8e4m3});
-    a.expectRank(*q, "q", 3);
+    constexpr int64_t kAny = OpArgs::kAny;
+    TensorRef q = a.tensor(0, "q", {DType::f8e4m3}, {kAny, kAny, kAny});
     int64_t T = q->dim(0), H = q->dim(1), D = q->dim(2);
-    a.expectDtype(*w, "weights", {DType::f32});
-    a.expectShape(*w, "weights", {T, H});
-    a.expectDtype(*k, "kCache", {DType::f8e4m3});
-    a.expectRank(*k, "kCache", 3);
-    a.expectDim(*k, "kCache", 1, cpu::kBlockTokens);
-    a.expectDim(*k, "kCache", 2, D);
-    a.expectDtype(*ks, "kScales", {DType::f32});
-    a.expectShape(*ks, "kScales", {k->dim(0), cpu::kBlockTokens});
-    a.expectDtype(*table, "blockTable", {DType::i32});
-    a.expectRank(*table, "blockTable", 2);
-    a.expectDtype(*seq, "seqIdx", {DType::i32});
-    a.expectShape(*seq, "seqIdx", {T});
-    a.expectDtype(*qPos, "qPos", {DType::i32});
-    a.expectShape(*qPos, "qPos", {T});
-    a.expectSameDevice(*q, "q", *w, "weights");
-    a.expectSameDevice(*q, "q", *k, "kCache");
-    a.expectSameDevice(*q, "q", *ks, "kScales");
-    a.expectSameDevice(*q, "q", *table, "blockTable");
-    a.expectSameDevice(*q, "q", *seq, "seqIdx");
-    a.expectSameDevice(*q, "q", *qPos, "qPos");
+    TensorRef w = a.tensor(1, "weights", {DType::f32}, {T, H});
+    TensorRef k = a.tensor(2, "kCache", {DType::f8e4m3}, {kAny, cpu::kBlockTokens, D});
+    TensorRef ks = a.tensor(3, "kScales", {DType::f32}, {k->dim(0), cpu::kBlockTokens});
+    TensorRef table = a.tensor(4, "blockTable", {DType::i32}, {kAny, kAny});
+    TensorRef seq = a.tensor(5, "seqIdx", {DType::i32}, {T});
+    TensorRef qPos = a.tensor(6, "qPos", {DType::i32}, {T});
+    int64_t maxKeys = a.integer(7, "maxKeys", 1, int64_t(1) << 31);
+    a.expectSameDevice({{&q, "q"}, {&w, "weights"}, {&k, "kCache"}, {&ks, "kScales"}, {&table, "blockTable"}, {&seq, "seqIdx"}, {&qPos, "qPos"}});
     a.requireCpu(*q, "q");
     TensorRef out = newTensor(DType::f32, {T, maxKeys}, q->device);
 
@@ -62,16 +42,10 @@ static Napi::Value IndexerScores(const Napi::CallbackInfo& info) {
 static Napi::Value TopK(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "topK");
-    TensorRef scores = a.tensor(0, "scores");
+    TensorRef scores = a.tensor(0, "scores", {DType::f32}, {OpArgs::kAny, OpArgs::kAny});
     int64_t k = a.integer(1, "k", 1, (int64_t(1) << 31) - 1);
-    TensorRef len = a.optTensor(2, "lengths");
-    a.expectDtype(*scores, "scores", {DType::f32});
-    a.expectRank(*scores, "scores", 2);
-    if (len) {
-      a.expectDtype(*len, "lengths", {DType::i32});
-      a.expectShape(*len, "lengths", {scores->dim(0)});
-      a.expectSameDevice(*scores, "scores", *len, "lengths");
-    }
+    TensorRef len = a.optTensor(2, "lengths", {DType::i32}, {scores->dim(0)});
+    a.expectSameDevice({{&scores, "scores"}, {&len, "lengths"}});
     a.requireCpu(*scores, "scores");
     TensorRef out = newTensor(DType::i32, {scores->dim(0), k}, scores->device);
     cpu::TopKParams p;

@@ -13,7 +13,7 @@ static Napi::Value Transpose(const Napi::CallbackInfo& info) {
     TensorRef x = a.tensor(0, "x");
     a.requireCpu(*x, "x");
     const int64_t r = x->rank();
-    if (r < 2) throwRange("transpose: x must have at least 2 dimensions but received shape ", x->shapeString());
+    a.expectMinRank(*x, "x", 2);
     int64_t d0 = a.integer(1, "dim0", -r, r - 1), d1 = a.integer(2, "dim1", -r, r - 1);
     if (d0 < 0) d0 += r;
     if (d1 < 0) d1 += r;

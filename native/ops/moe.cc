@@ -30,18 +30,12 @@ constexpr int64_t kMaxI32 = std::numeric_limits<int32_t>::max();
 static Napi::Value MoeRoute(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "moeRoute");
-    TensorRef logits = a.tensor(0, "logits");
-    TensorRef bias = a.optTensor(1, "bias");
-    a.expectDtype(*logits, "logits", {DType::f32});
-    a.expectRank(*logits, "logits", 2);
+    TensorRef logits = a.tensor(0, "logits", {DType::f32}, {OpArgs::kAny, OpArgs::kAny});
     const int64_t T = logits->shape[0], E = logits->shape[1];
     if (E < 1) throwRange("moeRoute: logits must have at least 1 expert but received shape ", logits->shapeString());
     if (E > kMaxI32) throwRange("moeRoute: logits must have at most ", kMaxI32, " experts but received shape ", logits->shapeString());
-    if (bias) {
-      a.expectDtype(*bias, "bias", {DType::f32});
-      a.expectShape(*bias, "bias", {E});
-      a.expectSameDevice(*logits, "logits", *bias, "bias");
-    }
+    TensorRef bias = a.optTensor(1, "bias", {DType::f32}, {E});
+    a.expectSameDevice({{&logits, "logits"}, {&bias, "bias"}});
     expectKernelFor(kMoeRoute, logits->device, "logits");
     const int64_t topk = a.integer(2, "topk", 1, E);
     const int64_t nGroups = a.integer(3, "nGroups", 1, E);
@@ -76,9 +70,7 @@ static Napi::Value MoeRoute(const Napi::CallbackInfo& info) {
 static Napi::Value MoeDispatch(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "moeDispatch");
-    TensorRef ids = a.tensor(0, "ids");
-    a.expectDtype(*ids, "ids", {DType::i32});
-    a.expectRank(*ids, "ids", 2);
+    TensorRef ids = a.tensor(0, "ids", {DType::i32}, {OpArgs::kAny, OpArgs::kAny});
     expectKernelFor(kMoeDispatch, ids->device, "ids");
     const int64_t E = a.integer(1, "numExperts", 1, kMaxI32 - 1);
     const int64_t T = ids->shape[0], k = ids->shape[1];
@@ -98,12 +90,9 @@ static Napi::Value MoeDispatch(const Napi::CallbackInfo& info) {
 static Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "gatherRows");
-    TensorRef x = a.tensor(0, "x");
-    TensorRef index = a.tensor(1, "index");
-    a.expectRank(*x, "x", 2);
-    a.expectDtype(*index, "index", {DType::i32});
-    a.expectRank(*index, "index", 1);
-    a.expectSameDevice(*x, "x", *index, "index");
+    TensorRef x = a.tensor(0, "x", {}, {OpArgs::kAny, OpArgs::kAny});
+    TensorRef index = a.tensor(1, "index", {DType::i32}, {OpArgs::kAny});
+    a.expectSameDevice({{&x, "x"}, {&index, "index"}});
     expectKernelFor(kGatherRows, x->device, "x");
     TensorRef out = newTensor(x->dtype, {index->shape[0], x->shape[1]}, x->device);
     GatherRowsParams p;
@@ -119,14 +108,11 @@ static Napi::Value GatherRows(const Napi::CallbackInfo& info) {
 static Napi::Value Swiglu(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "swiglu");
-    TensorRef x = a.tensor(0, "gateUp");
-    a.expectDtype(*x, "gateUp", {DType::f32, DType::bf16});
-    a.expectRank(*x, "gateUp", 2);
+    TensorRef x = a.tensor(0, "gateUp", {DType::f32, DType::bf16}, {OpArgs::kAny, OpArgs::kAny});
     if (x->shape[1] % 2 != 0)
       throwRange("swiglu: the last dimension of gateUp (gate and up halves) must be even but received shape ", x->shapeString());
     expectKernelFor(kSwiglu, x->device, "gateUp");
-    DType outType = a.has(1) ? a.dtype(1, "outDtype") : x->dtype;
-    if (outType != DType::f32 && outType != DType::bf16) throwType("swiglu: outDtype must be f32 or bf16 but received ", dtypeName(outType));
+    DType outType = a.outDtype(1, {DType::f32, DType::bf16}, &x->dtype);
     TensorRef out = newTensor(outType, {x->shape[0], x->shape[1] / 2}, x->device);
     SwigluParams p;
     p.gateUp = x->data(); p.inType = x->dtype; p.rows = x->shape[0]; p.inter = x->shape[1] / 2;
@@ -140,31 +126,16 @@ static Napi::Value Swiglu(const Napi::CallbackInfo& info) {
 static Napi::Value MoeCombine(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "moeCombine");
-    TensorRef eo = a.tensor(0, "expertOut");
-    TensorRef ros = a.tensor(1, "rowOfSlot");
-    TensorRef w = a.tensor(2, "weights");
-    TensorRef ids = a.tensor(3, "ids");
-    TensorRef shared = a.optTensor(4, "shared");
-    a.expectDtype(*eo, "expertOut", {DType::f32, DType::bf16});
-    a.expectRank(*eo, "expertOut", 2);
-    a.expectDtype(*w, "weights", {DType::f32});
-    a.expectRank(*w, "weights", 2);
+    constexpr int64_t kAny = OpArgs::kAny;
+    TensorRef eo = a.tensor(0, "expertOut", {DType::f32, DType::bf16}, {kAny, kAny});
+    TensorRef w = a.tensor(2, "weights", {DType::f32}, {kAny, kAny});
     const int64_t T = w->shape[0], k = w->shape[1], D = eo->shape[1];
-    a.expectDtype(*ids, "ids", {DType::i32});
-    a.expectShape(*ids, "ids", {T, k});
-    a.expectDtype(*ros, "rowOfSlot", {DType::i32});
-    a.expectShape(*ros, "rowOfSlot", {T * k});
-    if (shared) {
-      a.expectDtype(*shared, "shared", {DType::f32, DType::bf16});
-      a.expectShape(*shared, "shared", {T, D});
-    }
-    a.expectSameDevice(*eo, "expertOut", *ros, "rowOfSlot");
-    a.expectSameDevice(*eo, "expertOut", *w, "weights");
-    a.expectSameDevice(*eo, "expertOut", *ids, "ids");
-    if (shared) a.expectSameDevice(*eo, "expertOut", *shared, "shared");
+    TensorRef ids = a.tensor(3, "ids", {DType::i32}, {T, k});
+    TensorRef ros = a.tensor(1, "rowOfSlot", {DType::i32}, {T * k});
+    TensorRef shared = a.optTensor(4, "shared", {DType::f32, DType::bf16}, {T, D});
+    a.expectSameDevice({{&eo, "expertOut"}, {&ros, "rowOfSlot"}, {&w, "weights"}, {&ids, "ids"}, {&shared, "shared"}});
     expectKernelFor(kMoeCombine, eo->device, "expertOut");
-    DType outType = a.dtype(5, "outDtype");
-    if (outType != DType::f32 && outType != DType::bf16) throwType("moeCombine: outDtype must be f32 or bf16 but received ", dtypeName(outType));
+    DType outType = a.outDtype(5, {DType::f32, DType::bf16});
     TensorRef out = newTensor(outType, {T, D}, eo->device);
     MoeCombineParams p;
     p.expertOut = eo->data(); p.eType = eo->dtype; p.expertRows = eo->shape[0]; p.dim = D;

@@ -23,7 +23,7 @@ static Napi::Value ActQuant(const Napi::CallbackInfo& info) {
     int64_t blockSize = a.integer(1, "blockSize", 1, int64_t(1) << 30);
     bool ue8m0 = a.boolean(2, "ue8m0");
     a.expectDtype(*x, "x", {DType::f32, DType::bf16});
-    if (x->rank() < 1) throwRange("actQuant: x must have at least 1 dimension but received shape ", x->shapeString());
+    a.expectMinRank(*x, "x", 1);
     int64_t K = x->dim(-1);
     if (K < 1 || K % blockSize != 0)
       throwRange("actQuant: the last dimension of x must be a positive multiple of blockSize ", blockSize, " but received shape ", x->shapeString());
@@ -47,10 +47,9 @@ static Napi::Value Fp8Dequant(const Napi::CallbackInfo& info) {
     OpArgs a(info, "fp8Dequant");
     TensorRef w = a.tensor(0, "w");
     TensorRef s = a.tensor(1, "wScales");
-    DType out = a.dtype(2, "outDtype");
+    DType out = a.outDtype(2, {DType::f32, DType::bf16});
     a.expectDtype(*w, "w", {DType::f8e4m3});
     a.expectDtype(*s, "wScales", {DType::f32});
-    if (out != DType::f32 && out != DType::bf16) throwType("fp8Dequant: outDtype must be f32 or bf16 but received ", dtypeName(out));
     a.expectRank(*w, "w", 2);
     int64_t N = w->dim(0), K = w->dim(1);
     a.expectShape(*s, "wScales", {(N + 127) / 128, (K + 127) / 128});

@@ -135,7 +135,16 @@ class CudaBackend : public Backend {
         throwError("tensor: copy to cuda:", index_, ": ", err);
       }
       err = cuda::hostCallback(index_, stream_, releaseStaged, b);
-      if (!err.empty()) throwError("tensor: copy to cuda:", index_, ": ", err);  // the block stays pinned
+      if (!err.empty()) {
+        // The copy may still read the block: leave it pinned (lost), but stop counting it as staged.
+        {
+          std::lock_guard<std::mutex> lock(g_stageMu);
+          g_staged -= n;
+        }
+        g_stageCv.notify_all();
+        delete b;
+        throwError("tensor: copy to cuda:", index_, ": ", err);
+      }
       noteOp("tensor");
       done += n;
     }

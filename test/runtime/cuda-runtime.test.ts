@@ -88,7 +88,7 @@ for (const { device, skip } of suiteDevices()) {
       debug().debugFailHostAllocations(1);
       await expect(b.toFloat32Array()).rejects.toThrow(/out of host memory/);
       debug().debugFailHostAllocations(0);
-      expect(Array.from(await x.read())).toEqual([1, 2, 3]);
+      expect(Array.from((await x.read()) as Float32Array)).toEqual([1, 2, 3]);
     });
   });
 }
@@ -169,6 +169,23 @@ describe('CUDA devices and errors', () => {
     const { sync, launch } = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(sync).toMatch(/^cuda:\d: cuda\w+: .+ \(raised by work queued before this synchronize; the last op queued was debugIllegalAddress\)$/);
     expect(launch).toMatch(/^cast: cannot launch on cuda:\d: an earlier CUDA call or kernel failed/);
+  });
+});
+
+const usable = devices().filter((d) => d.kind === 'cuda' && d.supported !== false);
+describe.skipIf(usable.length < 2)(`two GPUs${usable.length < 2 ? ' (skipped: needs 2 CUDA devices)' : ''}`, () => {
+  it('a launch on cuda:1 runs on cuda:1 whichever device was current before', async () => {
+    const xs = Float32Array.from({ length: 3 * 64 }, (_, i) => Math.sin(i));
+    const w = new Float32Array(64).fill(1);
+    const want = await ops.rmsNorm(tensor(xs, { shape: [3, 64] }), tensor(w), 1e-6).toFloat32Array();
+    using a0 = tensor(xs, { shape: [3, 64], device: usable[0].name });  // makes device 0 current
+    using x1 = tensor(xs, { shape: [3, 64], device: usable[1].name });
+    using w1 = tensor(w, { device: usable[1].name });
+    using y0 = ops.cast(a0, 'bf16');
+    using y1 = ops.rmsNorm(x1, w1, 1e-6);
+    const got = await y1.toFloat32Array();
+    for (let i = 0; i < got.length; ++i) expect(Math.abs(got[i] - want[i])).toBeLessThan(1e-5);
+    expect((await y0.read()).length).toBe(xs.length);
   });
 });
 
