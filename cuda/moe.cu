@@ -47,11 +47,22 @@ __global__ void moeRouteKernel(MoeRouteParams p) {
       for (int64_t e = threadIdx.x; e < E; e += blockDim.x) scores[e] = expRef(__fadd_rn(logits[e], -shift));
       __syncthreads();
       if (threadIdx.x == 0) {
+        // Partial i sums scores[i], scores[i + 16], … in order (the CPU's s[e % 16] += x[e]); the
+        // loops over i are unrolled so the partials stay in registers.
         float s[16];
-        for (int i = 0; i < 16; ++i) s[i] = 0.0f;
-        for (int64_t e = 0; e < E; ++e) s[e % 16] = __fadd_rn(s[e % 16], scores[e]);
-        for (int w = 8; w >= 1; w /= 2)
-          for (int i = 0; i < w; ++i) s[i] = __fadd_rn(s[i], s[i + w]);
+        DSN_UNROLL
+        for (int i = 0; i < 16; ++i) {
+          float v = 0.0f;
+          for (int64_t e = i; e < E; e += 16) v = __fadd_rn(v, scores[e]);
+          s[i] = v;
+        }
+        DSN_UNROLL
+        for (int i = 0; i < 8; ++i) s[i] = __fadd_rn(s[i], s[i + 8]);  // the CPU's fixed fold: 8, 4, 2, 1
+        DSN_UNROLL
+        for (int i = 0; i < 4; ++i) s[i] = __fadd_rn(s[i], s[i + 4]);
+        s[0] = __fadd_rn(s[0], s[2]);
+        s[1] = __fadd_rn(s[1], s[3]);
+        s[0] = __fadd_rn(s[0], s[1]);
         groupScore[0] = s[0];
       }
       __syncthreads();

@@ -6,6 +6,15 @@
 #include "ptx/mma.cuh"
 #include "sm90_fp8_gemm.cuh"
 
+// Fragment loops fully unrolled, so the fragments live in registers (ptxas: no local memory).
+#ifndef DSN_UNROLL
+#if defined(__CUDACC__)
+#define DSN_UNROLL _Pragma("unroll")
+#else
+#define DSN_UNROLL
+#endif
+#endif
+
 namespace dsn::cuda {
 namespace {
 
@@ -28,7 +37,7 @@ struct Tile {
 
 __device__ __forceinline__ uint32_t ld32(const uint8_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
-__device__ void fp8GemmTile(const Tile& t, DType yType, int64_t N, int64_t K, uint8_t (*As)[kRowBytes], uint8_t (*Ws)[kRowBytes]) {
+__device__ __forceinline__ void fp8GemmTile(const Tile& t, DType yType, int64_t N, int64_t K, uint8_t (*As)[kRowBytes], uint8_t (*Ws)[kRowBytes]) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane >> 2, q = lane & 3;             // groupID, threadID_in_group (PTX ISA fragment tables)
   const int wm = warp / 2, wn = warp % 2;
@@ -44,8 +53,10 @@ __device__ void fp8GemmTile(const Tile& t, DType yType, int64_t N, int64_t K, ui
     }
     __syncthreads();
     float part[2][4][4] = {};
+    DSN_UNROLL
     for (int k0 = 0; k0 < BLOCK_K; k0 += 32) {
       uint32_t af[2][4], bf[4][2];
+      DSN_UNROLL
       for (int mi = 0; mi < 2; ++mi) {
         const int r = wm * 32 + mi * 16 + g;
         af[mi][0] = ld32(&As[r][k0 + q * 4]);
@@ -53,27 +64,36 @@ __device__ void fp8GemmTile(const Tile& t, DType yType, int64_t N, int64_t K, ui
         af[mi][2] = ld32(&As[r][k0 + 16 + q * 4]);
         af[mi][3] = ld32(&As[r + 8][k0 + 16 + q * 4]);
       }
+      DSN_UNROLL
       for (int ni = 0; ni < 4; ++ni) {
         const int c = wn * 32 + ni * 8 + g;
         bf[ni][0] = ld32(&Ws[c][k0 + q * 4]);
         bf[ni][1] = ld32(&Ws[c][k0 + 16 + q * 4]);
       }
+      DSN_UNROLL
       for (int mi = 0; mi < 2; ++mi)
+        DSN_UNROLL
         for (int ni = 0; ni < 4; ++ni) ptx::mma_m16n8k32_e4m3(part[mi][ni], af[mi], bf[ni], part[mi][ni]);
     }
     // Two-level accumulation: this block's sums times aScale · wScale, added in f32.
     const float sw = t.wScales[((t.n0) / 128) * kBlocks + kb];
+    DSN_UNROLL
     for (int mi = 0; mi < 2; ++mi)
+      DSN_UNROLL
       for (int i = 0; i < 4; ++i) {
         const int64_t m = t.m0 + wm * 32 + mi * 16 + g + 8 * (i >= 2);
         const float sa = m < t.mEnd ? t.aScales[m * kBlocks + kb] : 0.0f;
         const float s = __fmul_rn(sa, sw);
+DSN_UNROLL
         for (int ni = 0; ni < 4; ++ni) acc[mi][ni][i] = __fadd_rn(acc[mi][ni][i], __fmul_rn(part[mi][ni][i], s));
       }
     __syncthreads();  // the tiles are restaged next
   }
+  DSN_UNROLL
   for (int mi = 0; mi < 2; ++mi)
+DSN_UNROLL
     for (int ni = 0; ni < 4; ++ni)
+DSN_UNROLL
       for (int i = 0; i < 4; ++i) {
         const int64_t m = t.m0 + wm * 32 + mi * 16 + g + 8 * (i >= 2);
         const int64_t n = t.n0 + wn * 32 + ni * 8 + q * 2 + (i & 1);

@@ -2,6 +2,11 @@
  * Matrix products, all accumulating in f32 and rounding once to `outDtype`: the FP8 block-scaled
  * linear (dense and grouped by MoE expert), the plain f32/bf16 product (router, LM head, indexer
  * weights_proj) and MLA's per-head batched product.
+ *
+ * CUDA (cuda/sm90_fp8_gemm.cu, cuda/gemm.cu): the FP8 products run on tensor cores (mma.sync e4m3,
+ * two-level accumulation per 128-wide K block, as DeepGEMM); gemm and bmmHeads on the CUDA cores.
+ * They sum in their own order, so they match the CPU within f32 summation error, not bit for bit
+ * (`exactBlockSums` is a CPU option; the CUDA kernels ignore it).
  */
 import { type DType, handleOf, type Tensor, wrap } from '../runtime/tensor.js';
 import { native } from '../runtime/native.js';
