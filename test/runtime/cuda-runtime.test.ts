@@ -225,6 +225,31 @@ describe('the CUDA build scripts', () => {
     }
   });
 
+  it('the device check runs under plain Node (with the CPU in the GPU\'s place here) and counts its cases', () => {
+    const r = spawnSync(process.execPath, [join(root, 'scripts', 'device-check.mjs'), '--small'], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, DEVICE_CHECK_DEVICE: 'cpu' },
+      timeout: 120000,
+    });
+    expect(r.stdout).toMatch(/\n(\d+) passed, 0 failed\n$/);
+    expect(Number(/(\d+) passed/.exec(r.stdout)![1])).toBeGreaterThanOrEqual(8);
+    expect(r.status).toBe(0);
+  });
+
+  it('device-check.sh exits cleanly with a message on a machine without a GPU', () => {
+    const hasGpu = spawnSync('nvidia-smi', ['-L']).status === 0;
+    if (hasGpu) return;
+    const out = mkdtempSync(join(tmpdir(), 'dsn-device-check-'));
+    try {
+      const r = spawnSync('bash', [join(root, 'scripts', 'device-check.sh')], { encoding: 'utf8', env: { ...process.env, OUT: out } });
+      expect(r.status).toBe(0);
+      expect(r.stdout).toContain('device-check: no NVIDIA GPU on this machine');
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
   it('check:cuda reads registers, shared memory, spills and wgmma serialisation from ptxas', () => {
     const text = [
       "ptxas info    : Compiling entry function '_Z4goodv' for 'sm_90a'",
