@@ -164,8 +164,9 @@ async function main() {
   console.log(`device check: ${info.addon}`);
   console.log(`  cuda: ${JSON.stringify(info.cuda)}`);
   if (!gpu) {
+    // On the device machine (--require-gpu, as .device/run.sh runs it) a missing GPU is a failure.
     console.log(`no ${GPU} here (${info.cuda?.status ?? 'CPU build'}): nothing to check`);
-    return 0;
+    return process.argv.includes('--require-gpu') ? 1 : 0;
   }
   console.log(`  ${GPU}: ${gpu.description}, compute capability ${gpu.computeCapability}, ${(gpu.memoryBytes / 2 ** 30).toFixed(0)} GiB, driver CUDA ${gpu.driverVersion}`);
   console.log(`  seed ${startSeed} (replay with --seed ${startSeed})`);
