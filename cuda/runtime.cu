@@ -9,39 +9,9 @@
 
 namespace dsn::cuda {
 
-namespace {
-
-// cudaGetErrorName is not in every runtime we build against (the emulated one); the names of the
-// errors a user can meet are kept here, the rest read "cudaError <code>".
-const char* errorName(cudaError_t e) {
-  switch (e) {
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInitializationError: return "cudaErrorInitializationError";
-    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
-    case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
-    case cudaErrorNoDevice: return "cudaErrorNoDevice";
-    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
-    case cudaErrorNoKernelImageForDevice: return "cudaErrorNoKernelImageForDevice";
-    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
-    case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
-    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
-    case cudaErrorLaunchTimeout: return "cudaErrorLaunchTimeout";
-    case cudaErrorMisalignedAddress: return "cudaErrorMisalignedAddress";
-    case cudaErrorIllegalInstruction: return "cudaErrorIllegalInstruction";
-    case cudaErrorAssert: return "cudaErrorAssert";
-    case cudaErrorNotReady: return "cudaErrorNotReady";
-    default: return nullptr;
-  }
-}
-
-}  // namespace
-
 std::string errorText(cudaError_t e) {
   if (e == cudaSuccess) return "";
-  const char* name = errorName(e);
-  return (name ? std::string(name) : "cudaError " + std::to_string(int(e))) + ": " + cudaGetErrorString(e);
+  return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
 }
 
 static std::string versionString(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }

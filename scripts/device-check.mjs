@@ -5,6 +5,9 @@
 // zeros, the device error word. `--small` runs one small case per op (for compute-sanitizer).
 //
 //   DEEPSEEK_NATIVE_BUILD=cuda node scripts/device-check.mjs [--small] [--seed N]
+//
+// DEVICE_CHECK_DEVICE=cpu runs the whole check with the CPU in the GPU's place (every op that has
+// a case), so the script itself is tested on machines without a GPU.
 import { devices, opDevices, ops, runtimeInfo, tensor, zeros } from '../dist/lib/index.js';
 import { native } from '../dist/lib/runtime/native.js';
 
@@ -34,7 +37,7 @@ function worst(a, b, atol, rtol) {
 }
 
 const ULP = { f32: 2 ** -23, bf16: 2 ** -8, f16: 2 ** -11, f8e4m3: 2 ** -4 };
-const GPU = 'cuda:0';
+const GPU = process.env.DEVICE_CHECK_DEVICE ?? 'cuda:0';
 
 /** op -> cases; each case returns { name, run(device) -> Promise<Float32Array[]>, atol, rtol }. */
 const CASES = {
@@ -199,9 +202,9 @@ const RUNTIME = [
     if (!a.every((v) => v === 0)) throw new Error('the second read missed the fill queued before it');
   }],
   ['tensor() and zeros() do not wait for queued GPU work', async () => {
+    const data = floats(1 << 18);
     native().ops.debugDelay(GPU, 400);
     const t0 = performance.now();
-    const data = floats(1 << 18);
     const x = tensor(data, { device: GPU });
     data.fill(7);  // the upload was staged at the call: later writes to data do not reach it
     const z = zeros([1 << 20], { device: GPU });
@@ -247,8 +250,9 @@ async function main() {
   console.log(`device check: ${info.addon}`);
   console.log(`  cuda: ${JSON.stringify(info.cuda)}`);
   if (!gpu) {
+    // On the device machine (--require-gpu, as .device/run.sh runs it) a missing GPU is a failure.
     console.log(`no ${GPU} here (${info.cuda?.status ?? 'CPU build'}): nothing to check`);
-    return 0;
+    return process.argv.includes('--require-gpu') ? 1 : 0;
   }
   console.log(`  ${GPU}: ${gpu.description}, compute capability ${gpu.computeCapability}, ${(gpu.memoryBytes / 2 ** 30).toFixed(0)} GiB, driver CUDA ${gpu.driverVersion}`);
   console.log(`  seed ${startSeed} (replay with --seed ${startSeed})`);
@@ -261,7 +265,7 @@ async function main() {
     failed++;
     console.log(`FAIL ${name}: ${why}`);
   };
-  if (!small)
+  if (!small || GPU === 'cpu')
     for (const [name, check] of RUNTIME) {
       try {
         await check();
@@ -271,7 +275,7 @@ async function main() {
         fail(`runtime: ${name}`, e.message);
       }
     }
-  const cudaOps = Object.entries(opDevices()).filter(([, d]) => d.includes('cuda')).map(([op]) => op);
+  const cudaOps = GPU === 'cpu' ? Object.keys(CASES) : Object.entries(opDevices()).filter(([, d]) => d.includes('cuda')).map(([op]) => op);
   console.log(`  ops with a CUDA kernel: ${cudaOps.join(', ')}`);
   for (const op of cudaOps) {
     if (!CASES[op]) {

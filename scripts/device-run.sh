@@ -34,7 +34,7 @@ step() {  # step NAME SECONDS COMMAND...
 cd "$HERE/pkg"
 step gpu 15 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv
 step info 20 "$NODE" dist/lib/cli.js info
-step check 75 "$NODE" scripts/device-check.mjs
+step check 75 "$NODE" scripts/device-check.mjs --require-gpu
 if command -v compute-sanitizer > /dev/null 2>&1; then
   for tool in memcheck racecheck synccheck; do
     step "sanitizer-$tool" 35 compute-sanitizer --tool "$tool" --error-exitcode 9 --target-processes all "$NODE" scripts/device-check.mjs --small

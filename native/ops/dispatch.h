@@ -73,8 +73,6 @@ void expectKernelFor(const Kernels<Params>& k, const DeviceId& device, const cha
 CudaLaunch cudaBeginLaunch(const DeviceId& device, const char* op);
 /** Records `op` as the last op queued; throws "<op>: CUDA error on cuda:N: <error>" when it failed. */
 void cudaEndLaunch(const DeviceId& device, const char* op, const std::string& error);
-/** The cudaStream_t (as void*) of a CUDA device. */
-void* cudaStreamFor(const DeviceId& device);
 #endif
 
 /** Runs an op's kernel on `device`: queued on the CPU stream holding `keep`, or launched on the

@@ -99,8 +99,6 @@ std::string versionString(int v) { return v ? std::to_string(v / 1000) + "." + s
 
 }  // namespace
 
-// ---------------- op ids and device-side errors ----------------
-
 class CudaBackend : public Backend {
  public:
   explicit CudaBackend(int index) : index_(index), alloc_(index), host_("cuda-host-" + std::to_string(index)) {
@@ -333,8 +331,6 @@ Backend* cudaBackend(int index) {
   m[index] = b;
   return b;
 }
-
-void* cudaStreamFor(const DeviceId& device) { return backendOf(device).beginLaunch("stream").stream; }
 
 CudaLaunch cudaBeginLaunch(const DeviceId& device, const char* op) { return backendOf(device).beginLaunch(op); }
 

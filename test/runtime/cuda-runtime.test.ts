@@ -5,7 +5,7 @@
  * uploads and zeros that never wait for the device, device-side errors raised at the next sync
  * point naming the op, and a read that settles whatever fails.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -20,6 +20,17 @@ import { sourceList, sourceStamp } from '../../scripts/cuda-sources.mjs';
 import { gateFailures, parsePtxas } from '../../scripts/check-cuda.mjs';
 
 const root = resolve(import.meta.dirname, '../..');
+
+/** Runs a command without blocking the test worker's event loop (vitest talks to it meanwhile). */
+function run(cmd: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, timeout: options.timeout });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (status) => done({ status, stdout, stderr }));
+  });
+}
 const debug = () => native().ops;
 
 for (const { device, skip } of suiteDevices()) {
@@ -36,7 +47,7 @@ for (const { device, skip } of suiteDevices()) {
     });
 
     it('tensor() copies the host data at the call and does not wait for queued work', async () => {
-      debug().debugDelay(device, 400);
+      debug().debugDelay(device, 1000);
       const data = new Float32Array(1 << 16).map((_, i) => i);
       const t0 = performance.now();
       using x = tensor(data, { device });
@@ -45,7 +56,7 @@ for (const { device, skip } of suiteDevices()) {
       const got = (await x.read()) as Float32Array;
       expect(got[12345]).toBe(12345);
       expect(got.every((v, i) => v === i)).toBe(true);
-      expect(ms).toBeLessThan(200);
+      expect(ms).toBeLessThan(500);
     });
 
     it('zeros() is zero over a recycled block and does not wait for queued work', async () => {
@@ -53,13 +64,13 @@ for (const { device, skip } of suiteDevices()) {
         using a = tensor(new Float32Array(1 << 16).fill(3), { device });
         await a.read();
       }
-      debug().debugDelay(device, 400);
+      debug().debugDelay(device, 1000);
       const t0 = performance.now();
       using z = zeros([1 << 16], { device });
       const ms = performance.now() - t0;
       const got = (await z.read()) as Float32Array;
       expect(got.every((v) => v === 0)).toBe(true);
-      expect(ms).toBeLessThan(200);
+      expect(ms).toBeLessThan(500);
     });
 
     it('a kernel that finds bad data rejects the next sync point, naming the op, then clears', async () => {
@@ -155,9 +166,9 @@ describe('CUDA devices and errors', () => {
     );
   });
 
-  it.skipIf(!gpu)(`a sticky error is reported as an earlier kernel's, not the next op's${gpu ? '' : ' (skipped: no CUDA GPU)'}`, () => {
+  it.skipIf(!gpu)(`a sticky error is reported as an earlier kernel's, not the next op's${gpu ? '' : ' (skipped: no CUDA GPU)'}`, async () => {
     // In a child process: the context is unusable afterwards.
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+    const r = await run(process.execPath, ['--input-type=module', '-e', `
       import { ops, tensor, synchronize } from './dist/lib/index.js';
       import { native } from './dist/lib/runtime/native.js';
       const x = tensor(new Float32Array(64), { device: '${gpu?.name}' });
@@ -165,7 +176,7 @@ describe('CUDA devices and errors', () => {
       const sync = await synchronize('${gpu?.name}').then(() => 'resolved', (e) => e.message);
       let launch = '';
       try { ops.cast(x, 'bf16'); } catch (e) { launch = e.message; }
-      console.log(JSON.stringify({ sync, launch }));`], { cwd: root, encoding: 'utf8', env: process.env, timeout: 60000 });
+      console.log(JSON.stringify({ sync, launch }));`], { cwd: root, timeout: 60000 });
     const { sync, launch } = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(sync).toMatch(/^cuda:\d: cuda\w+: .+ \(raised by work queued before this synchronize; the last op queued was debugIllegalAddress\)$/);
     expect(launch).toMatch(/^cast: cannot launch on cuda:\d: an earlier CUDA call or kernel failed/);
@@ -190,15 +201,13 @@ describe.skipIf(usable.length < 2)(`two GPUs${usable.length < 2 ? ' (skipped: ne
 });
 
 describe('the CUDA build scripts', () => {
-  it('build:cuda skips without nvcc and never writes prebuilds/cuda/', () => {
-    const r = spawnSync(process.execPath, [join(root, 'scripts', 'build-cuda.mjs')], {
-      encoding: 'utf8',
+  it('build:cuda skips without nvcc and never writes prebuilds/cuda/', async () => {
+    const r = await run(process.execPath, [join(root, 'scripts', 'build-cuda.mjs')], {
       env: { ...process.env, CUDACXX: '/nonexistent/nvcc', DSN_REQUIRE_CUDA: '' },
     });
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('build:cuda: /nonexistent/nvcc not found: skipping the CUDA build (prebuilds/cuda/ is not written)');
-    const strict = spawnSync(process.execPath, [join(root, 'scripts', 'build-cuda.mjs')], {
-      encoding: 'utf8',
+    const strict = await run(process.execPath, [join(root, 'scripts', 'build-cuda.mjs')], {
       env: { ...process.env, CUDACXX: '/nonexistent/nvcc', DSN_REQUIRE_CUDA: '1' },
     });
     expect(strict.status).toBe(1);
@@ -222,6 +231,30 @@ describe('the CUDA build scripts', () => {
       expect(sourceStamp(dir)).not.toBe(before);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the device check runs under plain Node (with the CPU in the GPU\'s place here) and counts its cases', async () => {
+    const r = await run(process.execPath, [join(root, 'scripts', 'device-check.mjs'), '--small'], {
+      cwd: root,
+      env: { ...process.env, DEVICE_CHECK_DEVICE: 'cpu' },
+      timeout: 120000,
+    });
+    expect(r.stdout).toMatch(/\n(\d+) passed, 0 failed\n$/);
+    expect(Number(/(\d+) passed/.exec(r.stdout)![1])).toBeGreaterThanOrEqual(8);
+    expect(r.status).toBe(0);
+  });
+
+  it('device-check.sh exits cleanly with a message on a machine without a GPU', async () => {
+    const hasGpu = spawnSync('nvidia-smi', ['-L']).status === 0;
+    if (hasGpu) return;
+    const out = mkdtempSync(join(tmpdir(), 'dsn-device-check-'));
+    try {
+      const r = await run('bash', [join(root, 'scripts', 'device-check.sh')], { env: { ...process.env, OUT: out } });
+      expect(r.status).toBe(0);
+      expect(r.stdout).toContain('device-check: no NVIDIA GPU on this machine');
+    } finally {
+      rmSync(out, { recursive: true, force: true });
     }
   });
 
