@@ -126,3 +126,9 @@ export function suiteDevices(...ops: string[]): { device: string; skip: string |
   const gpu = { device: cuda.length ? cuda[0].name : 'cuda:0', skip };
   return emu ? [gpu] : [{ device: 'cpu', skip: false }, gpu];
 }
+
+/** The ops with a CUDA kernel in a CUDA build (the addon's opDevices list must say exactly these). */
+export const CUDA_OPS = [
+  'actQuant', 'bmmHeads', 'cast', 'embedding', 'fp8Dequant', 'fp8Gemm', 'gatherRows', 'gemm', 'groupedFp8Gemm',
+  'moeCombine', 'moeDispatch', 'moeRoute', 'rmsNorm', 'swiglu',
+];
