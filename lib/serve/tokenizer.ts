@@ -75,6 +75,7 @@ export class TextTokenizer {
 
   /** Text of `ids`; special tokens are written out unless `skipSpecial`. */
   decode(ids: readonly number[], skipSpecial = false): string {
+    if (ids.length === 0) return '';
     return this.#tk.decode(ids as number[], { skip_special_tokens: skipSpecial, clean_up_tokenization_spaces: false });
   }
 
