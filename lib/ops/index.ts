@@ -14,4 +14,4 @@ export { addRmsNorm, layerNorm, rmsNorm } from './norm.js';
 export { add, concat, mul, scale, silu, slice } from './elementwise.js';
 export { embedding } from './embedding.js';
 export { gatherRows, moeCombine, moeDispatch, moeRoute, swiglu, type MoeRouteOptions } from './moe.js';
-export { argmax, sample, type SampleOptions } from './sampling.js';
+export { argmax, sample, sampleRows, type RowSamplingOptions, type SampleOptions, type SampleRowsResult } from './sampling.js';
