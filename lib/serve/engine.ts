@@ -89,6 +89,11 @@ export interface EngineOptions {
   /** Requests generating at once; default 64. */
   maxRunning?: number;
   observer?: EngineObserver;
+  /**
+   * Batch-invariant kernels (process-wide GEMM setting, see ops.setBatchInvariant): a request's
+   * logits, and so its greedy tokens, are the same alone or among others. Unset: left as it is.
+   */
+  batchInvariant?: boolean;
 }
 
 /** `submit` when the waiting queue is full. */
@@ -154,6 +159,7 @@ export class Engine {
     this.maxQueue = int(options.maxQueue, 256, 'maxQueue');
     this.maxRunning = int(options.maxRunning, 64, 'maxRunning');
     this.#observer = options.observer ?? {};
+    if (options.batchInvariant !== undefined) ops.setBatchInvariant(options.batchInvariant);
   }
 
   /** Requests waiting for admission. */

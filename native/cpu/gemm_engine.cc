@@ -18,6 +18,7 @@ namespace {
 thread_local Scratch tlsA, tlsW, tlsC;
 
 std::atomic<bool> g_bf16Dot{true};
+std::atomic<bool> g_batchInvariant{false};
 
 inline float elemF32(const void* base, DType t, int64_t i) {
   switch (t) {
@@ -200,6 +201,11 @@ bool setBf16Dot(bool enabled) {
   return enabled && bf16DotAvailable();
 }
 
+bool setBatchInvariant(bool enabled) {
+  g_batchInvariant.store(enabled);
+  return enabled;
+}
+
 bool bf16DotAvailable() { return avx512Bf16Set() != nullptr; }
 
 void packAGeneric(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, int mr, bool pairs, uint32_t* dst) {
@@ -255,7 +261,7 @@ void run(const Problem* problems, int64_t count, ThreadPool& pool) {
     const Problem& p = problems[i];
     if (p.M <= 0 || p.N <= 0) continue;
     sets[i] = &pick(p);
-    small[i] = sets[i]->smallM && p.M <= 8 && p.K > 0;
+    small[i] = sets[i]->smallM && p.M <= 8 && p.K > 0 && !g_batchInvariant.load();
     planTasks(p, int32_t(i), *sets[i], pool.threads(), small[i], tasks);
   }
   if (tasks.empty()) return;

@@ -50,6 +50,10 @@ void run(const Problem* problems, int64_t count, ThreadPool& pool);
 bool setBf16Dot(bool enabled);
 bool bf16DotAvailable();
 
+/** On: every product runs the tiled kernels, whose per-row sums do not depend on the row count;
+ *  off (default): up to 8 rows take the small-M kernels, which sum in another order. */
+bool setBatchInvariant(bool enabled);
+
 /** Runs f(std::integral_constant<int, M>{}) for M = 1…8, so a small-M kernel gets its row count as a
  *  template argument; false (and nothing run) for any other M. */
 template <typename F>
