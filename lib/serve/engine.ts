@@ -77,6 +77,8 @@ export interface EngineObserver {
   tokensGenerated?(n: number): void;
   preempted?(): void;
   finished?(reason: FinishReason | 'error'): void;
+  /** Prompt tokens of a request that finished. */
+  promptProcessed?(n: number): void;
 }
 
 export interface EngineOptions {
@@ -94,6 +96,11 @@ export interface EngineOptions {
    * logits, and so its greedy tokens, are the same alone or among others. Unset: left as it is.
    */
   batchInvariant?: boolean;
+  /**
+   * @internal Forced decoding for tests and demos: when it returns an id for a request's next token,
+   * that id is used instead of the sampled one (and fed back to the model as usual).
+   */
+  script?: (request: EngineRequest, generated: number) => number | undefined;
 }
 
 /** `submit` when the waiting queue is full. */
@@ -139,6 +146,7 @@ export class Engine {
   readonly maxQueue: number;
   readonly maxRunning: number;
   readonly #observer: EngineObserver;
+  readonly #script: EngineOptions['script'];
   readonly #waiting: Live[] = [];
   readonly #running: Live[] = [];
   #loop: Promise<void> | null = null;
@@ -159,6 +167,7 @@ export class Engine {
     this.maxQueue = int(options.maxQueue, 256, 'maxQueue');
     this.maxRunning = int(options.maxRunning, 64, 'maxRunning');
     this.#observer = options.observer ?? {};
+    this.#script = options.script;
     if (options.batchInvariant !== undefined) ops.setBatchInvariant(options.batchInvariant);
   }
 
@@ -239,6 +248,7 @@ export class Engine {
     if (l.onAbort) l.req.signal?.removeEventListener('abort', l.onAbort);
     l.finish = reason;
     this.#observer.finished?.(reason);
+    this.#observer.promptProcessed?.(l.req.prompt.length);
     l.resolve({ finishReason: reason, promptTokens: l.req.prompt.length, completionTokens: l.generated, preemptions: l.preemptions });
   }
 
@@ -390,7 +400,7 @@ export class Engine {
     let produced = 0;
     sampled.forEach(({ l }, k) => {
       if (l.finish) return; // aborted during the step
-      const id = drawn.ids[k];
+      const id = this.#script?.(l.req, l.generated) ?? drawn.ids[k];
       const stopIds = l.req.stopTokenIds;
       const isStop = stopIds?.has(id) ?? false;
       const ev: TokenEvent = { id, isStop };
