@@ -253,7 +253,38 @@ void packWGeneric(const Problem& p, int64_t n0, int64_t k0, int64_t klen, int nr
 /** Below this many multiply-adds a batch of products runs on the calling thread alone. */
 constexpr double kSerialMacs = 256.0 * 1024;
 
-void run(const Problem* problems, int64_t count, ThreadPool& pool) {
+/**
+ * Batch-invariant mode: products whose kernel set has small-M kernels run as row slices of at most 8
+ * (each on the small-M kernels, whose per-row sums do not depend on the row count), so a row's result
+ * is the same whether its product has 1 row or 500.
+ */
+static void sliceRows(const Problem* problems, int64_t count, std::vector<Problem>& out) {
+  for (int64_t i = 0; i < count; ++i) {
+    const Problem& p = problems[i];
+    if (p.M <= 8 || p.K <= 0 || !pick(p).smallM) {
+      out.push_back(p);
+      continue;
+    }
+    for (int64_t m0 = 0; m0 < p.M; m0 += 8) {
+      Problem q = p;
+      q.M = std::min<int64_t>(8, p.M - m0);
+      q.a = at(p.a, p.aType, m0 * p.lda);
+      if (p.aScales) q.aScales = p.aScales + m0 * p.ldas;
+      q.y = at(p.y, p.yType, m0 * p.ldy);
+      out.push_back(q);
+    }
+  }
+}
+
+void run(const Problem* problemsIn, int64_t countIn, ThreadPool& pool) {
+  std::vector<Problem> sliced;
+  const Problem* problems = problemsIn;
+  int64_t count = countIn;
+  if (g_batchInvariant.load()) {
+    sliceRows(problemsIn, countIn, sliced);
+    problems = sliced.data();
+    count = int64_t(sliced.size());
+  }
   std::vector<Task> tasks;
   std::vector<const KernelSet*> sets(size_t(count), nullptr);
   std::vector<char> small(size_t(count), 0);
@@ -261,7 +292,7 @@ void run(const Problem* problems, int64_t count, ThreadPool& pool) {
     const Problem& p = problems[i];
     if (p.M <= 0 || p.N <= 0) continue;
     sets[i] = &pick(p);
-    small[i] = sets[i]->smallM && p.M <= 8 && p.K > 0 && !g_batchInvariant.load();
+    small[i] = sets[i]->smallM && p.M <= 8 && p.K > 0;
     planTasks(p, int32_t(i), *sets[i], pool.threads(), small[i], tasks);
   }
   if (tasks.empty()) return;

@@ -50,8 +50,9 @@ void run(const Problem* problems, int64_t count, ThreadPool& pool);
 bool setBf16Dot(bool enabled);
 bool bf16DotAvailable();
 
-/** On: every product runs the tiled kernels, whose per-row sums do not depend on the row count;
- *  off (default): up to 8 rows take the small-M kernels, which sum in another order. */
+/** On: products run in row slices of at most 8 on the small-M kernels (where the kernel set has
+ *  them), whose per-row sums do not depend on the row count, so a row's result does not depend on its
+ *  batch; off (default): more than 8 rows take the tiled kernels, which sum in another order. */
 bool setBatchInvariant(bool enabled);
 
 /** Runs f(std::integral_constant<int, M>{}) for M = 1…8, so a small-M kernel gets its row count as a
