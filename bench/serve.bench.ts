@@ -78,7 +78,7 @@ async function ensureCheckpoint(): Promise<string> {
   if (!existsSync(join(dir, 'tokenizer.json'))) {
     mkdirSync(dir, { recursive: true });
     console.log(`writing the '1b' synthetic checkpoint with the DeepSeek-V3 tokenizer to ${dir} (once)…`);
-    await makeTinyCheckpoint(dir, { preset: '1b', seed: 1, tokenizer: true });
+    await makeTinyCheckpoint(dir, { preset: '1b', seed: 1, tokenizer: true, dims: { num_nextn_predict_layers: 0 } });
   }
   return dir;
 }
