@@ -236,11 +236,7 @@ export class Serving {
     };
     const onToken = (t: TokenEvent): boolean => {
       const lp = t.logprob === undefined ? undefined : [{ id: t.id, logprob: t.logprob, ...(t.top ? { top: t.top } : {}) }];
-      if (t.isStop) {
-        if (lp) queue.push({ text: '', tokens: [], logprobs: lp });
-        notify();
-        return false;
-      }
+      if (t.isStop) return false; // counted in usage; no text, no token, no logprob entry
       let stopNow = false;
       let raw = '';
       if (decoder) {
