@@ -283,7 +283,10 @@ export class Engine {
     while (this.#waiting.length || this.#running.length) {
       const plan = this.#schedule();
       if (plan.length === 0) {
-        if (this.#running.length === 0 && this.#waiting.length) {
+        if (this.#running.length > 1) {
+          // Admitted prompts whose next chunks no longer fit: the newest gives its blocks back.
+          this.#preempt([...this.#running].sort((x, y) => y.admittedOrder - x.admittedOrder)[0]);
+        } else if (this.#running.length === 0 && this.#waiting.length) {
           // Nothing fits even in an empty cache: cannot happen for prompts below maxContext.
           const l = this.#waiting.shift()!;
           l.reject(new Error('Engine: the cache cannot hold this request'));

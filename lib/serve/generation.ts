@@ -9,7 +9,7 @@ import { Template } from '@huggingface/jinja';
 
 import type { Model } from '../model/model.js';
 import { type ChatMessage, CompletionParser, encodeMessages, type ParseEvent, type ThinkingMode, type Tool } from './dsv32-encoding.js';
-import { DEFAULT_SAMPLING, Engine, type EngineOptions, type FinishReason, type SamplingParams, type TokenEvent } from './engine.js';
+import { DEFAULT_SAMPLING, Engine, type EngineOptions, type EngineResult, type FinishReason, type SamplingParams, type TokenEvent } from './engine.js';
 import { IncrementalDecoder, MissingTokenizerError, TextTokenizer } from './tokenizer.js';
 
 /** A bad request: `param` names the field (as the OpenAI API does). */
@@ -235,8 +235,8 @@ export class Serving {
       return chunk;
     };
     const onToken = (t: TokenEvent): boolean => {
-      const lp = t.logprob === undefined ? undefined : [{ id: t.id, logprob: t.logprob, ...(t.top ? { top: t.top } : {}) }];
       if (t.isStop) return false; // counted in usage; no text, no token, no logprob entry
+      const lp = t.logprob === undefined ? undefined : [{ id: t.id, logprob: t.logprob, ...(t.top ? { top: t.top } : {}) }];
       let stopNow = false;
       let raw = '';
       if (decoder) {
@@ -266,29 +266,29 @@ export class Serving {
       notify();
       return stopNow;
     };
-    let result: Awaited<ReturnType<Engine['submit']>> | null = null;
-    let failure: unknown = null;
+    // Filled in by the engine's promise (an object, so the loop below sees the updates).
+    const end: { result: EngineResult | null; failure: unknown } = { result: null, failure: null };
     const done = this.engine
       .submit({ prompt: prepared.ids, maxTokens, sampling, stopTokenIds: stopIds, topLogprobs, signal: req.signal, onToken })
       .then(
         (r) => {
-          result = r;
+          end.result = r;
           notify();
         },
         (e) => {
-          failure = e;
+          end.failure = e;
           notify();
         },
       );
     {
       for (;;) {
         while (queue.length) yield queue.shift()!;
-        if (failure) throw failure;
-        if (result) break;
+        if (end.failure) throw end.failure;
+        if (end.result) break;
         await new Promise<void>((r) => (wake = r));
       }
       await done;
-      const r = result as unknown as { finishReason: FinishReason; promptTokens: number; completionTokens: number };
+      const r = end.result!;
       // What is still held back: an unfinished character, a partial stop string, a partial marker.
       let tail = decoder ? held + decoder.flush() : '';
       if (r.finishReason === 'stop' && stopStrings.length && tail) {

@@ -153,6 +153,15 @@ describe('Engine scheduling', () => {
     expect(results.map((r) => r.completionTokens)).toEqual([60, 60, 60]);
     expect(engine.preemptions).toBeGreaterThan(0);
     expect(small.freeCacheBlocks).toBe(small.totalCacheBlocks);
+    // Prompts longer than a prefill chunk (chunks of 32 at fixed offsets) mixed with decode.
+    const chunked = new Engine(small, { maxBatchTokens: 48, prefillChunk: 32 });
+    const long = await Promise.all(
+      [0, 1, 2].map((i) =>
+        chunked.submit({ prompt: Array.from({ length: 90 }, (_, j) => ((i + 1) * 37 + j * 11) % 500 + 2), maxTokens: 20, sampling: { temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1, seed: 0 }, onToken: () => false }),
+      ),
+    );
+    expect(long.map((r) => r.completionTokens)).toEqual([20, 20, 20]);
+    expect(small.freeCacheBlocks).toBe(small.totalCacheBlocks);
   });
 
   it('refuses requests past a full queue with a clear error', async () => {
