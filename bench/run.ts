@@ -1,5 +1,6 @@
 /**
- * `npm run bench [-- FILTER]`: runs the microbenchmarks whose name contains FILTER on every device,
+ * `npm run bench [-- FILTER]`: runs the microbenchmarks whose name contains FILTER on every device
+ * (`serve`: the OpenAI-compatible server under 1, 8 and 32 streaming clients, only when named),
  * prints a table with the roofline measured in this run and the ratio, and writes
  * bench/results/latest.json: [{name, shape, device, median, unit, roofline, ratio, …}].
  */
@@ -15,6 +16,7 @@ import { moeCases } from './moe.bench.js';
 import { normCases } from './norm.bench.js';
 import { modelBenchmarks } from './model.bench.js';
 import { measureRoofline } from './roofline.js';
+import { formatServeTable, serveBenchmarks } from './serve.bench.js';
 
 type CaseFactory = (device: string) => BenchCase[];
 /** Each family and the ops its cases run: on a GPU a family runs when all of them have a CUDA
@@ -57,7 +59,15 @@ async function main(): Promise<void> {
   }
   // End to end (the model's ops run on the CPU backend for now).
   if ((!only || only.includes('cpu')) && (!filter || /model|prefill|decode|load/.test(filter))) results.push(...(await modelBenchmarks(roofline, 'cpu')));
+  // The server under concurrent streaming clients: only when asked for (`npm run bench -- serve`).
+  let serveTable = '';
+  if (/serve/.test(filter)) {
+    const serve = await serveBenchmarks(roofline, 'cpu');
+    results.push(...serve.results);
+    serveTable = formatServeTable(serve.rows);
+  }
   console.log(formatTable(results));
+  if (serveTable) console.log(`\n${serveTable}`);
   const dir = join(packageRoot(), 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'latest.json'), JSON.stringify(results, null, 2) + '\n');

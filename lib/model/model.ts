@@ -7,7 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 
 import { DisposedError, invalidArgument, isPositiveInteger } from '../runtime/errors.js';
 import { opDevices } from '../runtime/device.js';
-import { tensor, type DType } from '../runtime/tensor.js';
+import { tensor, type DType, type Tensor } from '../runtime/tensor.js';
 import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { type ModelConfig, parseConfig } from './config.js';
 import { type BatchItem, ForwardContext } from './context.js';
@@ -16,6 +16,8 @@ import { BLOCK_TOKENS, KvCache, Sequence } from './kv-cache.js';
 import { Rope } from './rope.js';
 import { Transformer } from './transformer.js';
 import { CheckpointWeights } from './weights.js';
+import type { EngineOptions } from '../serve/engine.js';
+import { type GenerateRequest, type GenerateResult, Serving, type StreamChunk } from '../serve/generation.js';
 
 export interface LoadProgress {
   tensorsLoaded: number;
@@ -58,6 +60,7 @@ export class Model {
   readonly #sequences = new Set<Sequence>();
   #disposed = false;
   #queue: Promise<unknown> = Promise.resolve();
+  #serving: Serving | null = null;
 
   /** @internal use loadModel() */
   constructor(
@@ -96,6 +99,31 @@ export class Model {
   /** Free cache blocks of 64 tokens. */
   get freeCacheBlocks(): number {
     return this.#cache.pool.freeBlocks;
+  }
+
+  /** All cache blocks of 64 tokens. */
+  get totalCacheBlocks(): number {
+    return this.#cache.pool.numBlocks;
+  }
+
+  /**
+   * The model's text layer and continuous-batching engine (created on first use with default engine
+   * options, or with `options` on the first call): tokenizer, chat format, scheduler.
+   */
+  serving(options?: EngineOptions): Serving {
+    this.#check('serving');
+    this.#serving ??= new Serving(this, options);
+    return this.#serving;
+  }
+
+  /** Generates text for a prompt or conversation (see GenerateRequest); resolves at the end. */
+  generate(request: GenerateRequest): Promise<GenerateResult> {
+    return this.serving().generate(request);
+  }
+
+  /** Streams a prompt's or conversation's output as chunks; leaving the loop early aborts the request. */
+  stream(request: GenerateRequest): AsyncGenerator<StreamChunk, void, undefined> {
+    return this.serving().stream(request);
   }
 
   /** A new, empty sequence taking cache blocks as it grows. Dispose it to give them back. */
@@ -152,28 +180,24 @@ export class Model {
     });
   }
 
+  /**
+   * Runs one step like `forward` and hands the logits of each item's last position, as one `[B, vocab]`
+   * f32 tensor on the model's device in batch order, to `use`; the sequences grow once `use`'s promise
+   * has settled without error (a failure leaves them unchanged). The tensor is disposed afterwards: a
+   * sampler reads it and returns token ids, so the vocabulary never crosses to JavaScript.
+   */
+  async forwardWith<T>(batch: readonly BatchItem[], use: (logits: Tensor) => Promise<T>): Promise<T> {
+    this.#check('forwardWith');
+    this.#validate(batch);
+    const run = this.#queue.then(() => this.#step(batch, false, use));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
   async #run(batch: readonly BatchItem[], options: ForwardOptions): Promise<Float32Array[]> {
-    this.#check('forward');
-    const rollbacks: (() => void)[] = [];
-    let ctx: ForwardContext | undefined;
-    try {
-      for (const item of batch) rollbacks.push(item.sequence.reserve(item.tokens.length));
-      ctx = new ForwardContext(batch, this.device);
-      const rowsWanted: number[] = [];
-      const counts: number[] = [];
-      batch.forEach((item, i) => {
-        const n = options.allPositions ? item.tokens.length : 1;
-        const last = ctx!.lastRows[i];
-        for (let r = last - n + 1; r <= last; ++r) rowsWanted.push(r);
-        counts.push(n);
-      });
-      using rows = tensor(Int32Array.from(rowsWanted), { dtype: 'i32', device: this.device });
-      using logits = this.#transformer.forward(ctx, this.#cache, this.#rope, rows);
+    const counts = batch.map((item) => (options.allPositions ? item.tokens.length : 1));
+    return this.#step(batch, options.allPositions ?? false, async (logits) => {
       const all = await logits.toFloat32Array();
-      // Only a step that ran to the end grows its sequences; a failed one leaves them as they were
-      // (the rows it wrote lie past their lengths and are overwritten by the next step).
-      for (const item of batch) item.sequence.advance(item.tokens.length);
-      rollbacks.length = 0;
       const V = this.config.vocabSize;
       const out: Float32Array[] = [];
       let r = 0;
@@ -182,6 +206,30 @@ export class Model {
         r += n;
       }
       return out;
+    });
+  }
+
+  async #step<T>(batch: readonly BatchItem[], allPositions: boolean, use: (logits: Tensor) => Promise<T>): Promise<T> {
+    this.#check('forward');
+    const rollbacks: (() => void)[] = [];
+    let ctx: ForwardContext | undefined;
+    try {
+      for (const item of batch) rollbacks.push(item.sequence.reserve(item.tokens.length));
+      ctx = new ForwardContext(batch, this.device);
+      const rowsWanted: number[] = [];
+      batch.forEach((item, i) => {
+        const n = allPositions ? item.tokens.length : 1;
+        const last = ctx!.lastRows[i];
+        for (let r = last - n + 1; r <= last; ++r) rowsWanted.push(r);
+      });
+      using rows = tensor(Int32Array.from(rowsWanted), { dtype: 'i32', device: this.device });
+      using logits = this.#transformer.forward(ctx, this.#cache, this.#rope, rows);
+      const result = await use(logits);
+      // Only a step that ran to the end grows its sequences; a failed one leaves them as they were
+      // (the rows it wrote lie past their lengths and are overwritten by the next step).
+      for (const item of batch) item.sequence.advance(item.tokens.length);
+      rollbacks.length = 0;
+      return result;
     } catch (e) {
       for (const undo of rollbacks.reverse()) undo();
       throw e;
@@ -197,6 +245,7 @@ export class Model {
   /** Releases weights, cache and sequences. Safe twice. */
   async dispose(): Promise<void> {
     if (this.#disposed) return;
+    await this.#serving?.engine.close(true);
     this.#disposed = true;
     await this.#queue;
     for (const s of this.#sequences) s.dispose();

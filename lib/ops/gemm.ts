@@ -106,3 +106,14 @@ export function gemm(x: Tensor, w: Tensor, outDtype: GemmOutDtype): Tensor {
 export function bmmHeads(x: Tensor, w: Tensor, outDtype: GemmOutDtype): Tensor {
   return wrap(native().ops.bmmHeads(handleOf(x, 'bmmHeads', 'x'), handleOf(w, 'bmmHeads', 'w'), outDtype));
 }
+
+/**
+ * Batch-invariant GEMM on (true) or off (false, the default): when on, a row's result does not depend
+ * on how many rows its product has (the few-rows kernels, which sum in another order, are not used),
+ * so a request's logits are the same alone or in a batch. Process-wide, read when each product
+ * runs: switch it while no op is queued. Returns the new setting.
+ */
+export function setBatchInvariant(enabled: boolean): boolean {
+  if (typeof enabled !== 'boolean') throw new TypeError(`setBatchInvariant: expected a boolean but received ${typeof enabled}`);
+  return native().ops.gemmSetBatchInvariant(enabled) as boolean;
+}

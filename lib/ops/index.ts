@@ -2,7 +2,7 @@
 export { cast } from './cast.js';
 export { transpose } from './layout.js';
 export { actQuant, type ActQuantOptions, fp8Dequant } from './quant.js';
-export { bmmHeads, fp8Gemm, type Fp8GemmOptions, gemm, type GemmOutDtype, groupedFp8Gemm } from './gemm.js';
+export { bmmHeads, fp8Gemm, type Fp8GemmOptions, gemm, type GemmOutDtype, groupedFp8Gemm, setBatchInvariant } from './gemm.js';
 export { rope, ropeTables } from './rope.js';
 export type { RopeOptions, RopeTableParams } from './rope.js';
 export { hadamard } from './hadamard.js';
@@ -15,4 +15,4 @@ export { addRmsNorm, layerNorm, rmsNorm } from './norm.js';
 export { add, concat, mul, scale, silu, slice } from './elementwise.js';
 export { embedding } from './embedding.js';
 export { gatherRows, moeCombine, moeDispatch, moeRoute, swiglu, type MoeRouteOptions } from './moe.js';
-export { argmax, sample, type SampleOptions } from './sampling.js';
+export { argmax, sample, sampleRows, type RowSamplingOptions, type SampleOptions, type SampleRowsResult } from './sampling.js';

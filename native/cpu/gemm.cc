@@ -67,5 +67,6 @@ void bmmHeads(const BmmHeadsParams& p, ThreadPool& pool) {
 }
 
 bool setGemmBf16Dot(bool enabled) { return gemmk::setBf16Dot(enabled); }
+bool setGemmBatchInvariant(bool enabled) { return gemmk::setBatchInvariant(enabled); }
 
 }  // namespace dsn::cpu

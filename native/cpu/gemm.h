@@ -30,4 +30,8 @@ void bmmHeads(const BmmHeadsParams& p, ThreadPool& pool);
  *  are now in use (false on CPUs without them). Call only while no op runs. */
 bool setGemmBf16Dot(bool enabled);
 
+/** Batch-invariant GEMM: a row's result does not depend on how many rows the product has (the
+ *  small-M kernels are not used). Call only while no op runs. */
+bool setGemmBatchInvariant(bool enabled);
+
 }  // namespace dsn::cpu

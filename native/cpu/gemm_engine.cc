@@ -18,6 +18,7 @@ namespace {
 thread_local Scratch tlsA, tlsW, tlsC;
 
 std::atomic<bool> g_bf16Dot{true};
+std::atomic<bool> g_batchInvariant{false};
 
 inline float elemF32(const void* base, DType t, int64_t i) {
   switch (t) {
@@ -200,6 +201,11 @@ bool setBf16Dot(bool enabled) {
   return enabled && bf16DotAvailable();
 }
 
+bool setBatchInvariant(bool enabled) {
+  g_batchInvariant.store(enabled);
+  return enabled;
+}
+
 bool bf16DotAvailable() { return avx512Bf16Set() != nullptr; }
 
 void packAGeneric(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, int mr, bool pairs, uint32_t* dst) {
@@ -247,7 +253,38 @@ void packWGeneric(const Problem& p, int64_t n0, int64_t k0, int64_t klen, int nr
 /** Below this many multiply-adds a batch of products runs on the calling thread alone. */
 constexpr double kSerialMacs = 256.0 * 1024;
 
-void run(const Problem* problems, int64_t count, ThreadPool& pool) {
+/**
+ * Batch-invariant mode: products whose kernel set has small-M kernels run as row slices of at most 8
+ * (each on the small-M kernels, whose per-row sums do not depend on the row count), so a row's result
+ * is the same whether its product has 1 row or 500.
+ */
+static void sliceRows(const Problem* problems, int64_t count, std::vector<Problem>& out) {
+  for (int64_t i = 0; i < count; ++i) {
+    const Problem& p = problems[i];
+    if (p.M <= 8 || p.K <= 0 || !pick(p).smallM) {
+      out.push_back(p);
+      continue;
+    }
+    for (int64_t m0 = 0; m0 < p.M; m0 += 8) {
+      Problem q = p;
+      q.M = std::min<int64_t>(8, p.M - m0);
+      q.a = at(p.a, p.aType, m0 * p.lda);
+      if (p.aScales) q.aScales = p.aScales + m0 * p.ldas;
+      q.y = at(p.y, p.yType, m0 * p.ldy);
+      out.push_back(q);
+    }
+  }
+}
+
+void run(const Problem* problemsIn, int64_t countIn, ThreadPool& pool) {
+  std::vector<Problem> sliced;
+  const Problem* problems = problemsIn;
+  int64_t count = countIn;
+  if (g_batchInvariant.load()) {
+    sliceRows(problemsIn, countIn, sliced);
+    problems = sliced.data();
+    count = int64_t(sliced.size());
+  }
   std::vector<Task> tasks;
   std::vector<const KernelSet*> sets(size_t(count), nullptr);
   std::vector<char> small(size_t(count), 0);

@@ -50,6 +50,11 @@ void run(const Problem* problems, int64_t count, ThreadPool& pool);
 bool setBf16Dot(bool enabled);
 bool bf16DotAvailable();
 
+/** On: products run in row slices of at most 8 on the small-M kernels (where the kernel set has
+ *  them), whose per-row sums do not depend on the row count, so a row's result does not depend on its
+ *  batch; off (default): more than 8 rows take the tiled kernels, which sum in another order. */
+bool setBatchInvariant(bool enabled);
+
 /** Runs f(std::integral_constant<int, M>{}) for M = 1…8, so a small-M kernel gets its row count as a
  *  template argument; false (and nothing run) for any other M. */
 template <typename F>

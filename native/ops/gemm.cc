@@ -186,10 +186,19 @@ static Napi::Value GemmSetBf16Dot(const Napi::CallbackInfo& info) {
   });
 }
 
+/** gemmSetBatchInvariant(enabled) -> enabled. Call while the CPU stream is idle. */
+static Napi::Value GemmSetBatchInvariant(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "gemmSetBatchInvariant");
+    return Napi::Boolean::New(info.Env(), cpu::setGemmBatchInvariant(a.boolean(0, "enabled")));
+  });
+}
+
 DSN_OP("fp8Gemm", Fp8Gemm);
 DSN_OP("groupedFp8Gemm", GroupedFp8Gemm);
 DSN_OP("gemm", Gemm);
 DSN_OP("bmmHeads", BmmHeads);
 DSN_INTERNAL_OP("gemmSetBf16Dot", GemmSetBf16Dot);
+DSN_INTERNAL_OP("gemmSetBatchInvariant", GemmSetBatchInvariant);
 
 }  // namespace dsn

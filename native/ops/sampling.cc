@@ -1,7 +1,11 @@
 // argmax and sample: token ids from logits (CPU only so far).
 #include "../cpu/sampling.h"
 
+#include <cmath>
 #include <limits>
+#include <memory>
+#include <tuple>
+#include <vector>
 
 #include "args.h"
 #include "dispatch.h"
@@ -60,7 +64,88 @@ static Napi::Value Sample(const Napi::CallbackInfo& info) {
   });
 }
 
+template <typename T>
+static std::vector<T> typedArg(const Napi::CallbackInfo& info, OpArgs& a, int i, const char* name, napi_typedarray_type type, const char* typeName, size_t n) {
+  Napi::Value v = a.has(i) ? info[size_t(i)] : a.env().Undefined();
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    throwType(a.op(), ": expected a ", typeName, " for ", name);
+  auto arr = v.As<Napi::TypedArrayOf<T>>();
+  if (n != size_t(-1) && arr.ElementLength() != n)
+    throwRange(a.op(), ": ", name, " must have ", n, " entries but has ", arr.ElementLength());
+  return std::vector<T>(arr.Data(), arr.Data() + arr.ElementLength());
+}
+
+/**
+ * sampleRows(logits [B, V] f32, params Float32Array [B·7] (temperature, topK, topP, minP, presence,
+ * frequency, repetition), seeds Float64Array [B·2] (seed, step), historyOffsets Int32Array [B+1],
+ * historyIds Int32Array, historyCounts Int32Array, topLogprobs (−1: none)) -> [ids [B] i32,
+ * logprobs [B, 1+N] f32?, topIds [B, N] i32?]
+ */
+static Napi::Value SampleRows(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "sampleRows");
+    TensorRef x = logitsArg(a);
+    const int64_t B = x->shape[0], V = x->shape[1];
+    const auto params = typedArg<float>(info, a, 1, "params", napi_float32_array, "Float32Array", size_t(B * 7));
+    const auto seeds = typedArg<double>(info, a, 2, "seeds", napi_float64_array, "Float64Array", size_t(B * 2));
+    const auto offsets = typedArg<int32_t>(info, a, 3, "historyOffsets", napi_int32_array, "Int32Array", size_t(B + 1));
+    const auto ids = typedArg<int32_t>(info, a, 4, "historyIds", napi_int32_array, "Int32Array", size_t(-1));
+    const auto counts = typedArg<int32_t>(info, a, 5, "historyCounts", napi_int32_array, "Int32Array", ids.size());
+    const int64_t topN = a.integer(6, "topLogprobs", -1, 1024);
+    if (offsets[0] != 0 || size_t(offsets[size_t(B)]) != ids.size()) throwRange("sampleRows: historyOffsets must run from 0 to historyIds.length");
+    for (int64_t r = 0; r < B; ++r)
+      if (offsets[size_t(r + 1)] < offsets[size_t(r)]) throwRange("sampleRows: historyOffsets must not decrease");
+    for (size_t k = 0; k < ids.size(); ++k)
+      if (ids[k] < 0 || ids[k] >= V) throwRange("sampleRows: historyIds[", k, "] is ", ids[k], ", outside [0, ", V, ")");
+    std::vector<cpu::RowSampling> rows(static_cast<size_t>(B));
+    constexpr double kSafe = double((int64_t(1) << 53) - 1);
+    for (int64_t r = 0; r < B; ++r) {
+      const float* q = params.data() + r * 7;
+      cpu::RowSampling& s = rows[size_t(r)];
+      s.temperature = q[0];
+      if (!(s.temperature >= 0) || !std::isfinite(s.temperature)) throwRange("sampleRows: row ", r, ": temperature must be >= 0 but is ", s.temperature);
+      if (!(q[1] >= 0) || q[1] != std::floor(q[1])) throwRange("sampleRows: row ", r, ": topK must be an integer >= 0 but is ", q[1]);
+      s.topK = int64_t(q[1]);
+      s.topP = q[2];
+      if (!(s.topP > 0 && s.topP <= 1)) throwRange("sampleRows: row ", r, ": topP must be in (0, 1] but is ", s.topP);
+      s.minP = q[3];
+      if (!(s.minP >= 0 && s.minP <= 1)) throwRange("sampleRows: row ", r, ": minP must be in [0, 1] but is ", s.minP);
+      s.presencePenalty = q[4];
+      s.frequencyPenalty = q[5];
+      s.repetitionPenalty = q[6];
+      if (!std::isfinite(q[4]) || !std::isfinite(q[5])) throwRange("sampleRows: row ", r, ": penalties must be finite");
+      if (!(s.repetitionPenalty > 0) || !std::isfinite(s.repetitionPenalty)) throwRange("sampleRows: row ", r, ": repetitionPenalty must be > 0 but is ", s.repetitionPenalty);
+      const double seed = seeds[size_t(2 * r)], step = seeds[size_t(2 * r + 1)];
+      if (!(std::fabs(seed) <= kSafe) || seed != std::floor(seed) || !(step >= 0 && step <= kSafe) || step != std::floor(step))
+        throwRange("sampleRows: row ", r, ": seed and step must be safe integers (step >= 0)");
+      s.seed = uint64_t(int64_t(seed));
+      s.step = uint64_t(step);
+    }
+    TensorRef out = newTensor(DType::i32, {B}, x->device);
+    TensorRef lp = topN >= 0 ? newTensor(DType::f32, {B, 1 + topN}, x->device) : nullptr;
+    TensorRef top = topN >= 0 ? newTensor(DType::i32, {B, topN}, x->device) : nullptr;
+    auto hold = std::make_shared<std::tuple<std::vector<cpu::RowSampling>, std::vector<int32_t>, std::vector<int32_t>, std::vector<int32_t>>>(
+        std::move(rows), std::move(offsets), std::vector<int32_t>(ids), std::vector<int32_t>(counts));
+    cpu::SampleRowsParams p;
+    p.logits = x->ptr<float>(); p.rows = B; p.vocab = V;
+    p.params = std::get<0>(*hold).data();
+    p.historyOffsets = std::get<1>(*hold).data();
+    p.historyIds = std::get<2>(*hold).data();
+    p.historyCounts = std::get<3>(*hold).data();
+    p.out = out->ptr<int32_t>();
+    p.topLogprobs = topN < 0 ? 0 : topN;
+    p.logprobs = lp ? lp->ptr<float>() : nullptr;
+    p.topIds = top ? top->ptr<int32_t>() : nullptr;
+    std::vector<TensorRef> keep{x, out};
+    if (lp) keep.push_back(lp), keep.push_back(top);
+    enqueueCpu("sampleRows", keep, [p, hold](ThreadPool& pool) { cpu::sampleRows(p, pool); });
+    if (!lp) return wrapAll(info.Env(), {out});
+    return wrapAll(info.Env(), {out, lp, top});
+  });
+}
+
 DSN_OP("argmax", Argmax);
+DSN_OP("sampleRows", SampleRows);
 DSN_OP("sample", Sample);
 
 }  // namespace dsn

@@ -11,7 +11,7 @@
  */
 import { describe, expect, it } from 'vitest';
 
-import { ops, type Tensor, tensor } from '../../lib/index.js';
+import { ops, tensor } from '../../lib/index.js';
 import { rng, roundTo, suiteDevices } from '../helpers.js';
 
 /** E4M3 code → value (independent of the addon). */
