@@ -71,19 +71,28 @@ DSN_TARGET_AVX2 inline void transpose8(__m256* r) {
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-/** A rows → [group][i][k] f32. */
+/** A rows → [group][k][i] f32: the mr values the micro-kernel broadcasts at one k are adjacent, so it
+ *  reads them from one pointer. */
 DSN_TARGET_AVX2 void packAAvx2(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst) {
-  const int64_t padded = (rows + kAvx2Mr - 1) / kAvx2Mr * kAvx2Mr;
-  for (int64_t r = 0; r < padded; ++r) {
-    float* d = reinterpret_cast<float*>(dst + r * klen);
-    if (r >= rows) {
-      std::memset(d, 0, size_t(klen) * 4);
-      continue;
+  const int64_t groups = (rows + kAvx2Mr - 1) / kAvx2Mr;
+  float* d = reinterpret_cast<float*>(dst);
+  for (int64_t g = 0; g < groups; ++g) {
+    float* dg = d + g * kAvx2Mr * klen;
+    for (int i = 0; i < kAvx2Mr; ++i) {
+      const int64_t r = g * kAvx2Mr + i;
+      if (r >= rows) {
+        for (int64_t k = 0; k < klen; ++k) dg[k * kAvx2Mr + i] = 0.0f;
+        continue;
+      }
+      const int64_t base = (m0 + r) * p.lda + k0;
+      int64_t k = 0;
+      alignas(32) float t[8];
+      for (; k + 8 <= klen; k += 8) {
+        _mm256_store_ps(t, load8F32(p.a, p.aType, base + k));
+        for (int j = 0; j < 8; ++j) dg[(k + j) * kAvx2Mr + i] = t[j];
+      }
+      for (; k < klen; ++k) dg[k * kAvx2Mr + i] = f32FromAny(p.a, p.aType, base + k);
     }
-    const int64_t base = (m0 + r) * p.lda + k0;
-    int64_t k = 0;
-    for (; k + 8 <= klen; k += 8) _mm256_storeu_ps(d + k, load8F32(p.a, p.aType, base + k));
-    for (; k < klen; ++k) d[k] = f32FromAny(p.a, p.aType, base + k);
   }
 }
 
@@ -117,11 +126,12 @@ DSN_TARGET_AVX2 void microAvx2(int64_t slots, const uint32_t* ap_, const uint32_
   __m256 t[kAvx2Mr][2];
 #pragma GCC unroll 6
   for (int i = 0; i < kAvx2Mr; ++i) t[i][0] = t[i][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
   for (int64_t s = 0; s < slots; ++s) {
     __m256 w0 = _mm256_load_ps(wp + s * kAvx2Nr), w1 = _mm256_load_ps(wp + s * kAvx2Nr + 8);
 #pragma GCC unroll 6
     for (int i = 0; i < kAvx2Mr; ++i) {
-      __m256 a = _mm256_broadcast_ss(ap + i * slots + s);
+      __m256 a = _mm256_broadcast_ss(ap + s * kAvx2Mr + i);
       t[i][0] = _mm256_fmadd_ps(a, w0, t[i][0]);
       t[i][1] = _mm256_fmadd_ps(a, w1, t[i][1]);
     }
