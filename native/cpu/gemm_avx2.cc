@@ -467,9 +467,7 @@ bool smallMBf16WAvx2(const Problem& p, int64_t n0, int64_t n1) {
 bool smallMAvx2(const Problem& p, int64_t n0, int64_t n1) {
   if (p.wKN) return false;
   switch (p.wType) {
-    case DType::f8e4m3:
-      if (!p.aScales || !p.wScales || p.K % kBlockK != 0) return false;
-      return dispatchSmallM(p.M, [&](auto m) { smallMFp8Avx2M<decltype(m)::value>(p, n0, n1); });
+    case DType::f8e4m3: return smallMFp8Avx2(p, n0, n1);
     case DType::bf16:
       if (p.aScales || p.wScales) return false;
       return smallMBf16WAvx2(p, n0, n1);
@@ -481,6 +479,11 @@ bool smallMAvx2(const Problem& p, int64_t n0, int64_t n1) {
 }
 
 }  // namespace
+
+bool smallMFp8Avx2(const Problem& p, int64_t n0, int64_t n1) {
+  if (p.wKN || p.wType != DType::f8e4m3 || !p.aScales || !p.wScales || p.K % kBlockK != 0) return false;
+  return dispatchSmallM(p.M, [&](auto m) { smallMFp8Avx2M<decltype(m)::value>(p, n0, n1); });
+}
 
 const KernelSet* avx2Set() {
   static const KernelSet set = {"avx2", kAvx2Mr, kAvx2Nr, false, packAAvx2, packWAvx2, microAvx2, smallMAvx2};

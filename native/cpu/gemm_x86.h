@@ -99,6 +99,10 @@ DSN_TARGET_AVX512 inline __m512 load16F32Masked(const void* base, DType t, int64
  *  take (bf16 or f32 operands). Returns false when it does not handle the problem either. */
 bool smallMAvx512(const Problem& p, int64_t n0, int64_t n1);
 
+/** The AVX2 few-rows kernel for an FP8 W (gemm_avx2.cc), which the AVX-512 f32 set uses too. Returns
+ *  false when it does not handle the problem (no scales, K % 128 ≠ 0, W [K, N], M > 8). */
+bool smallMFp8Avx2(const Problem& p, int64_t n0, int64_t n1);
+
 }  // namespace dsn::cpu::gemmk
 
 #endif
