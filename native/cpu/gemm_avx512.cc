@@ -324,7 +324,7 @@ bool smallMAvx512(const Problem& p, int64_t n0, int64_t n1) {
   switch (p.wType) {
     case DType::f8e4m3:
       // The AVX2 kernel: on cores with AVX-512 but not AVX512-BF16 (Intel Skylake-SP to Ice Lake)
-      // it ran 1.0–1.6× as fast as a 16-lane one at M = 1…4 and as fast at M = 8 (bench/README.md).
+      // it ran 1.1–1.8× as fast as the 16-lane one at M = 1…4 (bench/README.md).
       return smallMFp8Avx2(p, n0, n1);
     case DType::bf16:
       if (p.aScales || p.wScales) return false;
