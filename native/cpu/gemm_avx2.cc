@@ -72,26 +72,32 @@ DSN_TARGET_AVX2 inline void transpose8(__m256* r) {
 }
 
 /** A rows → [group][k][i] f32: the mr values the micro-kernel broadcasts at one k are adjacent, so it
- *  reads them from one pointer. */
+ *  reads them from one pointer. Per 8 k: the group's rows (zeros past `rows`) transposed 8 × 8, each
+ *  k's column stored as 8 floats whose last two the next k's store overwrites (the group's last k
+ *  stores only its 6). */
 DSN_TARGET_AVX2 void packAAvx2(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst) {
+  static_assert(kAvx2Mr == 6, "6 rows of a transposed 8 × 8 block are stored");
   const int64_t groups = (rows + kAvx2Mr - 1) / kAvx2Mr;
+  const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
   float* d = reinterpret_cast<float*>(dst);
   for (int64_t g = 0; g < groups; ++g) {
     float* dg = d + g * kAvx2Mr * klen;
-    for (int i = 0; i < kAvx2Mr; ++i) {
-      const int64_t r = g * kAvx2Mr + i;
-      if (r >= rows) {
-        for (int64_t k = 0; k < klen; ++k) dg[k * kAvx2Mr + i] = 0.0f;
-        continue;
+    for (int64_t k = 0; k < klen; k += 8) {
+      const int64_t have = std::min<int64_t>(8, klen - k);
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) {
+        const int64_t row = g * kAvx2Mr + i;
+        const int64_t base = (m0 + row) * p.lda + k0 + k;
+        if (i >= kAvx2Mr || row >= rows) r[i] = _mm256_setzero_ps();
+        else if (have == 8) r[i] = load8F32(p.a, p.aType, base);
+        else r[i] = load8F32Partial(p.a, p.aType, base, have);
       }
-      const int64_t base = (m0 + r) * p.lda + k0;
-      int64_t k = 0;
-      alignas(32) float t[8];
-      for (; k + 8 <= klen; k += 8) {
-        _mm256_store_ps(t, load8F32(p.a, p.aType, base + k));
-        for (int j = 0; j < 8; ++j) dg[(k + j) * kAvx2Mr + i] = t[j];
+      transpose8(r);
+      for (int c = 0; c < have; ++c) {
+        float* at = dg + (k + c) * kAvx2Mr;
+        if (k + c + 1 < klen) _mm256_storeu_ps(at, r[c]);
+        else _mm256_maskstore_ps(at, six, r[c]);
       }
-      for (; k < klen; ++k) dg[k * kAvx2Mr + i] = f32FromAny(p.a, p.aType, base + k);
     }
   }
 }
