@@ -7,7 +7,10 @@
 //       native/cpu/probe.cc native/runtime/threadpool.cc -pthread -o /tmp/fp8gemm
 //   SIMD=avx2 /tmp/fp8gemm 15 1,2,4,8 2112x7168,4096x1536,7168x2048,2048x7168,4096x7168
 //   SIMD=avx2 /tmp/fp8gemm 3 256 2048x7168,4096x1536
+//   SIMD=avx2 /tmp/fp8gemm G 3 256 512 1024 2048      (groupedFp8Gemm: E R N K, rows split evenly)
 // Set WALL=1 for wall-clock time instead.
+#include <chrono>
+#include <cstdio>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -56,8 +59,41 @@ static double runOne(ThreadPool& pool, int M, int N, int K, int reps) {
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }
+/** groupedFp8Gemm: E experts of N × K, R rows split evenly; returns the median seconds. */
+static double runGrouped(ThreadPool& pool, int E, int R, int N, int K, int reps) {
+  std::vector<uint8_t> w(size_t(E) * N * K), a(size_t(R) * K);
+  uint32_t s = 7;
+  auto rnd = [&]() { s ^= s << 13; s ^= s >> 17; s ^= s << 5; uint8_t c = s & 0xff; if ((c & 0x7f) == 0x7f) c ^= 1; return c; };
+  for (auto& b : w) b = rnd();
+  for (auto& b : a) b = rnd();
+  std::vector<float> sa(size_t(R) * K / 128, 1e-3f), sw(size_t(E) * ((N + 127) / 128) * K / 128, 1e-3f);
+  std::vector<int32_t> off(E + 1);
+  for (int e = 0; e <= E; ++e) off[e] = int32_t(int64_t(R) * e / E);
+  std::vector<uint16_t> y(size_t(R) * N);
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    cpu::GroupedFp8GemmParams p; p.a = a.data(); p.aScales = sa.data(); p.w = w.data(); p.wScales = sw.data();
+    p.offsets = off.data(); p.y = y.data(); p.R = R; p.E = E; p.N = N; p.K = K;
+    double t0 = now(); cpu::groupedFp8Gemm(p, pool); t.push_back(now() - t0);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
 int main(int argc, char** argv) {
-  // usage: h REPS M1,M2,... N1xK1,N2xK2,...   (1 thread, CPU time)
+  // fp8gemm REPS M1,M2,... N1xK1,N2xK2,...   (1 thread, CPU time)
+  if (!strcmp(argv[1], "G")) {  // fp8gemm G REPS E R N K: groupedFp8Gemm
+    const char* simd = getenv("SIMD");
+    if (simd && !strcmp(simd, "avx2")) cpu::setSimdCap(cpu::Simd::Avx2);
+    ThreadPool pool(1);
+    int reps = atoi(argv[2]), E = atoi(argv[3]), R = atoi(argv[4]), N = atoi(argv[5]), K = atoi(argv[6]);
+    double bw0 = readProbe(), fma0 = fmaProbe();
+    double med = runGrouped(pool, E, R, N, K, reps);
+    double bw = std::max(bw0, readProbe()), fma = std::max(fma0, fmaProbe());
+    printf("grouped E=%d R=%d N=%d K=%d: %.2f ms, %.2f GB/s of expert weight (%.0f %% of read %.2f), %.1f GFLOP/s (%.0f %% of FMA %.1f)\n", E, R, N, K,
+           med * 1e3, double(E) * N * K / med / 1e9, 100 * double(E) * N * K / med / 1e9 / bw, bw, 2.0 * R * N * K / med / 1e9,
+           100 * 2.0 * R * N * K / med / 1e9 / fma, fma);
+    return 0;
+  }
   int reps = atoi(argv[1]);
   std::vector<int> Ms; for (char* q = strtok(argv[2], ","); q; q = strtok(nullptr, ",")) Ms.push_back(atoi(q));
   std::vector<std::pair<int,int>> shapes; for (char* q = strtok(argv[3], ","); q; q = strtok(nullptr, ",")) { int n, k; sscanf(q, "%dx%d", &n, &k); shapes.push_back({n, k}); }
