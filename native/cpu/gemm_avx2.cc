@@ -1,5 +1,6 @@
-// AVX2 kernel set of the GEMM engine: a 6 × 16 f32 register tile over packed panels, and a streaming
-// kernel for few rows of A (lanes along k). FP8 is widened to f32 on the bits.
+// AVX2 kernel set of the GEMM engine: a 6 × 16 f32 register tile over packed panels, and streaming
+// kernels for few rows of A (lanes along k). FP8 is widened exactly through f16 (shifts, a mask and
+// F16C's vcvtph2ps), never through f32 subnormals, which cost a microcode assist an operation on Intel.
 #include "gemm_x86.h"
 
 #if defined(__x86_64__)
@@ -12,7 +13,20 @@ namespace {
 
 constexpr int kAvx2Mr = 6, kAvx2Nr = 16;
 
-/** 8 elements of a row of dtype t from element i, as f32 (FP8 on the bits, as load16F32). */
+/** FP8 E4M3 → f16, exactly, 2^-8 times the value: each 16-bit lane holds a code in bits 15…8 with
+ *  its sign extended (or any bits 7…0); an arithmetic shift by 1 puts the sign at bit 15 and the
+ *  4 exponent + 3 mantissa bits at bits 13…7, where an f16 with 5 exponent bits (bias 15 against
+ *  E4M3's 7) reads them as 2^-8 times the E4M3 value, subnormals included. The mask clears bit 14
+ *  and the low bits. NaN codes (magnitude 0x7f) give ±1.875, a finite value: callers check. */
+DSN_TARGET_AVX2 inline __m128i fp8HiToF16Scaled(__m128i hi) {
+  return _mm_and_si128(_mm_srai_epi16(hi, 1), _mm_set1_epi16(int16_t(0xbf80)));
+}
+/** The same for codes sign-extended to 16 bits (code in bits 7…0, bit 8 its sign). */
+DSN_TARGET_AVX2 inline __m128i fp8ToF16Scaled(__m128i x) {
+  return _mm_and_si128(_mm_slli_epi16(x, 7), _mm_set1_epi16(int16_t(0xbf80)));
+}
+
+/** 8 elements of a row of dtype t from element i, as f32 (FP8 exactly through f16, NaN codes → NaN). */
 DSN_TARGET_AVX2 inline __m256 load8F32(const void* base, DType t, int64_t i) {
   switch (t) {
     case DType::f32: return _mm256_loadu_ps(static_cast<const float*>(base) + i);
@@ -22,11 +36,10 @@ DSN_TARGET_AVX2 inline __m256 load8F32(const void* base, DType t, int64_t i) {
     }
     default: {
       __m128i c = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i));
-      __m256i x = _mm256_cvtepi8_epi32(c);
-      __m256i bits = _mm256_and_si256(_mm256_slli_epi32(x, 20), _mm256_set1_epi32(int(0x87f00000u)));
-      __m256 v = _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(0x1p120f));
-      __m256i nan = _mm256_cmpeq_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7f)), _mm256_set1_epi32(0x7f));
-      return _mm256_blendv_ps(v, _mm256_set1_ps(__builtin_nanf("")), _mm256_castsi256_ps(nan));
+      __m256 v = _mm256_mul_ps(_mm256_cvtph_ps(fp8ToF16Scaled(_mm_cvtepi8_epi16(c))), _mm256_set1_ps(256.0f));
+      // A NaN code decodes to ±1.875 · 2^8 = ±480, a value no other code has.
+      __m256 nan = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), v), _mm256_set1_ps(480.0f), _CMP_EQ_OQ);
+      return _mm256_blendv_ps(v, _mm256_set1_ps(__builtin_nanf("")), nan);
     }
   }
 }
@@ -58,19 +71,34 @@ DSN_TARGET_AVX2 inline void transpose8(__m256* r) {
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-/** A rows → [group][i][k] f32. */
+/** A rows → [group][k][i] f32: the mr values the micro-kernel broadcasts at one k are adjacent, so it
+ *  reads them from one pointer. Per 8 k: the group's rows (zeros past `rows`) transposed 8 × 8, each
+ *  k's column stored as 8 floats whose last two the next k's store overwrites (the group's last k
+ *  stores only its 6). */
 DSN_TARGET_AVX2 void packAAvx2(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst) {
-  const int64_t padded = (rows + kAvx2Mr - 1) / kAvx2Mr * kAvx2Mr;
-  for (int64_t r = 0; r < padded; ++r) {
-    float* d = reinterpret_cast<float*>(dst + r * klen);
-    if (r >= rows) {
-      std::memset(d, 0, size_t(klen) * 4);
-      continue;
+  static_assert(kAvx2Mr == 6, "6 rows of a transposed 8 × 8 block are stored");
+  const int64_t groups = (rows + kAvx2Mr - 1) / kAvx2Mr;
+  const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+  float* d = reinterpret_cast<float*>(dst);
+  for (int64_t g = 0; g < groups; ++g) {
+    float* dg = d + g * kAvx2Mr * klen;
+    for (int64_t k = 0; k < klen; k += 8) {
+      const int64_t have = std::min<int64_t>(8, klen - k);
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) {
+        const int64_t row = g * kAvx2Mr + i;
+        const int64_t base = (m0 + row) * p.lda + k0 + k;
+        if (i >= kAvx2Mr || row >= rows) r[i] = _mm256_setzero_ps();
+        else if (have == 8) r[i] = load8F32(p.a, p.aType, base);
+        else r[i] = load8F32Partial(p.a, p.aType, base, have);
+      }
+      transpose8(r);
+      for (int c = 0; c < have; ++c) {
+        float* at = dg + (k + c) * kAvx2Mr;
+        if (k + c + 1 < klen) _mm256_storeu_ps(at, r[c]);
+        else _mm256_maskstore_ps(at, six, r[c]);
+      }
     }
-    const int64_t base = (m0 + r) * p.lda + k0;
-    int64_t k = 0;
-    for (; k + 8 <= klen; k += 8) _mm256_storeu_ps(d + k, load8F32(p.a, p.aType, base + k));
-    for (; k < klen; ++k) d[k] = f32FromAny(p.a, p.aType, base + k);
   }
 }
 
@@ -104,11 +132,12 @@ DSN_TARGET_AVX2 void microAvx2(int64_t slots, const uint32_t* ap_, const uint32_
   __m256 t[kAvx2Mr][2];
 #pragma GCC unroll 6
   for (int i = 0; i < kAvx2Mr; ++i) t[i][0] = t[i][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
   for (int64_t s = 0; s < slots; ++s) {
     __m256 w0 = _mm256_load_ps(wp + s * kAvx2Nr), w1 = _mm256_load_ps(wp + s * kAvx2Nr + 8);
 #pragma GCC unroll 6
     for (int i = 0; i < kAvx2Mr; ++i) {
-      __m256 a = _mm256_broadcast_ss(ap + i * slots + s);
+      __m256 a = _mm256_broadcast_ss(ap + s * kAvx2Mr + i);
       t[i][0] = _mm256_fmadd_ps(a, w0, t[i][0]);
       t[i][1] = _mm256_fmadd_ps(a, w1, t[i][1]);
     }
@@ -130,9 +159,10 @@ DSN_TARGET_AVX2 inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
 }
 
-template <int M, DType WT>
-DSN_TARGET_AVX2 void smallMAvx2Rows(const Problem& p, int64_t n0, int64_t n1) {
-  constexpr bool kScaled = WT == DType::f8e4m3;
+/** Few rows of A against an f32 W: lanes along k, two chains a row of A. */
+template <int M>
+DSN_TARGET_AVX2 void smallMF32Avx2Rows(const Problem& p, int64_t n0, int64_t n1) {
+  constexpr DType WT = DType::f32;
   const int64_t K = p.K, Kp = (K + 7) / 8 * 8;
   float* ap = tlsSmallA.get<float>(size_t(M * Kp));
   for (int m = 0; m < M; ++m)
@@ -140,46 +170,19 @@ DSN_TARGET_AVX2 void smallMAvx2Rows(const Problem& p, int64_t n0, int64_t n1) {
       _mm256_store_ps(ap + m * Kp + k, K - k >= 8 ? load8F32(p.a, p.aType, m * p.lda + k) : load8F32Partial(p.a, p.aType, m * p.lda + k, K - k));
   const int64_t chunk = std::max<int64_t>(kBlockK, (4096 / M) / kBlockK * kBlockK);
   const int64_t rowsPerPass = 128 / M;
-  const int64_t KB = K / kBlockK;
   __m256* cbuf = tlsSmallC.get<__m256>(size_t(rowsPerPass * M));
-  float* scales = kScaled ? tlsSmallS.get<float>(size_t(KB * M)) : nullptr;
-  int64_t scalesFor = -1;
   const int64_t es = int64_t(dtypeSize(WT));
   for (int64_t r0 = n0; r0 < n1; r0 += rowsPerPass) {
     const int64_t r1 = std::min(n1, r0 + rowsPerPass);
     for (int64_t c0 = 0; c0 < K; c0 += chunk) {
       const int64_t c1 = std::min(K, c0 + chunk);
       for (int64_t n = r0; n < r1; ++n) {
-        if (kScaled && n / kBlockK != scalesFor) {
-          scalesFor = n / kBlockK;
-          const float* sw = p.wScales + scalesFor * p.ldws;
-          for (int64_t kb = 0; kb < KB; ++kb)
-            for (int m = 0; m < M; ++m) scales[kb * M + m] = p.aScales[m * p.ldas + kb] * sw[kb];
-        }
         __m256 acc[M];
 #pragma GCC unroll 8
         for (int m = 0; m < M; ++m) acc[m] = c0 == 0 ? _mm256_setzero_ps() : cbuf[(n - r0) * M + m];
         const char* row = static_cast<const char*>(p.w) + n * p.ldw * es;
         const char* ahead = n + 2 < r1 ? row + 2 * p.ldw * es : row;
-        if (kScaled) {
-          for (int64_t kb = c0 / kBlockK; kb < c1 / kBlockK; ++kb) {
-            _mm_prefetch(ahead + kb * kBlockK, _MM_HINT_T0);
-            _mm_prefetch(ahead + kb * kBlockK + 64, _MM_HINT_T0);
-            __m256 block[2][M];
-#pragma GCC unroll 16
-            for (int j = 0; j < 16; ++j) {
-              __m256 wv = load8F32(row, WT, kb * kBlockK + 8 * j);
-#pragma GCC unroll 8
-              for (int m = 0; m < M; ++m) {
-                __m256 av = _mm256_load_ps(ap + m * Kp + kb * kBlockK + 8 * j);
-                block[j & 1][m] = j < 2 ? _mm256_mul_ps(av, wv) : _mm256_fmadd_ps(av, wv, block[j & 1][m]);
-              }
-            }
-#pragma GCC unroll 8
-            for (int m = 0; m < M; ++m)
-              acc[m] = _mm256_fmadd_ps(_mm256_add_ps(block[0][m], block[1][m]), _mm256_set1_ps(scales[kb * M + m]), acc[m]);
-          }
-        } else {
+        {
           __m256 acc2[M];
 #pragma GCC unroll 8
           for (int m = 0; m < M; ++m) acc2[m] = _mm256_setzero_ps();
@@ -214,6 +217,153 @@ DSN_TARGET_AVX2 void smallMAvx2Rows(const Problem& p, int64_t n0, int64_t n1) {
       }
     }
   }
+}
+
+// ---- AVX2, few rows of A against an FP8 W: 16 codes a load, decoded through f16 ----
+//
+// Each 16-byte load of a W row is read as 8 words: the even codes are the low bytes (shifted up), the
+// odd codes the high bytes, so the decode is shifts and masks on whole words (no byte shuffles, which
+// share one port with vcvtph2ps on Intel cores) and two vcvtph2ps; A is packed in the same order (per
+// 16 k: the 8 even, then the 8 odd elements), scaled by nothing: the 2^-8 of the f16 decode goes into
+// the block scale, exactly. NR rows of W run together so that, with S chains a (row, A row), at least
+// 8 independent FMA chains are in flight; each 128-k block's sum is multiplied by its scale and added
+// to the row's total, as the packed kernels do.
+
+/** Even and odd codes of 16 bytes of W as f32 (2^-8 times the values; NaN codes give ±1.875). */
+DSN_TARGET_AVX2 inline void fp8x16EvenOdd(const uint8_t* src, __m256& even, __m256& odd) {
+  const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+  even = _mm256_cvtph_ps(fp8HiToF16Scaled(_mm_slli_epi16(w, 8)));
+  odd = _mm256_cvtph_ps(fp8HiToF16Scaled(w));
+}
+
+/** Whether any of the 128 codes at src is a NaN code (magnitude 0x7f). */
+inline bool fp8BlockHasNan(const uint8_t* src) {
+  for (int j = 0; j < int(kBlockK); ++j)
+    if ((src[j] & 0x7f) == 0x7f) return true;
+  return false;
+}
+
+/** NR rows of W from row n, k-blocks [kb0, kb1): block sums times scales added to cb[r][m]. */
+template <int M, int NR>
+DSN_TARGET_AVX2 inline void smallMFp8Group(const Problem& p, int64_t n, const float* ap, const float* scales, int64_t kb0,
+                                          int64_t kb1, const uint8_t* ahead, __m256* cb) {
+  constexpr int S = M * NR <= 4 ? 2 : 1;  // chains a (row, A row): even and odd apart when few
+  const int64_t K = p.K, ldw = p.ldw;
+  const uint8_t* row = static_cast<const uint8_t*>(p.w) + n * ldw;
+  const __m256i top = _mm256_set1_epi8(char(0x80));
+  for (int64_t kb = kb0; kb < kb1; ++kb) {
+    const int64_t k0 = kb * kBlockK;
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + r * ldw + k0), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + r * ldw + k0 + 64), _MM_HINT_T0);
+    }
+    __m256 bs[NR][M][S];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m)
+#pragma GCC unroll 2
+        for (int c = 0; c < S; ++c) bs[r][m][c] = _mm256_setzero_ps();
+    __m256i nanMax = _mm256_setzero_si256();  // max over the codes | 0x80: 0xff where a NaN code is
+    // Not unrolled: unrolled, GCC hoists the loads of later steps and spills the sums.
+#pragma GCC unroll 1
+    for (int64_t k = k0; k < k0 + kBlockK; k += 32) {
+#pragma GCC unroll 4
+      for (int r = 0; r < NR; ++r)
+        nanMax = _mm256_max_epu8(nanMax, _mm256_or_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + r * ldw + k)), top));
+#pragma GCC unroll 2
+      for (int h = 0; h < 32; h += 16) {
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) {
+          __m256 we, wo;
+          fp8x16EvenOdd(row + r * ldw + k + h, we, wo);
+#pragma GCC unroll 8
+          for (int m = 0; m < M; ++m) {
+            const float* a = ap + m * K + k + h;
+            const __m256 ae = _mm256_load_ps(a), ao = _mm256_load_ps(a + 8);
+            if constexpr (S == 2) {
+              bs[r][m][0] = _mm256_fmadd_ps(ae, we, bs[r][m][0]);
+              bs[r][m][1] = _mm256_fmadd_ps(ao, wo, bs[r][m][1]);
+            } else {
+              bs[r][m][0] = _mm256_fmadd_ps(ao, wo, _mm256_fmadd_ps(ae, we, bs[r][m][0]));
+            }
+          }
+        }
+      }
+    }
+    const bool anyNan = _mm256_movemask_epi8(_mm256_cmpeq_epi8(nanMax, _mm256_set1_epi8(-1))) != 0;
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      const bool nan = anyNan && fp8BlockHasNan(row + r * ldw + k0);
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) {
+        __m256 v = bs[r][m][0];
+        if constexpr (S == 2) v = _mm256_add_ps(v, bs[r][m][1]);
+        if (nan) v = _mm256_set1_ps(__builtin_nanf(""));
+        cb[r * M + m] = _mm256_fmadd_ps(v, _mm256_set1_ps(scales[kb * M + m]), cb[r * M + m]);
+      }
+    }
+  }
+}
+
+template <int M, int NR>
+DSN_TARGET_AVX2 void smallMFp8Rows(const Problem& p, int64_t n0, int64_t n1) {
+  static_assert(kBlockK % 16 == 0 && 128 % NR == 0, "row groups stay inside one 128-row scale block");
+  const int64_t K = p.K, KB = K / kBlockK;
+  float* ap = tlsSmallA.get<float>(size_t(M * K));
+  // Per 16 k: the 8 even, then the 8 odd elements (the order fp8x16EvenOdd gives W in).
+  for (int m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; k += 16) {
+      alignas(32) float t[16];
+      _mm256_store_ps(t, load8F32(p.a, p.aType, m * p.lda + k));
+      _mm256_store_ps(t + 8, load8F32(p.a, p.aType, m * p.lda + k + 8));
+      for (int j = 0; j < 8; ++j) {
+        ap[m * K + k + j] = t[2 * j];
+        ap[m * K + k + 8 + j] = t[2 * j + 1];
+      }
+    }
+  // K in chunks whose A rows stay in L1 (16 KB); rows in passes whose totals stay in cb.
+  const int64_t chunkBlocks = std::max<int64_t>(1, 4096 / M / kBlockK);
+  const int64_t rowsPerPass = M == 1 ? 128 : M == 2 ? 64 : M <= 4 ? 32 : 16;  // divides 128
+  __m256* cb = tlsSmallC.get<__m256>(size_t(rowsPerPass * M));
+  float* scales = tlsSmallS.get<float>(size_t(KB * M));
+  int64_t scalesFor = -1;
+  for (int64_t r0 = n0, r1 = n0; r0 < n1; r0 = r1) {
+    // A pass ends at the next multiple of 128 (one scale row); it starts at a multiple of NR.
+    r1 = std::min({n1, r0 + rowsPerPass, (r0 / kBlockK + 1) * kBlockK});
+    if (r0 / kBlockK != scalesFor) {
+      scalesFor = r0 / kBlockK;
+      const float* sw = p.wScales + scalesFor * p.ldws;
+      for (int64_t kb = 0; kb < KB; ++kb)
+        for (int m = 0; m < M; ++m) scales[kb * M + m] = p.aScales[m * p.ldas + kb] * sw[kb] * 256.0f;
+    }
+    for (int64_t i = 0; i < (r1 - r0) * M; ++i) cb[i] = _mm256_setzero_ps();
+    for (int64_t kb0 = 0; kb0 < KB; kb0 += chunkBlocks) {
+      const int64_t kb1 = std::min(KB, kb0 + chunkBlocks);
+      int64_t n = r0;
+      for (; n + NR <= r1; n += NR) {
+        const uint8_t* row = static_cast<const uint8_t*>(p.w) + n * p.ldw;
+        const uint8_t* ahead = n + 2 * NR <= r1 ? row + NR * p.ldw : row;
+        smallMFp8Group<M, NR>(p, n, ap, scales, kb0, kb1, ahead, cb + (n - r0) * M);
+      }
+      for (; n < r1; ++n)
+        smallMFp8Group<M, 1>(p, n, ap, scales, kb0, kb1, static_cast<const uint8_t*>(p.w) + n * p.ldw, cb + (n - r0) * M);
+    }
+    for (int64_t n = r0; n < r1; ++n)
+      for (int m = 0; m < M; ++m) {
+        const float v = hsum8(cb[(n - r0) * M + m]);
+        if (p.yType == DType::f32) static_cast<float*>(p.y)[m * p.ldy + n] = v;
+        else static_cast<uint16_t*>(p.y)[m * p.ldy + n] = f32ToBf16(v);
+      }
+  }
+}
+
+template <int M>
+void smallMFp8Avx2M(const Problem& p, int64_t n0, int64_t n1) {
+  if constexpr (M == 1) smallMFp8Rows<M, 4>(p, n0, n1);
+  else if constexpr (M <= 4) smallMFp8Rows<M, 2>(p, n0, n1);
+  else smallMFp8Rows<M, 1>(p, n0, n1);
 }
 
 // ---- AVX2, few rows of A against a bf16 [N, K] W (as the AVX-512 kernel: 16 bf16 a load) ----
@@ -319,28 +469,27 @@ bool smallMBf16WAvx2(const Problem& p, int64_t n0, int64_t n1) {
   return dispatchSmallM(p.M, [&](auto m) { smallMBf16WAvx2M<decltype(m)::value>(p, n0, n1); });
 }
 
-template <DType WT>
-bool smallMAvx2Typed(const Problem& p, int64_t n0, int64_t n1) {
-  return dispatchSmallM(p.M, [&](auto m) { smallMAvx2Rows<decltype(m)::value, WT>(p, n0, n1); });
-}
 
 bool smallMAvx2(const Problem& p, int64_t n0, int64_t n1) {
   if (p.wKN) return false;
   switch (p.wType) {
-    case DType::f8e4m3:
-      if (!p.aScales || !p.wScales || p.K % kBlockK != 0) return false;
-      return smallMAvx2Typed<DType::f8e4m3>(p, n0, n1);
+    case DType::f8e4m3: return smallMFp8Avx2(p, n0, n1);
     case DType::bf16:
       if (p.aScales || p.wScales) return false;
       return smallMBf16WAvx2(p, n0, n1);
     case DType::f32:
       if (p.aScales || p.wScales) return false;
-      return smallMAvx2Typed<DType::f32>(p, n0, n1);
+      return dispatchSmallM(p.M, [&](auto m) { smallMF32Avx2Rows<decltype(m)::value>(p, n0, n1); });
     default: return false;
   }
 }
 
 }  // namespace
+
+bool smallMFp8Avx2(const Problem& p, int64_t n0, int64_t n1) {
+  if (p.wKN || p.wType != DType::f8e4m3 || !p.aScales || !p.wScales || p.K % kBlockK != 0) return false;
+  return dispatchSmallM(p.M, [&](auto m) { smallMFp8Avx2M<decltype(m)::value>(p, n0, n1); });
+}
 
 const KernelSet* avx2Set() {
   static const KernelSet set = {"avx2", kAvx2Mr, kAvx2Nr, false, packAAvx2, packWAvx2, microAvx2, smallMAvx2};

@@ -56,8 +56,10 @@ DSN_TARGET_AVX512 inline void transpose16(const __m512i* r, __m512i* out) {
   }
 }
 
-/** 16 elements of a row of dtype t from element i, as f32. FP8 on the bits: the magnitude moved into
- *  an f32's exponent and mantissa fields, times 2^120 (exact, subnormals included); NaN codes → NaN. */
+/** 16 elements of a row of dtype t from element i, as f32. FP8 exactly through f16: the code's
+ *  magnitude shifted into an f16's exponent and mantissa fields is 2^-8 times its value (subnormals
+ *  included), vcvtph2ps widens it and × 2^8 restores it; NaN codes (±480 by then) → NaN. Never
+ *  through f32 subnormals, which cost a microcode assist per operation on Intel cores. */
 DSN_TARGET_AVX512 inline __m512 load16F32(const void* base, DType t, int64_t i) {
   switch (t) {
     case DType::f32: return _mm512_loadu_ps(static_cast<const float*>(base) + i);
@@ -67,10 +69,10 @@ DSN_TARGET_AVX512 inline __m512 load16F32(const void* base, DType t, int64_t i) 
     }
     default: {
       __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i));
-      __m512i x = _mm512_cvtepi8_epi32(c);  // sign-extended: bit 31 = the code's sign
-      __m512i bits = _mm512_and_si512(_mm512_slli_epi32(x, 20), _mm512_set1_epi32(int(0x87f00000u)));
-      __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(0x1p120f));
-      __mmask16 nan = _mm512_cmpeq_epi32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7f)), _mm512_set1_epi32(0x7f));
+      __m256i x = _mm256_cvtepi8_epi16(c);  // sign-extended: bit 8 = the code's sign
+      __m256i h = _mm256_and_si256(_mm256_slli_epi16(x, 7), _mm256_set1_epi16(int16_t(0xbf80)));
+      __m512 v = _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+      __mmask16 nan = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(480.0f), _CMP_EQ_OQ);
       return _mm512_mask_mov_ps(v, nan, _mm512_set1_ps(__builtin_nanf("")));
     }
   }
@@ -96,6 +98,10 @@ DSN_TARGET_AVX512 inline __m512 load16F32Masked(const void* base, DType t, int64
 /** The AVX-512 f32 few-rows kernel (gemm_avx512.cc); the BF16 set hands it the products it does not
  *  take (bf16 or f32 operands). Returns false when it does not handle the problem either. */
 bool smallMAvx512(const Problem& p, int64_t n0, int64_t n1);
+
+/** The AVX2 few-rows kernel for an FP8 W (gemm_avx2.cc), which the AVX-512 f32 set uses too. Returns
+ *  false when it does not handle the problem (no scales, K % 128 ≠ 0, W [K, N], M > 8). */
+bool smallMFp8Avx2(const Problem& p, int64_t n0, int64_t n1);
 
 }  // namespace dsn::cpu::gemmk
 

@@ -119,6 +119,10 @@ describe('fp8Gemm on cpu', () => {
     [[5], 70, 640],
     [[7], 33, 768],
     [[8], 150, 1024],
+    [[2], 260, 384],
+    [[6], 140, 640],
+    // M = 1 with K past one chunk (4096) of the decode kernel.
+    [[1], 65, 4352],
   ];
   for (const path of PATHS) {
     for (const outDtype of ['bf16', 'f32'] as const) {
@@ -158,6 +162,32 @@ describe('fp8Gemm on cpu', () => {
     const ref = fp8GemmRef(Float64Array.from(c, e4m3Value), s, w.values, w.sw, M, N, K);
     expectClose(got, ref.y, ref.abs, 'f32', N, 'actQuant → fp8Gemm');
   });
+
+  // A NaN code (magnitude 0x7f) in w makes the outputs of its row of w NaN and leaves the others finite
+  // (the f32 paths; the AVX512-BF16 path is not covered here).
+  for (const path of PATHS.filter((p) => !p.bf16Dot))
+    for (const M of [1, 3, 8, 9]) {
+      it(`${pathName(path)} M=${M}: a NaN code in w gives NaN in its column only (seed ${r.seed})`, async () => {
+        await usePath(path);
+        const N = 140, K = 384;
+        const a = randomCodes(r, M * K), sa = randomScales(r, M * (K / 128));
+        const w = fp8Weight(r, N, K);
+        const bad = [r.int(0, N), r.int(0, N)];
+        const codes = w.codes.slice();
+        codes[bad[0] * K + r.int(0, K)] = 0x7f;
+        codes[bad[1] * K + r.int(0, K)] = 0xff;
+        using at = tensor(a.codes, { shape: [M, K], dtype: 'f8e4m3' });
+        using st = tensor(sa, { shape: [M, K / 128] });
+        using wt = tensor(codes, { shape: [N, K], dtype: 'f8e4m3' });
+        using swt = tensor(w.sw, { shape: [Math.ceil(N / 128), K / 128] });
+        using y = ops.fp8Gemm(at, st, wt, swt, 'f32');
+        const got = await y.toFloat32Array();
+        for (let m = 0; m < M; ++m)
+          for (let n = 0; n < N; ++n)
+            if (Number.isNaN(got[m * N + n]) !== bad.includes(n))
+              throw new Error(`M=${M}: y[${m}, ${n}] = ${got[m * N + n]} with NaN codes in rows ${bad} of w`);
+      });
+    }
 
   it('rejects bad arguments with the op, argument, expected and received', () => {
     const f8 = (shape: number[]) => tensor(new Uint8Array(shape.reduce((x, y) => x * y, 1)), { shape, dtype: 'f8e4m3' });
