@@ -1,6 +1,13 @@
 // Builds what `npm start`, `npm test` and `npm run bench` need when it is missing: the CPU addon
-// (node-gyp via prebuildify) and the compiled TypeScript. The addon is built only when missing; TypeScript is always recompiled (a few seconds).
-import { execSync } from 'node:child_process';
+// (node-gyp via prebuildify) and the compiled TypeScript. The addon is built only when missing;
+// TypeScript is always recompiled (a few seconds).
+//
+// `--for-tests` (run by vitest's global setup, test/global-setup.ts, before any test file) also
+// builds what the packaging and CUDA-build suites test: the prebuilt CPU addon in
+// prebuilds/<platform>/ and, when nvcc is present, the CUDA build in prebuilds/cuda/<platform>/.
+// Builds belong here, before the tests: a test file that builds blocks its vitest worker past the
+// RPC timeout on a small machine and changes the tree under the other suites.
+import { execSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,9 +15,15 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const run = (cmd) => execSync(cmd, { cwd: root, stdio: 'inherit' });
 const platform = `${process.platform}-${process.arch}`;
-if (!existsSync(join(root, 'prebuilds', platform)) && !existsSync(join(root, 'build', 'Release', 'deepseek_native.node'))) {
-  console.log('deepseek-native: building the CPU addon (node-gyp)…');
+const forTests = process.argv.includes('--for-tests');
+const prebuilt = existsSync(join(root, 'prebuilds', platform));
+if (!prebuilt && (forTests || !existsSync(join(root, 'build', 'Release', 'deepseek_native.node')))) {
+  console.log('deepseek-native: building the CPU addon (node-gyp via prebuildify)…');
   run('npm run build:addon');
+}
+if (forTests && spawnSync('nvcc', ['--version']).status === 0 && !existsSync(join(root, 'prebuilds', 'cuda', platform, 'deepseek_native.node'))) {
+  console.log('deepseek-native: nvcc found, building the CUDA addon (cmake-js)…');
+  run('npm run build:cuda');
 }
 // tsc is incremental enough to run every time; a stale dist/ would make the CLI lie.
 run('npm run --silent build:ts');
