@@ -16,3 +16,4 @@ export type { BatchItem } from './model/context.js';
 export { ConfigError, parseConfig } from './model/config.js';
 export type { HfConfig, ModelConfig } from './model/config.js';
 export { MissingTensorsError } from './model/weights.js';
+export { CheckpointChangedError } from './model/checkpoint.js';

@@ -7,7 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 
 import { DisposedError, invalidArgument, isPositiveInteger } from '../runtime/errors.js';
 import { tensor, type DType } from '../runtime/tensor.js';
-import { openCheckpoint, type Checkpoint } from './checkpoint.js';
+import { CheckpointChangedError, openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { type ModelConfig, parseConfig } from './config.js';
 import { type BatchItem, ForwardContext } from './context.js';
 import { BLOCK_TOKENS, KvCache, Sequence } from './kv-cache.js';
@@ -49,6 +49,8 @@ export class Model {
   readonly #checkpoint: Checkpoint;
   readonly #sequences = new Set<Sequence>();
   #disposed = false;
+  /** Set once a shard changed on disk: every later step fails with it until the model is reloaded. */
+  #broken: string | undefined;
   #queue: Promise<unknown> = Promise.resolve();
 
   /** @internal use loadModel() */
@@ -96,7 +98,13 @@ export class Model {
   async forward(batch: readonly BatchItem[], options: ForwardOptions = {}): Promise<Float32Array[]> {
     this.#check('forward');
     this.#validate(batch);
-    const run = this.#queue.then(() => this.#run(batch, options));
+    // Copied now: the step runs later, and a caller may reuse its arrays meanwhile.
+    const items: BatchItem[] = batch.map((item) => ({ sequence: item.sequence, tokens: Array.from(item.tokens) }));
+    const opts: ForwardOptions = { allPositions: Boolean(options?.allPositions) };
+    for (const item of items) item.sequence.enter();
+    const run = this.#queue.then(() => this.#run(items, opts)).finally(() => {
+      for (const item of items) item.sequence.leave();
+    });
     this.#queue = run.catch(() => undefined);
     return run;
   }
@@ -133,8 +141,15 @@ export class Model {
     });
   }
 
+  /** Throws CheckpointChangedError when a shard changed on disk since load (now or before). */
+  #checkWeights(): void {
+    this.#broken ??= this.#checkpoint.changedOnDisk();
+    if (this.#broken) throw new CheckpointChangedError(`Model.forward: ${this.#broken}`);
+  }
+
   async #run(batch: readonly BatchItem[], options: ForwardOptions): Promise<Float32Array[]> {
     this.#check('forward');
+    this.#checkWeights();
     const rollbacks: (() => void)[] = [];
     let ctx: ForwardContext | undefined;
     try {
@@ -165,6 +180,7 @@ export class Model {
       return out;
     } catch (e) {
       for (const undo of rollbacks.reverse()) undo();
+      this.#checkWeights();  // a step that read a truncated shard fails as CheckpointChangedError
       throw e;
     } finally {
       ctx?.dispose();

@@ -7,6 +7,8 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "../io/mapguard.h"
+
 namespace dsn {
 
 // ---------------- Worker ----------------
@@ -44,6 +46,8 @@ void Worker::loop() {
     StreamError err;
     bool failed = false;
     const auto t0 = std::chrono::steady_clock::now();
+    const uint64_t faults0 = io::guardedFaults();
+    io::takeFaultsReported();
     try {
       task.fn();
     } catch (const Error& e) {
@@ -55,6 +59,11 @@ void Worker::loop() {
     } catch (...) {
       failed = true;
       err = {ErrorKind::Error, std::string(task.op) + ": unknown error"};
+    }
+    if (!failed && io::guardedFaults() != faults0 && !io::takeFaultsReported()) {
+      // The op read a memory-mapped file that shrank on disk: it read zeros there, so it failed.
+      failed = true;
+      err = {ErrorKind::Error, std::string(task.op) + ": " + io::faultReport()};
     }
     task.fn = nullptr;  // drop captured storage before reporting idle
     const uint64_t ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
@@ -149,7 +158,14 @@ void CpuBackend::readToHost(std::shared_ptr<Storage> keep, const void* src, size
       return;
     }
     std::vector<uint8_t> out(bytes);
+    const uint64_t faults0 = io::guardedFaults();
     std::memcpy(out.data(), src, bytes);
+    if (io::guardedFaults() != faults0) {  // the bytes came from a mapped file that shrank: zeros
+      io::markFaultsReported();
+      err = {ErrorKind::Error, "read: " + io::faultReport()};
+      done({}, &err);
+      return;
+    }
     done(std::move(out), nullptr);
   });
 }
