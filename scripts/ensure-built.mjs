@@ -8,7 +8,7 @@
 // Builds belong here, before the tests: a test file that builds blocks its vitest worker past the
 // RPC timeout on a small machine and changes the tree under the other suites.
 import { execSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -16,7 +16,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const run = (cmd) => execSync(cmd, { cwd: root, stdio: 'inherit' });
 const platform = `${process.platform}-${process.arch}`;
 const forTests = process.argv.includes('--for-tests');
-const prebuilt = existsSync(join(root, 'prebuilds', platform));
+// A prebuilt addon, not just its folder (an interrupted prebuildify leaves the folder empty).
+const prebuiltDir = join(root, 'prebuilds', platform);
+const prebuilt = existsSync(prebuiltDir) && readdirSync(prebuiltDir).some((f) => f.endsWith('.node'));
 if (!prebuilt && (forTests || !existsSync(join(root, 'build', 'Release', 'deepseek_native.node')))) {
   console.log('deepseek-native: building the CPU addon (node-gyp via prebuildify)…');
   run('npm run build:addon');
