@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { CacheFullError, ConfigError, DisposedError, loadModel, MissingTensorsError, type Model, type Sequence } from '../../lib/index.js';
+import { CacheFullError, ConfigError, DisposedError, loadModel, MissingTensorsError, type Model, type Sequence, tensor } from '../../lib/index.js';
+import { native } from '../../lib/runtime/native.js';
 import { BlockPool } from '../../lib/model/kv-cache.js';
 import { GOLDEN } from '../golden-dir.js';
 import { relL2, rng } from '../helpers.js';
@@ -144,6 +145,27 @@ describe('sequences under misuse (tiny-sparse)', () => {
     } finally {
       for (const s of seqs) s.dispose();
     }
+  });
+
+  it(`a step that fails on the stream leaves its sequences as they were (seed ${r.seed})`, async () => {
+    const free = model.freeCacheBlocks;
+    using seq = model.createSequence();
+    const first = tokens(r, r.int(1, 60)), second = tokens(r, r.int(10, 60));
+    await model.forward([{ sequence: seq, tokens: first }]);
+    const blocks = [...seq.blocks];
+    // An error raised on the CPU stream before the step's ops: the step's read rejects with it.
+    using x = tensor(new Float32Array(1));
+    native().ops.debugRaise(x.handle(), 'planted failure');
+    await expect(model.forward([{ sequence: seq, tokens: second }])).rejects.toThrow('debugRaise: planted failure');
+    expect(seq.length).toBe(first.length);
+    expect(seq.blocks).toEqual(blocks);
+    expect(model.freeCacheBlocks).toBe(free - blocks.length);
+    // The sequence then computes what a sequence that never saw the failure computes.
+    const [got] = await model.forward([{ sequence: seq, tokens: second }]);
+    using ref = model.createSequence();
+    await model.forward([{ sequence: ref, tokens: first }]);
+    const [want] = await model.forward([{ sequence: ref, tokens: second }]);
+    expect(same(got, want)).toBe(true);
   });
 
   it('a step that cannot run rolls every item back (CacheFullError by type)', async () => {
