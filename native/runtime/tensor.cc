@@ -218,26 +218,35 @@ Napi::Value deferredOnWorker(Napi::Env env, const std::function<void(std::functi
   auto* st = new ReadState(env);
   Napi::Promise promise = st->deferred.Promise();
   if (mb->pending++ == 0) mb->tsfn.Ref(env);  // keep the loop alive while a promise is pending
-  start([st, mb](std::vector<uint8_t>&& bytes, const StreamError* err) {
-    if (err) {
-      st->failed = true;
-      st->error = *err;
-    } else {
-      st->bytes = std::move(bytes);
-    }
-    std::lock_guard<std::mutex> lock(mb->mu);
-    napi_status s = mb->alive ? mb->tsfn.NonBlockingCall([st, mb](Napi::Env env, Napi::Function) {
-      std::unique_ptr<ReadState> own(st);
-      try {
-        if (--mb->pending == 0) mb->tsfn.Unref(env);
-        settle(env, st);
-      } catch (...) {
-        // The environment is stopping (a worker being terminated runs no more JavaScript, so
-        // resolving fails): nobody can observe this promise any more.
+  auto undo = [&] {  // start() threw before queueing anything: no callback will come
+    if (--mb->pending == 0) mb->tsfn.Unref(env);
+    delete st;
+  };
+  try {
+    start([st, mb](std::vector<uint8_t>&& bytes, const StreamError* err) {
+      if (err) {
+        st->failed = true;
+        st->error = *err;
+      } else {
+        st->bytes = std::move(bytes);
       }
-    }) : napi_closing;
-    if (s != napi_ok) delete st;  // the environment is gone: nobody waits for this promise
-  });
+      std::lock_guard<std::mutex> lock(mb->mu);
+      napi_status s = mb->alive ? mb->tsfn.NonBlockingCall([st, mb](Napi::Env env, Napi::Function) {
+        std::unique_ptr<ReadState> own(st);
+        try {
+          if (--mb->pending == 0) mb->tsfn.Unref(env);
+          settle(env, st);
+        } catch (...) {
+          // The environment is stopping (a worker being terminated runs no more JavaScript, so
+          // resolving fails): nobody can observe this promise any more.
+        }
+      }) : napi_closing;
+      if (s != napi_ok) delete st;  // the environment is gone: nobody waits for this promise
+    });
+  } catch (...) {
+    undo();
+    throw;
+  }
   return promise;
 }
 
