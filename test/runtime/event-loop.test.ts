@@ -8,7 +8,7 @@ it('CPU work on the stream never blocks the event loop', async () => {
   const [rows, dim] = [2048, 7168];
   using x = tensor(r.floats(rows * dim), { shape: [rows, dim] });
   using w = tensor(r.floats(dim));
-  // Time one op, then queue about 600 ms of them at once, with no await in between: if an op ran on
+  // Time one op, then queue about 1.5 s of them at once, with no await in between: if an op ran on
   // the JavaScript thread, queueing would take that long and the timer would not tick meanwhile.
   const c0 = performance.now();
   for (let i = 0; i < 4; ++i) {
@@ -16,7 +16,7 @@ it('CPU work on the stream never blocks the event loop', async () => {
     await y.read();
   }
   const perOpMs = Math.max((performance.now() - c0) / 4, 0.5);
-  const n = Math.ceil(600 / perOpMs);
+  const n = Math.ceil(1500 / perOpMs);
 
   const ticks: number[] = [];
   const timer = setInterval(() => ticks.push(performance.now()), 5);
@@ -34,14 +34,14 @@ it('CPU work on the stream never blocks the event loop', async () => {
   clearInterval(timer);
 
   const elapsedMs = t1 - t0;
-  expect(elapsedMs).toBeGreaterThanOrEqual(300);
+  expect(elapsedMs).toBeGreaterThanOrEqual(750);
   // Queueing is a small part of the work (each op only checks its arguments and enqueues).
   expect(queuedMs).toBeLessThan(elapsedMs / 3);
   // The timer ticked all along: at least one tick per 100 ms on average (it asks for one per 5 ms),
-  // and no gap — the first and last included — of a quarter of the run. Work run on this thread
+  // and no gap — the first and last included — of a third of the run. Work run on this thread
   // would show as one gap of about the whole run; the margins are for a busy 2-core machine, where
-  // the scheduler alone can hold a thread back by 100 ms.
+  // the scheduler alone holds a thread back by 100 ms and more.
   expect(ticks.length).toBeGreaterThanOrEqual(Math.floor(elapsedMs / 100));
   const gaps = [ticks[0] - t0, ...ticks.slice(1).map((t, i) => t - ticks[i]), t1 - ticks[ticks.length - 1]];
-  expect({ maxGapMs: Math.max(...gaps), elapsedMs, ok: Math.max(...gaps) < Math.min(elapsedMs / 4, 1000) }).toMatchObject({ ok: true });
+  expect({ maxGapMs: Math.max(...gaps), elapsedMs, ok: Math.max(...gaps) < elapsedMs / 3 }).toMatchObject({ ok: true });
 });
