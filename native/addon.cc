@@ -2,6 +2,7 @@
 // stream synchronisation, build information, roofline probes, and every op under `ops`.
 #include <napi.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "cpu/probe.h"
@@ -48,7 +49,11 @@ Napi::Value CreateTensor(const Napi::CallbackInfo& info) {
         auto ab = info[3].As<Napi::ArrayBuffer>();
         src = static_cast<const uint8_t*>(ab.Data());
         len = ab.ByteLength();
-      } else if (info[3].IsTypedArray() || info[3].IsDataView()) {
+      } else if (info[3].IsDataView()) {
+        auto dv = info[3].As<Napi::DataView>();
+        src = static_cast<const uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
+        len = dv.ByteLength();
+      } else if (info[3].IsTypedArray()) {
         auto ta = info[3].As<Napi::TypedArray>();
         auto ab = ta.ArrayBuffer();
         src = static_cast<const uint8_t*>(ab.Data()) + ta.ByteOffset();
@@ -58,12 +63,25 @@ Napi::Value CreateTensor(const Napi::CallbackInfo& info) {
         src = b.Data();
         len = b.Length();
       } else {
-        throwType("tensor: data must be a TypedArray or ArrayBuffer");
+        throwType("tensor: data must be a TypedArray, a DataView or an ArrayBuffer");
       }
       if (len != n)
         throwRange("tensor: data has ", len, " bytes but a ", dtypeName(dtype), " tensor of shape ", t->shapeString(),
                    " needs ", n, " bytes");
       if (n) t->backend().copyFromHost(t->data(), src, n);
+    } else if (n && dev.type == DeviceType::CPU) {
+      // Zero-fill on the CPU stream (in parallel), not on the JavaScript thread: ops queued after
+      // this one see zeros, and zeros([64e6]) returns at once.
+      std::shared_ptr<Storage> keep = t->storage;
+      uint8_t* dst = static_cast<uint8_t*>(t->data());
+      CpuBackend::get().enqueue("zeros", [keep, dst, n] {
+        constexpr size_t kChunk = size_t(1) << 20;
+        int64_t chunks = int64_t((n + kChunk - 1) / kChunk);
+        CpuBackend::get().pool().parallelFor(chunks, [&](int64_t c0, int64_t c1) {
+          size_t b = size_t(c0) * kChunk, e = std::min(n, size_t(c1) * kChunk);
+          std::memset(dst + b, 0, e - b);
+        }, 1);
+      });
     } else if (n) {
       t->backend().fill(t->storage, t->data(), 0, n);  // in stream order; no host buffer
     }
@@ -230,6 +248,7 @@ Napi::Value Profile(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  initEnvironment(env);  // per-environment state: the addon loads in the main thread and in workers
   exports.Set("NativeTensor", NativeTensor::Init(env));
   exports.Set("createTensor", Napi::Function::New(env, CreateTensor, "createTensor"));
   exports.Set("devices", Napi::Function::New(env, Devices, "devices"));

@@ -16,6 +16,12 @@ import { SafetensorsError, type SafetensorsFile, openSafetensors } from './safet
 
 export { SafetensorsError } from './safetensors.js';
 
+/** A shard of a loaded checkpoint changed on disk (truncated, or written in place): the model's
+ *  weights are no longer what was loaded. Reload the model. */
+export class CheckpointChangedError extends Error {
+  override name = 'CheckpointChangedError';
+}
+
 /** Where a checkpoint tensor lies and what it is. */
 export interface CheckpointTensorInfo {
   readonly dtype: DType;
@@ -126,6 +132,17 @@ export class Checkpoint {
       this.#onProgress?.({ ...this.#progress });
     }
     return t;
+  }
+
+  /** Why a shard can no longer be trusted (SafetensorsFile.changedOnDisk), or undefined: one stat
+   *  per shard, run before each model step. */
+  changedOnDisk(): string | undefined {
+    if (!this.#files) return undefined;
+    for (const f of this.#files.values()) {
+      const why = f.changedOnDisk();
+      if (why) return why;
+    }
+    return undefined;
   }
 
   /** How many tensors and bytes tensor() has materialised so far. */

@@ -118,15 +118,16 @@ function fail(field: string, value: unknown, allowed: string): never {
   throw new ConfigError(`config.json: ${field} is ${JSON.stringify(value)}; allowed: ${allowed}`);
 }
 
-function int(c: Record<string, unknown>, field: string, min = 1): number {
+/** `prefix` names the object a nested field is in ('rope_scaling.'). */
+function int(c: Record<string, unknown>, field: string, min = 1, prefix = ''): number {
   const v = c[field];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(field, v, `an integer >= ${min}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) fail(prefix + field, v, `an integer >= ${min}`);
   return v;
 }
 
-function num(c: Record<string, unknown>, field: string, positive = true): number {
+function num(c: Record<string, unknown>, field: string, positive = true, prefix = ''): number {
   const v = c[field];
-  if (typeof v !== 'number' || !Number.isFinite(v) || (positive && !(v > 0))) fail(field, v, positive ? 'a number > 0' : 'a finite number');
+  if (typeof v !== 'number' || !Number.isFinite(v) || (positive && !(v > 0))) fail(prefix + field, v, positive ? 'a number > 0' : 'a finite number');
   return v;
 }
 
@@ -189,11 +190,11 @@ export function parseConfig(raw: unknown): ModelConfig {
     const r = rs as unknown as Record<string, unknown>;
     rope = {
       theta,
-      factor: num(r, 'factor'),
-      originalMaxPositions: int(r, 'original_max_position_embeddings'),
-      betaFast: num(r, 'beta_fast'),
-      betaSlow: num(r, 'beta_slow'),
-      mscale: num(r, 'mscale', false),
+      factor: num(r, 'factor', true, 'rope_scaling.'),
+      originalMaxPositions: int(r, 'original_max_position_embeddings', 1, 'rope_scaling.'),
+      betaFast: num(r, 'beta_fast', true, 'rope_scaling.'),
+      betaSlow: num(r, 'beta_slow', true, 'rope_scaling.'),
+      mscale: num(r, 'mscale', false, 'rope_scaling.'),
       yarn: maxPositions > (r.original_max_position_embeddings as number),
     };
   }

@@ -18,11 +18,15 @@ export class CacheFullError extends Error {
   override name = 'CacheFullError';
 }
 
-/** The free list of cache blocks. */
+/** The free list of cache blocks. It never hands out a block twice nor takes one back twice: each
+ *  block is either free or held, and give() of a block that is free or out of range throws (an
+ *  internal error: two sequences would otherwise share a block). */
 export class BlockPool {
   readonly #free: number[];
+  readonly #isFree: Uint8Array;
   constructor(readonly numBlocks: number) {
     this.#free = Array.from({ length: numBlocks }, (_, i) => numBlocks - 1 - i);
+    this.#isFree = new Uint8Array(numBlocks).fill(1);
   }
   get freeBlocks(): number {
     return this.#free.length;
@@ -31,9 +35,19 @@ export class BlockPool {
   take(n: number, why: string): number[] {
     if (n > this.#free.length)
       throw new CacheFullError(`KV cache is full: ${why} needs ${n} more block(s) of ${BLOCK_TOKENS} tokens but ${this.#free.length} of ${this.numBlocks} are free; dispose finished sequences or raise maxSequences/maxContext`);
-    return this.#free.splice(this.#free.length - n, n);
+    const taken = this.#free.splice(this.#free.length - n, n);
+    for (const b of taken) this.#isFree[b] = 0;
+    return taken;
   }
-  give(blocks: number[]): void {
+  /** Returns held blocks; throws, returning none, when one is out of range, already free or listed twice. */
+  give(blocks: readonly number[]): void {
+    const seen = new Set<number>();
+    for (const b of blocks) {
+      if (!Number.isInteger(b) || b < 0 || b >= this.numBlocks || this.#isFree[b] || seen.has(b))
+        throw new Error(`BlockPool: block ${b} is given back twice or was never taken (${this.#free.length} of ${this.numBlocks} free); this is a bug in deepseek-native`);
+      seen.add(b);
+    }
+    for (const b of blocks) this.#isFree[b] = 1;
     this.#free.push(...blocks);
   }
 }
@@ -45,6 +59,8 @@ export class Sequence {
   #blocks: number[] = [];
   #length = 0;
   #disposed = false;
+  /** Forward steps queued or running with this sequence; its blocks stay while any is. */
+  #inFlight = 0;
 
   /** @internal */
   constructor(readonly pool: BlockPool, readonly maxLength: number) {}
@@ -58,6 +74,21 @@ export class Sequence {
   }
   get disposed(): boolean {
     return this.#disposed;
+  }
+  /** Whether a forward step that uses this sequence is queued or running. */
+  get busy(): boolean {
+    return this.#inFlight > 0;
+  }
+
+  /** @internal A forward step that uses this sequence was queued (Model.forward, at call time). */
+  enter(): void {
+    this.#inFlight += 1;
+  }
+  /** @internal That step finished (ran, failed or was refused); a sequence disposed meanwhile gives
+   *  its blocks back now. */
+  leave(): void {
+    this.#inFlight -= 1;
+    if (this.#inFlight === 0 && this.#disposed) this.#release();
   }
 
   /** @internal Checks that `n` more tokens fit, taking the blocks they need; returns a rollback. */
@@ -82,12 +113,15 @@ export class Sequence {
 
   /** @internal */
   advance(n: number): void {
-    this.#length += n;
+    if (!this.#disposed) this.#length += n;
   }
 
-  /** Forgets the last `n` tokens (they will be overwritten), giving back blocks no longer used. */
+  /** Forgets the tokens past `length` (they will be overwritten), giving back blocks no longer used.
+   *  Throws while a forward step that uses the sequence is queued or running: await it first. */
   truncate(length: number): void {
     this.checkLive();
+    if (this.#inFlight > 0)
+      throw new Error(`sequence ${this.id}: cannot truncate while a forward step that uses it is queued or running; await that forward() first`);
     if (!Number.isInteger(length) || length < 0 || length > this.#length)
       throw new RangeError(`sequence ${this.id}: cannot truncate to ${length} tokens (it holds ${this.#length})`);
     this.#length = length;
@@ -95,13 +129,20 @@ export class Sequence {
     this.pool.give(this.#blocks.splice(keep));
   }
 
-  /** Gives the sequence's blocks back to the pool. Safe twice. */
+  /** Gives the sequence's blocks back to the pool. Safe twice. With a forward step queued or running
+   *  the sequence is disposed at once (that step then fails with DisposedError unless it has already
+   *  started) and its blocks go back when the step has finished with them. */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    this.pool.give(this.#blocks);
+    if (this.#inFlight === 0) this.#release();
+  }
+
+  #release(): void {
+    const blocks = this.#blocks;
     this.#blocks = [];
     this.#length = 0;
+    this.pool.give(blocks);
   }
   [Symbol.dispose](): void {
     this.dispose();

@@ -8,7 +8,7 @@ import { existsSync, statSync } from 'node:fs';
 import { DisposedError, invalidArgument, isPositiveInteger } from '../runtime/errors.js';
 import { opDevices } from '../runtime/device.js';
 import { tensor, type DType, type Tensor } from '../runtime/tensor.js';
-import { openCheckpoint, type Checkpoint } from './checkpoint.js';
+import { CheckpointChangedError, openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { type ModelConfig, parseConfig } from './config.js';
 import { type BatchItem, ForwardContext } from './context.js';
 import type { ScoreDtype } from '../ops/attention.js';
@@ -59,6 +59,8 @@ export class Model {
   readonly #checkpoint: Checkpoint;
   readonly #sequences = new Set<Sequence>();
   #disposed = false;
+  /** Set once a shard changed on disk: every later step fails with it until the model is reloaded. */
+  #broken: string | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #serving: Serving | null = null;
 
@@ -143,7 +145,13 @@ export class Model {
   async forward(batch: readonly BatchItem[], options: ForwardOptions = {}): Promise<Float32Array[]> {
     this.#check('forward');
     this.#validate(batch);
-    const run = this.#queue.then(() => this.#run(batch, options));
+    // Copied now: the step runs later, and a caller may reuse its arrays meanwhile.
+    const items: BatchItem[] = batch.map((item) => ({ sequence: item.sequence, tokens: Array.from(item.tokens) }));
+    const opts: ForwardOptions = { allPositions: Boolean(options?.allPositions) };
+    for (const item of items) item.sequence.enter();
+    const run = this.#queue.then(() => this.#run(items, opts)).finally(() => {
+      for (const item of items) item.sequence.leave();
+    });
     this.#queue = run.catch(() => undefined);
     return run;
   }
@@ -180,6 +188,12 @@ export class Model {
     });
   }
 
+  /** Throws CheckpointChangedError when a shard changed on disk since load (now or before). */
+  #checkWeights(): void {
+    this.#broken ??= this.#checkpoint.changedOnDisk();
+    if (this.#broken) throw new CheckpointChangedError(`Model.forward: ${this.#broken}`);
+  }
+
   /**
    * Runs one step like `forward` and hands the logits of each item's last position, as one `[B, vocab]`
    * f32 tensor on the model's device in batch order, to `use`; the sequences grow once `use`'s promise
@@ -189,7 +203,12 @@ export class Model {
   async forwardWith<T>(batch: readonly BatchItem[], use: (logits: Tensor) => Promise<T>): Promise<T> {
     this.#check('forwardWith');
     this.#validate(batch);
-    const run = this.#queue.then(() => this.#step(batch, false, use));
+    // As forward: the tokens are copied now, and the sequences know a step is queued on them.
+    const items: BatchItem[] = batch.map((item) => ({ sequence: item.sequence, tokens: Array.from(item.tokens) }));
+    for (const item of items) item.sequence.enter();
+    const run = this.#queue.then(() => this.#step(items, false, use)).finally(() => {
+      for (const item of items) item.sequence.leave();
+    });
     this.#queue = run.catch(() => undefined);
     return run;
   }
@@ -211,6 +230,7 @@ export class Model {
 
   async #step<T>(batch: readonly BatchItem[], allPositions: boolean, use: (logits: Tensor) => Promise<T>): Promise<T> {
     this.#check('forward');
+    this.#checkWeights();
     const rollbacks: (() => void)[] = [];
     let ctx: ForwardContext | undefined;
     try {
@@ -232,6 +252,7 @@ export class Model {
       return result;
     } catch (e) {
       for (const undo of rollbacks.reverse()) undo();
+      this.#checkWeights();  // a step that read a truncated shard fails as CheckpointChangedError
       throw e;
     } finally {
       ctx?.dispose();

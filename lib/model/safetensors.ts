@@ -13,7 +13,7 @@
  * The native side re-checks every range it is handed, so a bug here cannot read out of bounds.
  * CPU tensors that borrow the mapping are read-only memory: ops read them, nothing may write them.
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, statSync, writeSync } from 'node:fs';
 
 import { DisposedError, invalidArgument } from '../runtime/errors.js';
 import { native } from '../runtime/native.js';
@@ -161,6 +161,9 @@ export class SafetensorsFile {
   /** Size of the file in bytes. */
   readonly byteLength: number;
   #handle: unknown;
+  /** The file as mapped: inode and modification time, to notice a change in place. */
+  readonly #ino: number;
+  readonly #mtimeMs: number;
 
   /** @internal Use openSafetensors(). */
   constructor(path: string, opened: NativeOpenResult, header: SafetensorsHeader) {
@@ -169,6 +172,31 @@ export class SafetensorsFile {
     this.tensors = header.tensors;
     this.metadata = Object.freeze(header.metadata);
     this.byteLength = opened.fileBytes;
+    const st = statSync(path);
+    this.#ino = st.ino;
+    this.#mtimeMs = st.mtimeMs;
+  }
+
+  /**
+   * Why the mapped bytes can no longer be trusted, or undefined: a read of the mapping faulted
+   * because the file shrank (the kernel read zeros there), or the file was changed in place (same
+   * inode, another size or modification time). A file replaced by another (a new inode) or removed
+   * is no change: the mapping still holds the old file, whole. One stat call (about a microsecond).
+   */
+  changedOnDisk(): string | undefined {
+    if (this.#handle === undefined) return undefined;
+    const changed = (what: string) => `${this.path}: changed on disk while loaded (${what}); reload the model`;
+    if (native().ops.safetensorsFaulted(this.#handle)) return changed('truncated');
+    let st;
+    try {
+      st = statSync(this.path);
+    } catch {
+      return undefined;  // removed: the mapping keeps the old file
+    }
+    if (st.ino !== this.#ino) return undefined;
+    if (st.size !== this.byteLength) return changed(`${this.byteLength} bytes when loaded, ${st.size} now`);
+    if (st.mtimeMs !== this.#mtimeMs) return changed('modified in place');
+    return undefined;
   }
 
   get closed(): boolean {

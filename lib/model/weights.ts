@@ -4,7 +4,7 @@
  * warning) and hands out tensors on the model's device.
  */
 import type { Tensor } from '../runtime/tensor.js';
-import type { ModelConfig } from './config.js';
+import { ConfigError, type ModelConfig } from './config.js';
 import type { WeightSource } from './linear.js';
 
 function fp8(prefix: string): string[] {
@@ -60,6 +60,52 @@ export interface TensorStore {
   names(): string[];
   has(name: string): boolean;
   tensor(name: string, device: string): Tensor;
+  /** The tensor's shape without loading it (a Checkpoint has it); enables the shape checks. */
+  info?(name: string): { readonly shape: readonly number[] };
+}
+
+/**
+ * Bounds the config's counts by what the checkpoint holds, before any list of names is built from
+ * them (num_hidden_layers: 1e9 would otherwise build a billion names): num_hidden_layers is at most
+ * the number of `model.layers.N` in the checkpoint, n_routed_experts at most the number of
+ * `mlp.experts.E`. Throws ConfigError naming the field, its value and what the checkpoint holds.
+ */
+function boundByCheckpoint(names: readonly string[], cfg: ModelConfig): void {
+  let layers = 0, experts = 0;
+  const layer = /^model\.layers\.(\d+)\./, expert = /\.mlp\.experts\.(\d+)\./;
+  for (const n of names) {
+    const l = layer.exec(n);
+    if (l) layers = Math.max(layers, Number(l[1]) + 1);
+    const e = expert.exec(n);
+    if (e) experts = Math.max(experts, Number(e[1]) + 1);
+  }
+  if (cfg.nLayers > layers)
+    throw new ConfigError(`config.json: num_hidden_layers is ${cfg.nLayers} but the checkpoint holds ${layers} layer(s) (model.layers.0 … model.layers.${layers - 1})`);
+  if (cfg.nLayers > cfg.nDenseLayers && cfg.nRoutedExperts > experts)
+    throw new ConfigError(`config.json: n_routed_experts is ${cfg.nRoutedExperts} but the checkpoint holds ${experts} routed expert(s) per layer (mlp.experts.0 … mlp.experts.${experts - 1})`);
+}
+
+/** Checks the tensors whose shapes the config's sizes decide, naming the field, its value and the
+ *  tensor's shape: a vocab_size or num_attention_heads that disagrees with the weights is an error at
+ *  load, not misaligned logits or a bare reshape error at the first step. */
+function checkShapes(store: TensorStore, cfg: ModelConfig): void {
+  if (!store.info) return;
+  const shape = (name: string) => store.info!(name).shape;
+  const expectDim = (name: string, dim: number, field: string, value: number, want: number, how = '') => {
+    const s = shape(name);
+    if (s[dim] !== want)
+      throw new ConfigError(`config.json: ${field} is ${value} but ${name} has shape [${s.join(', ')}] (dimension ${dim} should be ${want}${how})`);
+  };
+  for (const name of ['model.embed_tokens.weight', 'lm_head.weight']) {
+    expectDim(name, 0, 'vocab_size', cfg.vocabSize, cfg.vocabSize);
+    expectDim(name, 1, 'hidden_size', cfg.dim, cfg.dim);
+  }
+  for (let i = 0; i < cfg.nLayers; ++i) {
+    const a = `model.layers.${i}.self_attn`;
+    expectDim(`${a}.q_b_proj.weight`, 0, 'num_attention_heads', cfg.nHeads, cfg.nHeads * cfg.qkHeadDim, ` = num_attention_heads × (qk_nope_head_dim + qk_rope_head_dim)`);
+    expectDim(`${a}.kv_b_proj.weight`, 0, 'num_attention_heads', cfg.nHeads, cfg.nHeads * (cfg.qkNopeHeadDim + cfg.vHeadDim), ' = num_attention_heads × (qk_nope_head_dim + v_head_dim)');
+    expectDim(`${a}.o_proj.weight`, 1, 'num_attention_heads', cfg.nHeads, cfg.nHeads * cfg.vHeadDim, ' = num_attention_heads × v_head_dim');
+  }
 }
 
 export class MissingTensorsError extends Error {
@@ -72,6 +118,8 @@ export class CheckpointWeights implements WeightSource {
   readonly unknown: string[];
 
   constructor(readonly store: TensorStore, readonly device: string, cfg: ModelConfig, readonly dir: string) {
+    const all = store.names();
+    boundByCheckpoint(all, cfg);
     const required = requiredTensorNames(cfg);
     const missing = required.filter((n) => !store.has(n));
     if (missing.length) {
@@ -82,7 +130,8 @@ export class CheckpointWeights implements WeightSource {
     }
     const known = new Set(required);
     const layerPrefix = /^model\.layers\.(\d+)\./;
-    this.unknown = store.names().filter((n) => {
+    checkShapes(store, cfg);
+    this.unknown = all.filter((n) => {
       if (known.has(n)) return false;
       const m = layerPrefix.exec(n);
       if (m && Number(m[1]) >= cfg.nLayers) return false; // MTP layers

@@ -121,30 +121,73 @@ function checkShape(where: string, shape: readonly number[]): void {
 }
 
 function inferDtype(data: ArrayBufferView): DType | undefined {
-  if (data instanceof Float32Array) return 'f32';
+  if (data instanceof Float32Array || data instanceof Float64Array) return 'f32';
   if (data instanceof Int32Array) return 'i32';
   if (data instanceof BigInt64Array) return 'i64';
   return undefined;
 }
 
+const FLOAT_DTYPES: readonly DType[] = ['f32', 'bf16', 'f16', 'f8e4m3'];
+
+/** What `tensor()` accepts as data for each dtype, as its error message words it. */
+function accepted(dtype: DType): string {
+  const byValue = 'a Float32Array, a Float64Array or an array of numbers (converted by value)';
+  switch (dtype) {
+    case 'f32': return `${byValue}, or a Uint8Array of raw bytes`;
+    case 'bf16': case 'f16': return `${byValue}, a Uint16Array of raw ${dtype} bits, or a Uint8Array of raw bytes`;
+    case 'f8e4m3': return `${byValue}, or a Uint8Array of E4M3 codes`;
+    case 'i32': return 'an Int32Array, an array of 32-bit integers, or a Uint8Array of raw bytes';
+    case 'i64': return 'a BigInt64Array, an array of safe integers, or a Uint8Array of raw bytes';
+    case 'u8': return 'a Uint8Array or an array of integers in [0, 255]';
+  }
+}
+
 /**
- * A tensor holding a copy of `data`. bf16/f16 take raw bits (Uint16Array), f8e4m3 raw codes
- * (Uint8Array); a Float32Array may also be given for any float dtype and is rounded to it.
+ * The data as the array `dtype` stores (or a Float32Array to be rounded to a narrower float dtype),
+ * converting by value where the data holds numbers of another type, and refusing with a message
+ * naming what is accepted where a conversion would reinterpret bytes.
+ */
+function hostData(where: string, dtype: DType, data: unknown): ArrayBufferView {
+  const refuse = () => invalidArgument(where, 'data', `for dtype ${dtype} ${accepted(dtype)}`, data);
+  const float = FLOAT_DTYPES.includes(dtype);
+  if (Array.isArray(data)) {
+    if (float) return new Float32Array(data as number[]);
+    const ok = (v: unknown, lo: number, hi: number) => typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
+    if (dtype === 'i32' && data.every((v) => ok(v, -(2 ** 31), 2 ** 31 - 1))) return Int32Array.from(data as number[]);
+    if (dtype === 'u8' && data.every((v) => ok(v, 0, 255))) return Uint8Array.from(data as number[]);
+    if (dtype === 'i64' && data.every((v) => ok(v, -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER) || typeof v === 'bigint'))
+      return BigInt64Array.from(data as (number | bigint)[], (v) => BigInt(v));
+    throw refuse();
+  }
+  if (!ArrayBuffer.isView(data) || data instanceof DataView) throw refuse();
+  if (data instanceof Uint8Array && !(data instanceof Uint8ClampedArray)) return data;  // raw bytes (Buffer too)
+  if (float && data instanceof Float32Array) return data;
+  if (float && data instanceof Float64Array) return Float32Array.from(data);
+  if ((dtype === 'bf16' || dtype === 'f16') && data instanceof Uint16Array) return data;
+  if (dtype === 'i32' && data instanceof Int32Array) return data;
+  if (dtype === 'i64' && data instanceof BigInt64Array) return data;
+  throw refuse();
+}
+
+/**
+ * A tensor holding a copy of `data`. Float dtypes take numbers by value (a Float32Array, a
+ * Float64Array or an array, rounded to the dtype exactly as `cast` does); bf16/f16 also take raw bits
+ * (Uint16Array), f8e4m3 raw codes (Uint8Array); i32 an Int32Array, i64 a BigInt64Array; every dtype
+ * takes a Uint8Array as raw bytes. Other typed arrays (an Int32Array for f32, say) are refused with
+ * a message naming what is accepted, never reinterpreted.
  */
 export function tensor(data: ArrayBufferView | readonly number[], options: TensorOptions = {}): Tensor {
   const where = 'tensor';
-  let view: ArrayBufferView = Array.isArray(data) ? new Float32Array(data as number[]) : (data as ArrayBufferView);
-  if (!ArrayBuffer.isView(view)) throw invalidArgument(where, 'data', 'a TypedArray or an array of numbers', data);
-  const dtype = options.dtype ?? inferDtype(view);
+  if (!Array.isArray(data) && !ArrayBuffer.isView(data)) throw invalidArgument(where, 'data', 'a TypedArray or an array of numbers', data);
+  const dtype = options.dtype ?? (Array.isArray(data) ? 'f32' : inferDtype(data as ArrayBufferView));
   if (!dtype || !DTYPES.includes(dtype)) throw invalidArgument(where, 'dtype', `one of ${DTYPES.join(', ')}`, options.dtype);
+  const view = hostData(where, dtype, data);
   const device = options.device ?? 'cpu';
   const n = view.byteLength / (view instanceof Float32Array && dtype !== 'f32' ? 4 : BYTES[dtype]);
-  const shape = options.shape ?? [n];
+  const shape = options.shape ?? [Number.isInteger(n) ? n : view.byteLength];
   checkShape(where, shape);
   if (view instanceof Float32Array && dtype !== 'f32') {
     // Round f32 data to the target float dtype on the device, exactly as `cast` does.
-    if (dtype === 'i32' || dtype === 'i64' || dtype === 'u8')
-      throw invalidArgument(where, 'data', `an integer TypedArray for dtype ${dtype}`, data);
     const f = new Tensor(native().createTensor('f32', [...shape], device, view));
     try {
       return new Tensor(native().ops.cast(f.handle(), dtype));

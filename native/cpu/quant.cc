@@ -34,15 +34,18 @@ inline float groupScale(float amax, bool ue8m0) {
   return s;
 }
 
+/** clamp(x / s, ±448) as the reference's kernel lowers it: fmaxf then fminf, which return the
+ *  operand that is not NaN, so a NaN quotient (NaN input, or ±inf over an infinite scale) becomes
+ *  -448. The SIMD paths get the same from max_ps(q, lo), which returns lo when q is NaN. */
 inline uint8_t quantOne(float x, float s) {
   float q = x / s;
-  q = std::min(std::max(q, -kFp8Max), kFp8Max);
+  q = std::fmin(std::fmax(q, -kFp8Max), kFp8Max);
   return f32ToF8e4m3(q);
 }
 
 void groupScalar(const float* x, int64_t n, bool ue8m0, uint8_t* codes, float* scale) {
-  float amax = 0;
-  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  float amax = 0;  // NaN elements are skipped, as the reference's absmax reduction (fmaxf) does
+  for (int64_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
   float s = groupScale(amax, ue8m0);
   *scale = s;
   for (int64_t i = 0; i < n; ++i) codes[i] = quantOne(x[i], s);
@@ -84,8 +87,8 @@ DSN_TARGET_AVX512 void groupsAvx512(const ActQuantParams& p, int64_t r0, int64_t
   for (int64_t r = r0; r < r1; ++r) {
     for (int64_t g = 0; g < groups; ++g) {
       int64_t base = r * p.K + g * p.blockSize;
-      __m512 m = _mm512_setzero_ps();
-      for (int64_t i = 0; i < p.blockSize; i += 16) m = _mm512_max_ps(m, _mm512_and_ps(loadRow512(p.x, p.xType, base + i), absMask));
+      __m512 m = _mm512_setzero_ps();  // |x| first: max_ps returns its second operand for NaN, so NaN is skipped
+      for (int64_t i = 0; i < p.blockSize; i += 16) m = _mm512_max_ps(_mm512_and_ps(loadRow512(p.x, p.xType, base + i), absMask), m);
       float s = groupScale(_mm512_reduce_max_ps(m), p.ue8m0);
       p.scales[r * groups + g] = s;
       const __m512 sv = _mm512_set1_ps(s);
@@ -135,8 +138,8 @@ DSN_TARGET_AVX2 void groupsAvx2(const ActQuantParams& p, int64_t r0, int64_t r1)
   for (int64_t r = r0; r < r1; ++r) {
     for (int64_t g = 0; g < groups; ++g) {
       int64_t base = r * p.K + g * p.blockSize;
-      __m256 m = _mm256_setzero_ps();
-      for (int64_t i = 0; i < p.blockSize; i += 8) m = _mm256_max_ps(m, _mm256_and_ps(loadRow256(p.x, p.xType, base + i), absMask));
+      __m256 m = _mm256_setzero_ps();  // |x| first: NaN lanes are skipped, as in the scalar path
+      for (int64_t i = 0; i < p.blockSize; i += 8) m = _mm256_max_ps(_mm256_and_ps(loadRow256(p.x, p.xType, base + i), absMask), m);
       __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
       m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
       m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));

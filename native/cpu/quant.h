@@ -15,7 +15,10 @@ using dsn::Fp8DequantParams;
 /**
  * Per group of blockSize: amax = max(max|x|, 1e-4); s = amax · f32(1/448) (ue8m0: the next power of
  * two ≥ s, from its bits); code = e4m3_rne(clamp(x / s, ±448)) with an f32 division. Bit-exact on every
- * SIMD path.
+ * SIMD path. Non-finite input as the reference's act_quant kernel (inference/kernel.py, TileLang,
+ * whose max/min/clamp lower to fmaxf/fminf) produces it: amax skips NaN; a group holding ±inf gets
+ * scale +inf, its finite elements code ±0 and its ±inf elements code -448 (inf/inf is NaN); a NaN
+ * element codes -448 (fmaxf(NaN, -448)); a group of only NaN gets the floor scale 1e-4/448.
  */
 void actQuant(const ActQuantParams& p, ThreadPool& pool);
 

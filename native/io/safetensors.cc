@@ -1,5 +1,7 @@
 #include "safetensors.h"
 
+#include "mapguard.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -42,12 +44,16 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   void* p = ::mmap(nullptr, size_t(m->size_), PROT_READ, MAP_PRIVATE, f.fd, 0);
   if (p == MAP_FAILED) throwError(path, ": cannot map ", m->size_, " bytes: ", errnoText(errno));
   m->data_ = static_cast<const uint8_t*>(p);
+  m->guard_ = guardMapping(p, size_t(m->size_), path);  // a later truncation faults into a zero page, not a crash
   return m;
 }
 
 MappedFile::~MappedFile() {
+  unguardMapping(guard_);
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_t(size_));
 }
+
+bool MappedFile::faulted() const { return mappingFaulted(guard_); }
 
 SafetensorsMap openSafetensors(const std::string& path) {
   SafetensorsMap m;

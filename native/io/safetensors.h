@@ -31,12 +31,15 @@ class MappedFile {
   const std::string& path() const { return path_; }
   const uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }
+  /** Whether a read of the mapping faulted because the file shrank on disk (see mapguard.h). */
+  bool faulted() const;
 
  private:
   MappedFile() = default;
   std::string path_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
+  int guard_ = -1;  // mapguard slot
 };
 
 /** An open safetensors file: its mapping and where the header and the data region lie. */

@@ -99,6 +99,16 @@ Napi::Value SafetensorsTensor(const Napi::CallbackInfo& info) {
   });
 }
 
+/** safetensorsFaulted(handle) -> whether a read of the file's mapping faulted because the file
+ *  shrank on disk (native/io/mapguard.h). */
+Napi::Value SafetensorsFaulted(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "safetensorsFaulted");
+    SafetensorsHandle& h = handleArg(a, info, 0);
+    return Napi::Boolean::New(info.Env(), h.map && h.map->file->faulted());
+  });
+}
+
 /** safetensorsClose(handle): drops the handle's mapping; tensors made from it keep it alive. */
 Napi::Value SafetensorsClose(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
@@ -113,5 +123,6 @@ Napi::Value SafetensorsClose(const Napi::CallbackInfo& info) {
 DSN_INTERNAL_OP("safetensorsOpen", SafetensorsOpen);
 DSN_INTERNAL_OP("safetensorsTensor", SafetensorsTensor);
 DSN_INTERNAL_OP("safetensorsClose", SafetensorsClose);
+DSN_INTERNAL_OP("safetensorsFaulted", SafetensorsFaulted);
 
 }  // namespace dsn

@@ -8,6 +8,8 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "../io/mapguard.h"
+
 namespace dsn {
 
 // ---------------- Worker ----------------
@@ -45,6 +47,8 @@ void Worker::loop() {
     StreamError err;
     bool failed = false;
     const auto t0 = std::chrono::steady_clock::now();
+    const uint64_t faults0 = io::guardedFaults();
+    io::takeFaultsReported();
     try {
       task.fn();
     } catch (const Error& e) {
@@ -56,6 +60,11 @@ void Worker::loop() {
     } catch (...) {
       failed = true;
       err = {ErrorKind::Error, std::string(task.op) + ": unknown error"};
+    }
+    if (!failed && io::guardedFaults() != faults0 && !io::takeFaultsReported()) {
+      // The op read a memory-mapped file that shrank on disk: it read zeros there, so it failed.
+      failed = true;
+      err = {ErrorKind::Error, std::string(task.op) + ": " + io::faultReport()};
     }
     task.fn = nullptr;  // drop captured storage before reporting idle
     const uint64_t ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
@@ -178,7 +187,14 @@ void CpuBackend::readToHost(std::shared_ptr<Storage> keep, const void* src, size
       done({}, &e);
       return;
     }
+    const uint64_t faults0 = io::guardedFaults();
     std::memcpy(out.data(), src, bytes);
+    if (io::guardedFaults() != faults0) {  // the bytes came from a mapped file that shrank: zeros
+      io::markFaultsReported();
+      err = {ErrorKind::Error, "read: " + io::faultReport()};
+      done({}, &err);
+      return;
+    }
     done(std::move(out), nullptr);
   });
 }

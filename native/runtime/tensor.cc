@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <mutex>
 #include <sstream>
 
 #include "../ops/args.h"
@@ -29,7 +30,62 @@ TensorRef newTensor(DType dtype, std::vector<int64_t> shape, const DeviceId& dev
   return t;
 }
 
-static Napi::FunctionReference* g_ctor = nullptr;
+/** Throws a RangeError unless every byte of view `v` lies inside its storage: a view made by
+ *  reshape or rows can never reach past the memory it shares. */
+static void checkViewBytes(const TensorImpl& v, const char* op) {
+  uint64_t n = 1;
+  for (int64_t d : v.shape) {
+    if (d < 0 || (d != 0 && n > (uint64_t(1) << 56) / uint64_t(d)))
+      throwRange(op, ": a view of shape ", v.shapeString(), " is too large");
+    n *= uint64_t(d);
+  }
+  uint64_t bytes = n * dtypeSize(v.dtype);
+  uint64_t have = v.storage ? v.storage->bytes : 0;
+  if (v.offset > have || bytes > have - v.offset)
+    throwRange(op, ": a view of shape ", v.shapeString(), " at byte ", v.offset, " needs ", bytes, " bytes but its storage holds ",
+               have, " bytes");
+}
+
+namespace {
+
+/** How stream threads reach one environment's JavaScript thread: one thread-safe function, ref'd
+ *  while promises are pending, and a flag the environment's cleanup hook clears under the lock, so
+ *  no thread calls into the function once the environment is going away. */
+struct Mailbox {
+  std::mutex mu;
+  bool alive = true;          // guarded by mu
+  Napi::ThreadSafeFunction tsfn;
+  size_t pending = 0;         // promises waiting; JavaScript thread only
+};
+
+/** Per-environment state, held as the environment's instance data. */
+struct AddonData {
+  Napi::FunctionReference tensorCtor;
+  std::shared_ptr<Mailbox> mailbox;
+};
+
+AddonData& addonData(Napi::Env env) {
+  auto* d = env.GetInstanceData<AddonData>();
+  if (!d) throwError("deepseek-native: the addon was not initialised in this environment");
+  return *d;
+}
+
+}  // namespace
+
+void initEnvironment(Napi::Env env) {
+  auto* data = new AddonData();
+  env.SetInstanceData<AddonData>(data);  // deleted when the environment is torn down
+  auto mb = std::make_shared<Mailbox>();
+  mb->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "deepseek-native", 0, 1);
+  mb->tsfn.Unref(env);  // an idle addon does not keep the event loop alive
+  data->mailbox = mb;
+  // Registered after the thread-safe function, so it runs before Node tears that function down
+  // (cleanup hooks run last-in, first-out).
+  env.AddCleanupHook([mb] {
+    std::lock_guard<std::mutex> lock(mb->mu);
+    mb->alive = false;
+  });
+}
 
 Napi::Function NativeTensor::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "NativeTensor",
@@ -44,7 +100,7 @@ Napi::Function NativeTensor::Init(Napi::Env env) {
                                      InstanceMethod<&NativeTensor::Reshape>("reshape"),
                                      InstanceMethod<&NativeTensor::Rows>("rows"),
                                  });
-  g_ctor = new Napi::FunctionReference(Napi::Persistent(f));
+  addonData(env).tensorCtor = Napi::Persistent(f);
   return f;
 }
 
@@ -59,11 +115,13 @@ NativeTensor::NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Na
 
 Napi::Object NativeTensor::Wrap(Napi::Env env, TensorRef t) {
   TensorRef copy = std::move(t);
-  return g_ctor->New({Napi::External<TensorRef>::New(env, &copy)});
+  return addonData(env).tensorCtor.New({Napi::External<TensorRef>::New(env, &copy)});
 }
 
 bool NativeTensor::IsTensor(const Napi::Value& v) {
-  return v.IsObject() && g_ctor && v.As<Napi::Object>().InstanceOf(g_ctor->Value());
+  if (!v.IsObject()) return false;
+  auto* d = v.Env().GetInstanceData<AddonData>();
+  return d && !d->tensorCtor.IsEmpty() && v.As<Napi::Object>().InstanceOf(d->tensorCtor.Value());
 }
 
 TensorImpl* NativeTensor::FromValue(const Napi::Value& v, const char* op, const char* arg) {
@@ -127,7 +185,6 @@ std::vector<uint8_t> toF32Bytes(DType dtype, const std::vector<uint8_t>& in) {
 
 struct ReadState {
   Napi::Promise::Deferred deferred;
-  Napi::ThreadSafeFunction tsfn;
   std::vector<uint8_t> bytes;
   bool failed = false;
   StreamError error;
@@ -154,23 +211,34 @@ void settle(Napi::Env env, ReadState* st) {
 
 }  // namespace
 
-/** Promise that resolves (on the JS thread) once `start` has called the callback it receives. */
+/** Promise that resolves (on the JS thread) once `start` has called the callback it receives. The
+ *  callback may run on any thread; when the environment has exited by then, the result is dropped. */
 Napi::Value deferredOnWorker(Napi::Env env, const std::function<void(std::function<void(std::vector<uint8_t>&&, const StreamError*)>)>& start) {
+  std::shared_ptr<Mailbox> mb = addonData(env).mailbox;
   auto* st = new ReadState(env);
   Napi::Promise promise = st->deferred.Promise();
-  st->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "deepseek-native", 0, 1);
-  auto finish = [st](std::vector<uint8_t>&& bytes, const StreamError* err) {
+  if (mb->pending++ == 0) mb->tsfn.Ref(env);  // keep the loop alive while a promise is pending
+  // Settles the promise from any thread, through the environment's mailbox; when the environment has
+  // exited by then (a terminated worker), the result is dropped.
+  auto finish = [st, mb](std::vector<uint8_t>&& bytes, const StreamError* err) {
     if (err) {
       st->failed = true;
       st->error = *err;
     } else {
       st->bytes = std::move(bytes);
     }
-    st->tsfn.BlockingCall([st](Napi::Env env, Napi::Function) {
-      settle(env, st);
-      st->tsfn.Release();
-      delete st;
-    });
+    std::lock_guard<std::mutex> lock(mb->mu);
+    napi_status s = mb->alive ? mb->tsfn.NonBlockingCall([st, mb](Napi::Env env, Napi::Function) {
+      std::unique_ptr<ReadState> own(st);
+      try {
+        if (--mb->pending == 0) mb->tsfn.Unref(env);
+        settle(env, st);
+      } catch (...) {
+        // The environment is stopping (a worker being terminated runs no more JavaScript, so
+        // resolving fails): nobody can observe this promise any more.
+      }
+    }) : napi_closing;
+    if (s != napi_ok) delete st;  // the environment is gone: nobody waits for this promise
   };
   try {
     start(finish);
@@ -218,7 +286,7 @@ Napi::Value NativeTensor::Reshape(const Napi::CallbackInfo& info) {
     Napi::Array a = info[0].As<Napi::Array>();
     std::vector<int64_t> shape(a.Length());
     int infer = -1;
-    int64_t known = 1;
+    uint64_t known = 1;  // product of the given dimensions, capped: > 2^56 elements is an error
     for (uint32_t i = 0; i < a.Length(); ++i) {
       Napi::Value v = a[i];
       double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -2;
@@ -229,20 +297,25 @@ Napi::Value NativeTensor::Reshape(const Napi::CallbackInfo& info) {
       }
       if (!(d >= 0) || d != double(int64_t(d)))
         throwType("Tensor.reshape: dimension ", i, " must be a non-negative integer (or one -1)");
+      if (d > double(int64_t(1) << 56))
+        throwRange("Tensor.reshape: dimension ", i, " (", d < 1.8e19 ? std::to_string(uint64_t(d)) : std::to_string(d), ") is too large");
       shape[i] = int64_t(d);
-      known *= shape[i];
+      if (shape[i] != 0 && known > (uint64_t(1) << 56) / uint64_t(shape[i]))
+        throwRange("Tensor.reshape: a shape of more than 2^56 elements cannot be a view of a tensor of shape ", t.shapeString());
+      known *= uint64_t(shape[i]);
     }
     if (infer >= 0) {
-      if (known == 0 || t.numel() % known != 0)
+      if (known == 0 || uint64_t(t.numel()) % known != 0)
         throwRange("Tensor.reshape: cannot infer dimension ", infer, " for ", t.numel(), " elements");
-      shape[infer] = t.numel() / known;
-      known *= shape[infer];
+      shape[infer] = int64_t(uint64_t(t.numel()) / known);
+      known *= uint64_t(shape[infer]);
     }
-    if (known != t.numel())
+    if (known != uint64_t(t.numel()))
       throwRange("Tensor.reshape: a tensor of shape ", t.shapeString(), " (", t.numel(), " elements) cannot take a shape of ",
                  known, " elements");
     auto v = std::make_shared<TensorImpl>(t);
     v->shape = shape;
+    checkViewBytes(*v, "Tensor.reshape");
     return Wrap(info.Env(), v);
   });
 }
@@ -257,6 +330,7 @@ Napi::Value NativeTensor::Rows(const Napi::CallbackInfo& info) {
     auto v = std::make_shared<TensorImpl>(t);
     v->shape[0] = count;
     v->offset = t.offset + size_t(start) * (t.nbytes() / size_t(t.shape[0] ? t.shape[0] : 1));
+    checkViewBytes(*v, "Tensor.rows");
     return Wrap(info.Env(), v);
   });
 }

@@ -40,6 +40,13 @@ using TensorRef = std::shared_ptr<TensorImpl>;
 /** Allocates a new contiguous tensor on `device`. */
 TensorRef newTensor(DType dtype, std::vector<int64_t> shape, const DeviceId& device);
 
+/** Sets up the addon's state for one JavaScript environment (the main thread and each worker thread
+ *  that loads the addon has its own): the NativeTensor constructor and the channel by which work
+ *  finished on a stream thread settles this environment's promises. Registers a cleanup hook so that
+ *  work finishing after the environment exited (a worker terminated with ops queued) is dropped,
+ *  never delivered into a dead environment. */
+void initEnvironment(Napi::Env env);
+
 /** The JavaScript class wrapping a TensorRef. After dispose() every use throws. */
 class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
  public:

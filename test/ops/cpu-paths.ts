@@ -7,11 +7,32 @@ import { native } from '../../lib/runtime/native.js';
 export const PATHS = ['avx512', 'avx2', 'scalar'] as const;
 export type Path = (typeof PATHS)[number];
 
-/** Runs fn with the CPU SIMD path capped at `path`, then restores avx512; undefined when the CPU lacks that path. */
-export async function onPath<T>(path: Path, fn: () => Promise<T>): Promise<T | undefined> {
+const RANK: Record<Path, number> = { scalar: 0, avx2: 1, avx512: 2 };
+/** The best path this CPU has (asked once, at load, while the stream is idle). */
+export const BEST_PATH = native().setSimdCap('avx512') as Path;
+/** Whether the AVX512-BF16 dot-product GEMM kernels run here (true is also the default to restore). */
+export const HAS_BF16_DOT: boolean = native().ops.gemmSetBf16Dot(true);
+
+/** Why this machine cannot run `path` (for `it.skipIf` and the test's name), or false when it can. */
+export function missingPath(path: Path): string | false {
+  return RANK[path] > RANK[BEST_PATH] ? `this CPU lacks ${path}; its best path is ${BEST_PATH}` : false;
+}
+
+/** Why the AVX512-BF16 GEMM kernels cannot run here, or false when they can. */
+export function missingBf16Dot(): string | false {
+  return missingPath('avx512') || (HAS_BF16_DOT ? false : 'this CPU lacks AVX512-BF16 (vdpbf16ps)');
+}
+
+/** ` (skipped: reason)` for a test's name, or '' when it runs. */
+export const skipNote = (why: string | false): string => (why ? ` (skipped: ${why})` : '');
+
+/** Runs fn with the CPU SIMD path capped at `path`, then restores avx512. Throws when the CPU lacks
+ *  that path: a test for it must be skipped with `missingPath`, never reported green. */
+export async function onPath<T>(path: Path, fn: () => Promise<T>): Promise<T> {
   await synchronize('cpu');
   try {
-    if (native().setSimdCap(path) !== path) return undefined;
+    const now = native().setSimdCap(path);
+    if (now !== path) throw new Error(`onPath: the CPU runs ${now}, not ${path}; skip this test with missingPath('${path}')`);
     return await fn();
   } finally {
     await synchronize('cpu');
@@ -23,11 +44,12 @@ export async function onPath<T>(path: Path, fn: () => Promise<T>): Promise<T | u
 export async function onEveryPath(op: () => Tensor): Promise<Float32Array> {
   const outs: { path: Path; bits: Uint32Array; values: Float32Array }[] = [];
   for (const path of PATHS) {
+    if (missingPath(path)) continue;
     const got = await onPath(path, async () => {
       using y = op();
       return y.toFloat32Array();
     });
-    if (got) outs.push({ path, bits: new Uint32Array(got.buffer.slice(0)), values: got });
+    outs.push({ path, bits: new Uint32Array(got.buffer.slice(0)), values: got });
   }
   for (const o of outs.slice(1)) {
     const same = o.bits.every((v, i) => v === outs[0].bits[i]);
@@ -44,6 +66,7 @@ export async function onEveryPath(op: () => Tensor): Promise<Float32Array> {
 export async function expectSameAsPieces(rows: number, piece: number, run: (start: number, count: number) => Tensor[]): Promise<void> {
   const whole: Buffer[] = [];
   for (const path of PATHS) {
+    if (missingPath(path)) continue;
     const got = await onPath(path, async () => {
       const outs = run(0, rows);
       try {
@@ -52,7 +75,6 @@ export async function expectSameAsPieces(rows: number, piece: number, run: (star
         for (const o of outs) o.dispose();
       }
     });
-    if (!got) continue;
     if (whole.length === 0) whole.push(...got);
     else got.forEach((b, k) => expect({ path, output: k, same: b.equals(whole[k]) }).toEqual({ path, output: k, same: true }));
   }

@@ -3,6 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ops, synchronize, tensor, type Tensor } from '../../lib/index.js';
 import { native } from '../../lib/runtime/native.js';
 import { rng, roundBf16, type Rng } from '../helpers.js';
+import { missingBf16Dot, missingPath, skipNote } from './cpu-paths.js';
 
 /**
  * Kernel paths: AVX-512 with the BF16 dot product (where the CPU has it), AVX-512 f32, AVX2, scalar.
@@ -18,10 +19,16 @@ const PATHS = [
 type Path = (typeof PATHS)[number];
 const pathName = (p: Path) => (p.simd === 'avx512' ? (p.bf16Dot ? 'avx512-bf16' : 'avx512-f32') : p.simd);
 
+/** Why this machine cannot run path p (the test is then reported skipped), or false. */
+const missing = (p: Path): string | false => (p.bf16Dot ? missingBf16Dot() : missingPath(p.simd));
+/** it() for a test of path p: skipped, with the reason in its name, where the CPU lacks the path. */
+const itOn = (p: Path, name: string, fn: () => Promise<void>) => it.skipIf(missing(p))(`${name}${skipNote(missing(p))}`, fn);
+
 async function usePath(p: Path): Promise<void> {
   await synchronize('cpu');
-  native().setSimdCap(p.simd);
-  native().ops.gemmSetBf16Dot(p.bf16Dot);
+  const simd = native().setSimdCap(p.simd);
+  const bf16 = native().ops.gemmSetBf16Dot(p.bf16Dot);
+  if (simd !== p.simd || bf16 !== p.bf16Dot) throw new Error(`usePath: the CPU runs ${simd}${bf16 ? ' with the BF16 dot' : ''}, not ${pathName(p)}`);
 }
 
 async function restorePaths(): Promise<void> {
@@ -128,7 +135,7 @@ describe('fp8Gemm on cpu', () => {
     for (const outDtype of ['bf16', 'f32'] as const) {
       for (const [lead, N, K] of shapes) {
         const M = lead.reduce((x, y) => x * y, 1);
-        it(`${pathName(path)} ${outDtype} a [${lead}, ${K}] · w [${N}, ${K}] (seed ${r.seed})`, async () => {
+        itOn(path, `${pathName(path)} ${outDtype} a [${lead}, ${K}] · w [${N}, ${K}] (seed ${r.seed})`, async () => {
           await usePath(path);
           const a = randomCodes(r, M * K), sa = randomScales(r, M * (K / 128));
           const w = fp8Weight(r, N, K);
@@ -243,7 +250,7 @@ describe('groupedFp8Gemm on cpu', () => {
   ];
   for (const path of PATHS) {
     for (const [E, R, N, K] of shapes) {
-      it(`${pathName(path)} E=${E} R=${R} N=${N} K=${K} (seed ${r.seed})`, async () => {
+      itOn(path, `${pathName(path)} E=${E} R=${R} N=${N} K=${K} (seed ${r.seed})`, async () => {
         await usePath(path);
         const a = randomCodes(r, R * K), sa = randomScales(r, R * (K / 128));
         const NB = Math.ceil(N / 128), KB = K / 128;
@@ -331,7 +338,7 @@ describe('gemm on cpu', () => {
       for (const [lead, N, K] of shapes) {
         const M = lead.reduce((x, y) => x * y, 1);
         const outDtype = xType === 'bf16' && wType === 'bf16' ? 'bf16' : 'f32';
-        it(`${pathName(path)} x ${xType} [${lead}, ${K}] · w ${wType} [${N}, ${K}] → ${outDtype} (seed ${r.seed})`, async () => {
+        itOn(path, `${pathName(path)} x ${xType} [${lead}, ${K}] · w ${wType} [${N}, ${K}] → ${outDtype} (seed ${r.seed})`, async () => {
           await usePath(path);
           const xs = randomValues(r, M * K, xType), ws = randomValues(r, N * K, wType);
           using x = makeTensor(xs, [...lead, K], xType);
@@ -359,6 +366,7 @@ describe('gemm on cpu', () => {
 
   it('handles empty products: K = 0 gives zeros, M = 0 or N = 0 empty outputs', async () => {
     for (const path of PATHS) {
+      if (missing(path)) continue;
       await usePath(path);
       using x0 = tensor(new Float32Array(0), { shape: [2, 0] });
       using w0 = tensor(new Float32Array(0), { shape: [3, 0] });
@@ -403,7 +411,7 @@ describe('bmmHeads on cpu', () => {
   for (const path of PATHS) {
     for (const dtype of ['bf16', 'f32'] as const) {
       for (const [T, H, A, B] of shapes) {
-        it(`${pathName(path)} ${dtype} x [${T}, ${H}, ${A}] · w [${H}, ${A}, ${B}] (seed ${r.seed})`, async () => {
+        itOn(path, `${pathName(path)} ${dtype} x [${T}, ${H}, ${A}] · w [${H}, ${A}, ${B}] (seed ${r.seed})`, async () => {
           await usePath(path);
           const xs = randomValues(r, T * H * A, dtype), ws = randomValues(r, H * A * B, dtype);
           using x = makeTensor(xs, [T, H, A], dtype);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import { ops, tensor } from '../../lib/index.js';
 import { type Rng, rng, roundTo } from '../helpers.js';
-import { expectSameAsPieces, onEveryPath, onPath, type Path, PATHS } from './cpu-paths.js';
+import { expectSameAsPieces, missingPath, onEveryPath, onPath, type Path, PATHS } from './cpu-paths.js';
 
 
 // ---------------------------------------------------------------- moeRoute
@@ -92,6 +92,7 @@ describe('moeRoute on cpu', () => {
         const opts = { topk: c.topk, nGroups: c.nGroups, topkGroups: c.topkGroups, scoreFunc: c.scoreFunc, routeScale: c.routeScale, normalize: c.normalize };
         const results: { path: Path; ids: Int32Array; weights: Float32Array }[] = [];
         for (const path of PATHS) {
+          if (missingPath(path)) continue;
           const got = await onPath(path, async () => {
             const { ids, weights } = ops.moeRoute(lt, bt, opts);
             using i = ids;

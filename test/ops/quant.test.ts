@@ -3,6 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ops, synchronize, tensor } from '../../lib/index.js';
 import { native } from '../../lib/runtime/native.js';
 import { rng, roundBf16, roundE4m3, type Rng } from '../helpers.js';
+import { missingPath, skipNote } from './cpu-paths.js';
 
 const SIMD_PATHS = ['avx512', 'avx2', 'scalar'] as const;
 const F32_INV_448 = Math.fround(1 / 448);
@@ -101,9 +102,9 @@ describe('actQuant on cpu', () => {
     for (const dtype of ['bf16', 'f32'] as const) {
       for (const ue8m0 of [false, true]) {
         for (const [shape, blockSize] of cases) {
-          it(`${simd} ${dtype}${ue8m0 ? ' ue8m0' : ''} [${shape}] blockSize ${blockSize} is bit-exact (seed ${r.seed})`, async () => {
+          it.skipIf(missingPath(simd))(`${simd} ${dtype}${ue8m0 ? ' ue8m0' : ''} [${shape}] blockSize ${blockSize} is bit-exact (seed ${r.seed})${skipNote(missingPath(simd))}`, async () => {
             await synchronize('cpu');
-            native().setSimdCap(simd);
+            expect(native().setSimdCap(simd)).toBe(simd);
             const K = shape[shape.length - 1];
             const rows = shape.reduce((a, b) => a * b, 1) / K;
             const xs = makeInput(r, rows, K, blockSize, dtype, ue8m0);
@@ -135,6 +136,58 @@ describe('actQuant on cpu', () => {
             if ((rows * K) / blockSize >= 2) expect(floored).toBeGreaterThan(0);
           });
         }
+      }
+    }
+  }
+
+  // Non-finite input as the reference's act_quant (inference/kernel.py, TileLang) produces it: its
+  // absmax and clamp lower to fmaxf/fminf, which return the operand that is not NaN. So amax skips
+  // NaN; a group holding ±inf gets scale +inf, its finite elements ±0 and its ±inf elements
+  // clamp(inf/inf = NaN) = -448; a NaN element in a finite group is -448 too.
+  for (const simd of SIMD_PATHS) {
+    for (const dtype of ['bf16', 'f32'] as const) {
+      for (const ue8m0 of [false, true]) {
+        it.skipIf(missingPath(simd))(`${simd} ${dtype}${ue8m0 ? ' ue8m0' : ''} quantises ±inf and NaN as the reference does (seed ${r.seed})${skipNote(missingPath(simd))}`, async () => {
+          await synchronize('cpu');
+          expect(native().setSimdCap(simd)).toBe(simd);
+          const B = 128, NEG448 = 0xfe;
+          const xs = new Float32Array(3 * B).map(() => (dtype === 'bf16' ? roundBf16(r.normal() * 4) : Math.fround(r.normal() * 4)));
+          // Group 0: +inf, -inf and a NaN among finite values. Group 1: NaNs among finite values.
+          // Group 2: nothing but NaN.
+          const pick = (g: number) => g * B + r.int(0, B - 1);
+          const inf0 = pick(0);
+          let ninf0 = pick(0);
+          while (ninf0 === inf0) ninf0 = pick(0);
+          let nan0 = pick(0);
+          while (nan0 === inf0 || nan0 === ninf0) nan0 = pick(0);
+          xs[inf0] = Infinity;
+          xs[ninf0] = -Infinity;
+          xs[nan0] = NaN;
+          const nans1 = new Set(Array.from({ length: r.int(1, 6) }, () => pick(1)));
+          for (const i of nans1) xs[i] = NaN;
+          xs.fill(NaN, 2 * B);
+          using x = tensor(xs, { shape: [3, B], dtype });
+          const q = ops.actQuant(x, { scaleFmt: ue8m0 ? 'ue8m0' : null });
+          using codes = q.codes;
+          using scales = q.scales;
+          const [c, s] = await Promise.all([codes.read<'f8e4m3'>(), scales.read<'f32'>()]);
+          expect(s[0]).toBe(Infinity);
+          for (let i = 0; i < B; ++i) {
+            const want = i === inf0 || i === ninf0 || i === nan0 ? NEG448 : xs[i] < 0 || Object.is(xs[i], -0) ? 0x80 : 0x00;
+            if (c[i] !== want) throw new Error(`group 0 element ${i}: x=${xs[i]} code 0x${c[i].toString(16)} != 0x${want.toString(16)}`);
+          }
+          // Group 1: the scale and codes of the finite values alone; NaN codes -448.
+          const finite = Float32Array.from(xs.subarray(B, 2 * B), (v) => (Number.isNaN(v) ? 0 : v));
+          const want1 = quantGroupRef(finite, ue8m0);
+          expect(s[1]).toBe(want1.scale);
+          for (let i = 0; i < B; ++i) {
+            const want = nans1.has(B + i) ? NEG448 : want1.codes[i];
+            if (c[B + i] !== want) throw new Error(`group 1 element ${i}: x=${xs[B + i]} code 0x${c[B + i].toString(16)} != 0x${want.toString(16)}`);
+          }
+          // Group 2: the floor scale, every code -448.
+          expect(s[2]).toBe(quantGroupRef(new Float32Array(B), ue8m0).scale);
+          expect(Array.from(c.subarray(2 * B))).toEqual(new Array(B).fill(NEG448));
+        });
       }
     }
   }

@@ -4,8 +4,8 @@
  * with no compiler (CC/CXX=false) compiles nothing, loads a prebuilt addon, runs an op and `info`;
  * with no loadable build the loader's error names each build tried and what to do.
  */
-import { execFileSync, execSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,16 +20,17 @@ describe('npm pack and install without a compiler', () => {
   let tarball: string;
   const env = { ...process.env, CC: 'false', CXX: 'false', npm_config_build_from_source: 'false', DEEPSEEK_NATIVE_BUILD: '' };
 
+  // Builds nothing: the global setup (test/global-setup.ts) made prebuilds/ and dist/ before any
+  // test file ran. Packing and installing take a few seconds.
   beforeAll(() => {
-    const run = (cmd: string) => execSync(cmd, { cwd: root, stdio: 'pipe' });
-    if (!existsSync(join(root, 'prebuilds', platform))) run('npm run build:addon');
-    if (hasNvcc && !existsSync(join(root, 'prebuilds', 'cuda', platform, 'deepseek_native.node'))) run('npm run build:cuda');
-    run('npm run build:ts');
+    const prebuilt = existsSync(join(root, 'prebuilds', platform)) && readdirSync(join(root, 'prebuilds', platform)).some((f) => f.endsWith('.node'));
+    if (!prebuilt || !existsSync(join(root, 'dist', 'lib', 'index.js')))
+      throw new Error('prebuilds/ or dist/ is missing: run the suite through vitest (its global setup builds them)');
     work = mkdtempSync(join(tmpdir(), 'dsn-pack-'));
     const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: root, encoding: 'utf8' });
     tarball = join(work, JSON.parse(out)[0].filename);
     app = join(work, 'app');
-    execSync(`mkdir -p ${app}`);
+    mkdirSync(app, { recursive: true });
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, type: 'module' }));
     execFileSync('npm', ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund'], { cwd: app, env, stdio: 'pipe' });
   });

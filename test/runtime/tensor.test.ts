@@ -109,6 +109,68 @@ for (const { device, skip } of suiteDevices()) {
   });
 }
 
+describe('views and host data (issue 11)', () => {
+  const r = rng();
+
+  it('a reshape whose element count overflows is refused, so no view reaches past its storage', async () => {
+    using z = zeros([0]);
+    // 2^62 × 4 wraps to 0 elements in 64 bits: it used to make a view that crashed toFloat32Array.
+    expect(() => z.reshape([2 ** 62, 4])).toThrow(RangeError);
+    expect(() => z.reshape([2 ** 62, 4])).toThrow('Tensor.reshape: dimension 0 (4611686018427387904) is too large');
+    expect(() => z.reshape([2 ** 40, 2 ** 40, 0])).toThrow('Tensor.reshape: a shape of more than 2^56 elements cannot be a view of a tensor of shape [0]');
+    expect(() => z.reshape([2 ** 30, 2 ** 30])).toThrow(RangeError);
+    using e = z.reshape([0, 2 ** 20]);  // still 0 elements: a fine view
+    expect(e.shape).toEqual([0, 2 ** 20]);
+    expect((await e.toFloat32Array()).length).toBe(0);
+    // Rows of a view stay inside the parent.
+    const n = r.int(2, 50);
+    const data = r.floats(n * 3);
+    using t = tensor(data, { shape: [n, 3] });
+    const s = r.int(0, n - 1);
+    using v = t.rows(s, n - s).reshape([-1]);
+    expect(Array.from(await v.toFloat32Array())).toEqual(Array.from(data.subarray(s * 3)));
+    expect(() => t.rows(s, n - s + 1)).toThrow(RangeError);
+    expect(() => v.reshape([(n - s) * 3 + 1])).toThrow(RangeError);
+  });
+
+  it('converts typed arrays by value or refuses them, naming what is accepted', async () => {
+    const d = Float64Array.from({ length: r.int(1, 40) }, () => r.normal() * 100);
+    using a = tensor(d, { dtype: 'f32' });
+    expect(a.shape).toEqual([d.length]);
+    expect(Array.from(await a.toFloat32Array())).toEqual(Array.from(d, Math.fround));
+    using b = tensor(d);
+    expect(b.dtype).toBe('f32');
+    using c = tensor(d, { dtype: 'bf16' });
+    expect(Array.from(await c.toFloat32Array())).toEqual(Array.from(d, (x) => roundTo('bf16', Math.fround(x))));
+    using i = tensor([1, -2, 3], { dtype: 'i32' });
+    expect(Array.from(await i.read<'i32'>())).toEqual([1, -2, 3]);
+    expect(() => tensor(new Int32Array(4), { dtype: 'f32' })).toThrow(
+      'tensor: expected for dtype f32 a Float32Array, a Float64Array or an array of numbers (converted by value), or a Uint8Array of raw bytes for data but received an object (Int32Array)',
+    );
+    expect(() => tensor(new Float32Array(4), { dtype: 'i32' })).toThrow(TypeError);
+    expect(() => tensor(new DataView(new ArrayBuffer(8)), { dtype: 'f32' })).toThrow('received an object (DataView)');
+    expect(() => tensor(new Uint16Array(4), { dtype: 'f32' })).toThrow(TypeError);
+    expect(() => tensor([1.5], { dtype: 'i32' })).toThrow(TypeError);
+    expect(() => tensor([256], { dtype: 'u8' })).toThrow(TypeError);
+    // Raw bytes stay raw bytes for every dtype.
+    using raw = tensor(new Uint8Array(new Float32Array([1.5, -2]).buffer), { dtype: 'f32', shape: [2] });
+    expect(Array.from(await raw.toFloat32Array())).toEqual([1.5, -2]);
+  });
+
+  it('zeros fills on the CPU stream, after the ops queued before it', async () => {
+    const n = r.int(1 << 20, 1 << 22);
+    {
+      using junk = tensor(new Float32Array(n).fill(7));
+      await junk.read();
+    }  // its block goes back to the pool and is handed to zeros below
+    native().profile(true);
+    using z = zeros([n]);
+    const got = await z.toFloat32Array();
+    expect(native().profile(false).zeros?.runs).toBe(1);
+    expect(got.every((v) => v === 0)).toBe(true);
+  });
+});
+
 describe('streams', () => {
   it('an error raised while running rejects the next read, with the op name, then clears', async () => {
     using x = tensor(new Float32Array([1, 2, 3]));
