@@ -24,9 +24,10 @@ if (!prebuilt && (forTests || !existsSync(join(root, 'build', 'Release', 'deepse
   console.log('deepseek-native: building the CPU addon (node-gyp via prebuildify)…');
   run('npm run build:addon');
 }
-// The cuda-emu build (g++ and cmake only): the CUDA suites run on its emulated cuda:0.
+// The cuda-emu build (g++ and cmake only): the CUDA suites run on its emulated cuda:0 (tests only:
+// `npm start` and the benchmarks need the CPU addon alone).
 const hasTool = (t) => { try { execSync(`command -v ${t}`, { stdio: 'ignore', shell: '/bin/sh' }); return true; } catch { return false; } };
-if (!existsSync(join(root, 'build-cuda-emu', 'Release', 'deepseek_native.node')) && !existsSync(join(root, 'prebuilds', 'cuda-emu', platform, 'deepseek_native.node'))) {
+if (forTests && !existsSync(join(root, 'build-cuda-emu', 'Release', 'deepseek_native.node')) && !existsSync(join(root, 'prebuilds', 'cuda-emu', platform, 'deepseek_native.node'))) {
   if (hasTool('cmake') && hasTool('g++')) {
     console.log('deepseek-native: building the cuda-emu addon (cmake-js, emulated CUDA device)…');
     run('npm run build:cuda-emu');
