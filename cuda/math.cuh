@@ -6,12 +6,10 @@
 #include <cstdint>
 
 // A loop over a register array, fully unrolled by nvcc so the array never goes to local memory.
-#ifndef DSN_UNROLL
 #if defined(__CUDACC__)
 #define DSN_UNROLL _Pragma("unroll")
 #else
 #define DSN_UNROLL
-#endif
 #endif
 
 namespace dsn::cuda {

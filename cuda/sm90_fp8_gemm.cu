@@ -3,17 +3,9 @@
 #include "convert.cuh"
 #include "device_error.cuh"
 #include "launch_check.cuh"
+#include "math.cuh"  // DSN_UNROLL: fragment loops fully unrolled, so the fragments stay in registers
 #include "ptx/mma.cuh"
 #include "sm90_fp8_gemm.cuh"
-
-// Fragment loops fully unrolled, so the fragments live in registers (ptxas: no local memory).
-#ifndef DSN_UNROLL
-#if defined(__CUDACC__)
-#define DSN_UNROLL _Pragma("unroll")
-#else
-#define DSN_UNROLL
-#endif
-#endif
 
 namespace dsn::cuda {
 namespace {

@@ -1,5 +1,7 @@
 /** Shared test helpers: seeded random inputs, float64 reference rounding, the devices to run on. */
-import { devices, opDevices } from '../lib/index.js';
+import { expect } from 'vitest';
+
+import { devices, opDevices, type Tensor } from '../lib/index.js';
 
 /** A small seeded PRNG (mulberry32); every suite logs its seed so a failure can be replayed with
  *  TEST_SEED=<seed>. */
@@ -132,3 +134,30 @@ export const CUDA_OPS = [
   'actQuant', 'bmmHeads', 'cast', 'embedding', 'fp8Dequant', 'fp8Gemm', 'gatherRows', 'gemm', 'groupedFp8Gemm',
   'moeCombine', 'moeDispatch', 'moeRoute', 'rmsNorm', 'swiglu',
 ];
+
+/** The value of an E4M3 (fn) code, decoded independently of the addon (NaN for 0x7f / 0xff). */
+export function e4m3Value(c: number): number {
+  const sign = c & 0x80 ? -1 : 1;
+  const e = (c >> 3) & 15, m = c & 7;
+  if (e === 15 && m === 7) return NaN;
+  return sign * (e === 0 ? m * 2 ** -9 : (1 + m / 8) * 2 ** (e - 7));
+}
+
+/** Expects each pair (reference, result) to hold the same shape, dtype and bytes, naming the first
+ *  byte that differs. */
+export async function expectSameBytes(pairs: [string, Tensor, Tensor][]): Promise<void> {
+  const bytesOf = async (t: Tensor) => {
+    const a = await t.read();
+    return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  };
+  for (const [what, a, b] of pairs) {
+    expect(b.shape, what).toEqual(a.shape);
+    expect(b.dtype, what).toBe(a.dtype);
+    const [x, y] = [await bytesOf(a), await bytesOf(b)];
+    if (!x.equals(y)) {
+      let i = 0;
+      while (x[i] === y[i]) ++i;
+      expect({ what, byte: i, got: y[i] }).toEqual({ what, byte: i, got: x[i] });
+    }
+  }
+}

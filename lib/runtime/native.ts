@@ -122,20 +122,25 @@ export function loadAddon(): { addon: NativeAddon; file: string } {
   const tried: string[] = [];
   const platform = `${process.platform}-${process.arch}`;
   const force = process.env.DEEPSEEK_NATIVE_BUILD;
-  if (force === 'cuda-emu') {
-    // The CUDA backend against the emulated device (cuda/emu): CUDA kernels run on CPU fibers.
-    for (const file of [join(root, 'prebuilds', 'cuda-emu', platform, 'deepseek_native.node'), join(root, 'build-cuda-emu', 'Release', 'deepseek_native.node')]) {
+  /** The first of `files` that exists and loads; each one that does not is noted in `tried`. */
+  const loadFirst = (files: string[]): { addon: NativeAddon; file: string } | undefined => {
+    for (const file of files) {
       if (!existsSync(file)) {
         tried.push(`${file}: not present`);
         continue;
       }
       try {
-        loaded = { addon: require(file) as NativeAddon, file };
-        return loaded;
+        return { addon: require(file) as NativeAddon, file };
       } catch (e) {
         tried.push(`${file}: ${(e as Error).message.split('\n')[0]}`);
       }
     }
+    return undefined;
+  };
+  if (force === 'cuda-emu') {
+    // The CUDA backend against the emulated device (cuda/emu): CUDA kernels run on CPU fibers.
+    loaded = loadFirst([join(root, 'prebuilds', 'cuda-emu', platform, 'deepseek_native.node'), join(root, 'build-cuda-emu', 'Release', 'deepseek_native.node')]);
+    if (loaded) return loaded;
     throw new AddonLoadError(
       [`Could not load the deepseek-native cuda-emu build (DEEPSEEK_NATIVE_BUILD=cuda-emu).`, 'Tried:', ...tried.map((t) => `  - ${t}`), 'Possible solutions:', '  - Build it (needs g++ and cmake): npm run build:cuda-emu'].join('\n'),
     );
@@ -143,18 +148,8 @@ export function loadAddon(): { addon: NativeAddon; file: string } {
   const wantCuda = force === 'cuda' || (force !== 'cpu' && cudaDriverPresent());
 
   if (wantCuda) {
-    for (const file of [join(root, 'prebuilds', 'cuda', platform, 'deepseek_native.node'), join(root, 'build-cuda', 'Release', 'deepseek_native.node')]) {
-      if (!existsSync(file)) {
-        tried.push(`${file}: not present`);
-        continue;
-      }
-      try {
-        loaded = { addon: require(file) as NativeAddon, file };
-        return loaded;
-      } catch (e) {
-        tried.push(`${file}: ${(e as Error).message.split('\n')[0]}`);
-      }
-    }
+    loaded = loadFirst([join(root, 'prebuilds', 'cuda', platform, 'deepseek_native.node'), join(root, 'build-cuda', 'Release', 'deepseek_native.node')]);
+    if (loaded) return loaded;
   } else {
     tried.push(`CUDA build: skipped (${force === 'cpu' ? 'DEEPSEEK_NATIVE_BUILD=cpu' : 'no CUDA driver found'})`);
   }

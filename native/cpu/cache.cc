@@ -6,7 +6,7 @@
 
 namespace dsn::cpu {
 
-static void checkSlots(const int32_t* slots, int64_t n, int64_t numSlots) {
+void checkSlots(const int32_t* slots, int64_t n, int64_t numSlots) {
   for (int64_t i = 0; i < n; ++i)
     if (slots[i] < 0 || slots[i] >= numSlots)
       throwRange("slots[", i, "] = ", slots[i], " is out of range [0, ", numSlots, ")");

@@ -10,6 +10,9 @@ namespace dsn::cpu {
 /** Tokens per cache block (the paged KV cache's page size). */
 constexpr int64_t kBlockTokens = 64;
 
+/** Throws "slots[i] = v is out of range [0, numSlots)" for the first slot outside the cache. */
+void checkSlots(const int32_t* slots, int64_t n, int64_t numSlots);
+
 struct PagedWriteParams {
   void* cache = nullptr;           // [numBlocks, 64, W], rowBytes bytes a row
   const void* rows = nullptr;      // [T, W], same dtype

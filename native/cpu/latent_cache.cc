@@ -3,30 +3,11 @@
 #include <cstring>
 #include <vector>
 
-#include "../runtime/errors.h"
+#include "cache.h"
 #include "convert.h"
 #include "quant.h"
 
 namespace dsn::cpu {
-
-namespace {
-
-void checkSlots(const int32_t* slots, int64_t n, int64_t numSlots) {
-  for (int64_t i = 0; i < n; ++i)
-    if (slots[i] < 0 || slots[i] >= numSlots) throwRange("slots[", i, "] = ", slots[i], " is out of range [0, ", numSlots, ")");
-}
-
-/** E4M3 code -> f32, all 256 codes. */
-const float* e4m3Table() {
-  static const std::vector<float> lut = [] {
-    std::vector<float> t(256);
-    for (int c = 0; c < 256; ++c) t[size_t(c)] = f8e4m3ToF32(uint8_t(c));
-    return t;
-  }();
-  return lut.data();
-}
-
-}  // namespace
 
 void latentCacheWrite(const LatentCacheWriteParams& p, ThreadPool& pool) {
   checkSlots(p.slots, p.tokens, p.numSlots);
@@ -50,7 +31,7 @@ void latentCacheWrite(const LatentCacheWriteParams& p, ThreadPool& pool) {
 }
 
 void latentRowDequant(const LatentCacheLayout& L, const uint8_t* row, void* out) {
-  const float* lut = e4m3Table();
+  const float* lut = e4m3Values();
   float buf[kLatentGroup];
   const size_t es = dtypeSize(L.ropeType);
   for (int64_t g = 0; g < L.groups(); ++g) {

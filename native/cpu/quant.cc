@@ -180,13 +180,18 @@ void actQuant(const ActQuantParams& p, ThreadPool& pool) {
   }, grain);
 }
 
-void fp8Dequant(const Fp8DequantParams& p, ThreadPool& pool) {
-  if (p.N <= 0 || p.K <= 0) return;
+const float* e4m3Values() {
   static const std::vector<float> lut = [] {
     std::vector<float> t(256);
-    for (int c = 0; c < 256; ++c) t[c] = f8e4m3ToF32(uint8_t(c));
+    for (int c = 0; c < 256; ++c) t[size_t(c)] = f8e4m3ToF32(uint8_t(c));
     return t;
   }();
+  return lut.data();
+}
+
+void fp8Dequant(const Fp8DequantParams& p, ThreadPool& pool) {
+  if (p.N <= 0 || p.K <= 0) return;
+  const float* lut = e4m3Values();
   const int64_t kBlocks = (p.K + 127) / 128;
   int64_t grain = std::max<int64_t>(1, 16384 / p.K);
   pool.parallelFor(p.N, [&](int64_t n0, int64_t n1) {

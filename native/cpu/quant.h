@@ -22,6 +22,9 @@ using dsn::Fp8DequantParams;
  */
 void actQuant(const ActQuantParams& p, ThreadPool& pool);
 
+/** The value of every E4M3 code, f32 (256 entries): the dequantising kernels' lookup table. */
+const float* e4m3Values();
+
 /** out[n, k] = f32(w[n, k]) · scales[n/128, k/128], rounded once to outType. */
 void fp8Dequant(const Fp8DequantParams& p, ThreadPool& pool);
 

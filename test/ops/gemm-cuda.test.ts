@@ -12,13 +12,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { ops, tensor } from '../../lib/index.js';
-import { rng, roundTo, suiteDevices } from '../helpers.js';
+import { e4m3Value, rng, roundTo, suiteDevices } from '../helpers.js';
 
-/** E4M3 code → value (independent of the addon). */
-function e4m3Value(c: number): number {
-  const s = c & 0x80 ? -1 : 1, e = (c >> 3) & 15, m = c & 7;
-  return s * (e === 0 ? (m / 8) * 2 ** -6 : (1 + m / 8) * 2 ** (e - 7));
-}
 /** One ulp of the output dtype at v: two roundings of values a hair apart may land one ulp apart. */
 const oneUlp = (dtype: string, v: number) => (dtype === 'bf16' ? 2 ** -7 : 2 ** -23) * Math.abs(v);
 

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { ops, synchronize, tensor, type Tensor } from '../../lib/index.js';
 import { native } from '../../lib/runtime/native.js';
-import { rng, roundBf16, type Rng } from '../helpers.js';
+import { e4m3Value, rng, roundBf16, type Rng } from '../helpers.js';
 import { missingBf16Dot, missingPath, skipNote } from './cpu-paths.js';
 
 /**
@@ -35,12 +35,6 @@ async function restorePaths(): Promise<void> {
   await synchronize('cpu');
   native().setSimdCap('avx512');
   native().ops.gemmSetBf16Dot(true);
-}
-
-function e4m3Value(c: number): number {
-  const sign = c & 0x80 ? -1 : 1;
-  const e = (c >> 3) & 15, m = c & 7;
-  return sign * (e === 0 ? m * 2 ** -9 : (1 + m / 8) * 2 ** (e - 7));
 }
 
 /** Random E4M3 codes (no NaN codes) with their values. */

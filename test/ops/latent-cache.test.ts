@@ -6,15 +6,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { ops, tensor, zeros } from '../../lib/index.js';
-import { rng, roundTo } from '../helpers.js';
+import { e4m3Value, rng, roundTo } from '../helpers.js';
 import { onSimdPath, shuffled, SIMD_PATHS } from './attention-helpers.js';
-
-/** E4M3 code → value (independent of the addon). */
-function e4m3Value(c: number): number {
-  const s = c & 0x80 ? -1 : 1, e = (c >> 3) & 15, m = c & 7;
-  if (e === 15 && m === 7) return NaN;
-  return s * (e === 0 ? (m / 8) * 2 ** -6 : (1 + m / 8) * 2 ** (e - 7));
-}
 
 describe('latentCacheWrite / latentCacheRead on cpu', () => {
   const r = rng();

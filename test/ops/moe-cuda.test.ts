@@ -6,28 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 
-import { ops, type Tensor, tensor } from '../../lib/index.js';
-import { rng, roundTo, suiteDevices } from '../helpers.js';
-
-/** The bytes of a tensor. */
-async function bytesOf(t: Tensor): Promise<Buffer> {
-  const a = await t.read();
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-}
-
-/** Expects the same bytes from each pair (cpu result, device result), naming the first that differs. */
-async function expectSameBytes(pairs: [string, Tensor, Tensor][]): Promise<void> {
-  for (const [what, a, b] of pairs) {
-    expect(b.shape, what).toEqual(a.shape);
-    expect(b.dtype, what).toBe(a.dtype);
-    const [x, y] = [await bytesOf(a), await bytesOf(b)];
-    if (!x.equals(y)) {
-      let i = 0;
-      while (x[i] === y[i]) ++i;
-      expect({ what, byte: i, got: y[i] }).toEqual({ what, byte: i, got: x[i] });
-    }
-  }
-}
+import { ops, tensor } from '../../lib/index.js';
+import { expectSameBytes, rng, roundTo, suiteDevices } from '../helpers.js';
 
 for (const { device, skip } of suiteDevices('moeRoute', 'moeDispatch', 'gatherRows', 'swiglu', 'moeCombine', 'embedding')) {
   if (device === 'cpu') continue; // this file compares a device's kernels with the CPU's

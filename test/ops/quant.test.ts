@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { ops, synchronize, tensor } from '../../lib/index.js';
 import { native } from '../../lib/runtime/native.js';
-import { rng, roundBf16, roundE4m3, type Rng } from '../helpers.js';
+import { e4m3Value, rng, roundBf16, roundE4m3, type Rng } from '../helpers.js';
 import { missingPath, skipNote } from './cpu-paths.js';
 
 const SIMD_PATHS = ['avx512', 'avx2', 'scalar'] as const;
@@ -17,13 +17,6 @@ function e4m3Code(v: number): number {
   if (a < 2 ** -6) return sign | (a / 2 ** -9);
   const e = Math.floor(Math.log2(a));
   return sign | ((e + 7) << 3) | (a / 2 ** e * 8 - 8);
-}
-
-/** The E4M3 value of a code (NaN codes excluded by the callers). */
-function e4m3Value(c: number): number {
-  const sign = c & 0x80 ? -1 : 1;
-  const e = (c >> 3) & 15, m = c & 7;
-  return sign * (e === 0 ? m * 2 ** -9 : (1 + m / 8) * 2 ** (e - 7));
 }
 
 /** The smallest power of two ≥ s (s a positive normal f32). */
