@@ -40,7 +40,55 @@ __global__ void rmsNormKernel(RmsNormParams p) {
   }
 }
 
+/**
+ * LayerNorm with cpu::layerNorm's arithmetic, bit for bit: the mean and the variance each from 8
+ * partial sums (thread k of the first 8 adds elements k, k + 8, ... in order, as the CPU's s[i % 8])
+ * folded in the CPU's order; rstd = 1 / sqrt(var + eps); out = ((x - mean) · rstd) · w + b, each
+ * step rounded (b = 0 without a bias, as on the CPU). Launch: grid min(rows, 2^16) blocks of 256
+ * threads, grid-stride over rows. The sums are sequential in 8 threads: meant for the model's short
+ * rows (the indexer's 128), not for rows of thousands.
+ */
+__global__ void layerNormKernel(LayerNormParams p) {
+  __shared__ float partial[8];
+  const int64_t D = p.dim;
+  auto fold = [&]() { return __fadd_rn(__fadd_rn(__fadd_rn(partial[0], partial[4]), __fadd_rn(partial[2], partial[6])), __fadd_rn(__fadd_rn(partial[1], partial[5]), __fadd_rn(partial[3], partial[7]))); };
+  for (int64_t row = blockIdx.x; row < p.rows; row += gridDim.x) {
+    const int64_t base = row * D;
+    if (threadIdx.x < 8) {
+      float s = 0.0f;
+      for (int64_t i = threadIdx.x; i < D; i += 8) s = __fadd_rn(s, loadAsF32(p.x, p.xType, base + i));
+      partial[threadIdx.x] = s;
+    }
+    __syncthreads();
+    const float mean = fold() / float(D);
+    __syncthreads();
+    if (threadIdx.x < 8) {
+      float q = 0.0f;
+      for (int64_t i = threadIdx.x; i < D; i += 8) {
+        const float d = __fadd_rn(loadAsF32(p.x, p.xType, base + i), -mean);
+        q = __fadd_rn(q, __fmul_rn(d, d));
+      }
+      partial[threadIdx.x] = q;
+    }
+    __syncthreads();
+    const float var = fold() / float(D);
+    const float rstd = 1.0f / sqrtf(__fadd_rn(var, p.eps));
+    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+      const float b = p.bias ? loadAsF32(p.bias, p.bType, i) : 0.0f;
+      const float y = __fmul_rn(__fmul_rn(__fadd_rn(loadAsF32(p.x, p.xType, base + i), -mean), rstd), loadAsF32(p.weight, p.wType, i));
+      storeFromF32(p.out, p.xType, base + i, __fadd_rn(y, b));
+    }
+    __syncthreads();  // partial is reused by the next row
+  }
+}
+
 }  // namespace
+
+std::string layerNormLaunch(const LayerNormParams& p, const CudaLaunch& l) {
+  if (p.rows == 0) return "";
+  layerNormKernel<<<unsigned(p.rows < 65536 ? p.rows : 65536), kThreads, 0, static_cast<cudaStream_t>(l.stream)>>>(p);
+  return launchError();
+}
 
 std::string rmsNormLaunch(const RmsNormParams& p, const CudaLaunch& l) {
   if (p.rows == 0) return "";

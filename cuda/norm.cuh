@@ -1,5 +1,5 @@
 // CUDA RMSNorm over the last dimension (optionally fused with the residual add): one block per row,
-// f32 math, output rounded to x's dtype. Same params and contract as native/cpu/norm.h.
+// f32 math, output rounded to x's dtype; and LayerNorm. Same params and contract as native/cpu/norm.h.
 #pragma once
 #include <string>
 
@@ -10,5 +10,7 @@ namespace dsn::cuda {
 
 /** Launches on l.stream; returns "" or the launch error. */
 std::string rmsNormLaunch(const RmsNormParams& p, const CudaLaunch& l);
+/** LayerNorm, bit-exact with cpu::layerNorm. Launches on l.stream; returns "" or the launch error. */
+std::string layerNormLaunch(const LayerNormParams& p, const CudaLaunch& l);
 
 }  // namespace dsn::cuda

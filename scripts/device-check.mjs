@@ -188,6 +188,97 @@ Object.assign(CASES, {
   }),
 });
 
+Object.assign(CASES, {
+  // rope and hadamard mirror the CPU's f32 arithmetic: exact. The tables only need to be the same on
+  // both sides: cos/sin of t·θ^(-2i/R), built here.
+  rope: () => (small ? [[4, 16, 192, 128, true]] : [[1, 1, 64, 0, true], [64, 128, 192, 128, true], [300, 1, 128, 0, false], [33, 7, 67, 3, false]]).map(([T, H, D, offset, interleaved]) => {
+    const P = 4096, half = 32, x = floats(T * H * D, 2), pos = ints(T, P);
+    const angle = (i) => Math.floor(i / half) * 10000 ** ((-2 * (i % half)) / (2 * half));
+    const cos = Float32Array.from({ length: P * half }, (_, i) => Math.cos(angle(i))), sin = Float32Array.from({ length: P * half }, (_, i) => Math.sin(angle(i)));
+    return caseOf(`rope [${T}, ${H}, ${D}] offset ${offset} ${interleaved ? 'interleaved' : 'half-split'} bf16`, 0, 0, (t) =>
+      [ops.rope(t(x, { shape: [T, H, D], dtype: 'bf16' }), t(pos), t(cos, { shape: [P, half] }), t(sin, { shape: [P, half] }), { offset, interleaved })]);
+  }),
+  // The paged cache: copies and actQuant's quantisation, exact. Writes are read back as the whole cache.
+  pagedWrite: () => (small ? [[4, 576, 100]] : [[1, 1, 1], [64, 576, 2048], [8, 129, 300]]).map(([B, W, T]) => {
+    const init = floats(B * 64 * W), rows = floats(T * W), slots = Int32Array.from({ length: T }, (_, i) => (i * 7919) % (B * 64));
+    return caseOf(`pagedWrite [${B}, 64, ${W}] bf16, ${T} rows`, 0, 0, (t) => {
+      const cache = t(init, { shape: [B, 64, W], dtype: 'bf16' });
+      ops.pagedWrite(cache, t(rows, { shape: [T, W], dtype: 'bf16' }), t(slots));
+      return [cache];
+    });
+  }),
+  pagedGather: () => (small ? [[4, 576, 100]] : [[1, 1, 1], [64, 576, 4096], [8, 129, 300]]).map(([B, W, S]) => {
+    const init = floats(B * 64 * W), slots = ints(S, B * 64);
+    return caseOf(`pagedGather [${B}, 64, ${W}] bf16, ${S} rows`, 0, 0, (t) => [ops.pagedGather(t(init, { shape: [B, 64, W], dtype: 'bf16' }), t(slots))]);
+  }),
+  latentCacheWrite: () => (small ? [[4, 100]] : [[1, 1], [64, 2048]]).map(([B, T]) => {
+    const W = ops.latentCacheRowBytes(512, 64, 'bf16'), init = codes(B * 64 * W), latent = floats(T * 512, 3), kPe = floats(T * 64);
+    const slots = Int32Array.from({ length: T }, (_, i) => (i * 7919) % (B * 64));
+    return caseOf(`latentCacheWrite [${B}, 64, ${W}] C 512 Dr 64 bf16 ue8m0, ${T} rows`, 0, 0, (t) => {
+      const cache = t(init, { shape: [B, 64, W], dtype: 'u8' });
+      ops.latentCacheWrite(cache, t(latent, { shape: [T, 512], dtype: 'bf16' }), t(kPe, { shape: [T, 64], dtype: 'bf16' }), t(slots), { scaleFmt: 'ue8m0' });
+      return [cache];
+    });
+  }),
+  latentCacheRead: () => (small ? [[4, 100]] : [[1, 1], [64, 4096]]).map(([B, S]) => {
+    const W = ops.latentCacheRowBytes(512, 64, 'bf16'), slots = ints(S, B * 64);
+    // Valid rows: codes anywhere, finite positive scales, bf16 RoPE bytes from real values.
+    const rows = new Uint8Array(B * 64 * W);
+    const view = new DataView(rows.buffer);
+    for (let i = 0; i < B * 64; ++i) {
+      rows.set(codes(512), i * W);
+      for (let g = 0; g < 4; ++g) view.setFloat32(i * W + 512 + 4 * g, 2 ** -8 * (1 + random()), true);
+      for (let d = 0; d < 64; ++d) view.setUint16(i * W + 528 + 2 * d, 0x3f80 + Math.floor(random() * 256), true);
+    }
+    return caseOf(`latentCacheRead [${B}, 64, ${W}] C 512 Dr 64 -> bf16, ${S} rows`, 0, 0, (t) => [ops.latentCacheRead(t(rows, { shape: [B, 64, W], dtype: 'u8' }), t(slots), 512, 64, 'bf16')]);
+  }),
+  hadamard: () => (small ? [[4, 128]] : [[1, 1], [64, 128], [300, 128], [3, 32768]]).map(([R, D]) => {
+    const x = floats(R * D);
+    return caseOf(`hadamard [${R}, ${D}] bf16`, 0, 0, (t) => [ops.hadamard(t(x, { shape: [R, D], dtype: 'bf16' }))]);
+  }),
+});
+
+Object.assign(CASES, {
+  // Element-wise ops and copies mirror the CPU's f32 arithmetic: exact. layerNorm too (the CPU's 8
+  // partial sums in the CPU's order).
+  add: () => (small ? [[64, 7168]] : [[1, 1], [64, 7168], [3000, 7168]]).map(([R, D]) => {
+    const a = floats(R * D), b = floats(D);
+    return caseOf(`add [${R}, ${D}] bf16 + [${D}] f32`, 0, 0, (t) => [ops.add(t(a, { shape: [R, D], dtype: 'bf16' }), t(b))]);
+  }),
+  mul: () => (small ? [[64, 7168]] : [[1, 1], [64, 7168], [3000, 7168]]).map(([R, D]) => {
+    const a = floats(R * D), b = floats(R * D);
+    return caseOf(`mul [${R}, ${D}] f32 · bf16`, 0, 0, (t) => [ops.mul(t(a, { shape: [R, D] }), t(b, { shape: [R, D], dtype: 'bf16' }))]);
+  }),
+  silu: () => (small ? [[4096]] : [[1], [64 * 18432]]).map(([n]) => {
+    const x = floats(n, 4);
+    return caseOf(`silu [${n}] bf16`, 0, 0, (t) => [ops.silu(t(x, { dtype: 'bf16' }))]);
+  }),
+  scale: () => (small ? [[4096]] : [[1], [64 * 7168]]).map(([n]) => {
+    const x = floats(n, 4);
+    return caseOf(`scale [${n}] f32`, 0, 0, (t) => [ops.scale(t(x), 0.0883883476)]);
+  }),
+  slice: () => (small ? [[4, 128, 192]] : [[1, 1, 1], [64, 128, 192], [300, 7, 13]]).map(([T, H, D]) => {
+    const x = floats(T * H * D);
+    return caseOf(`slice [${T}, ${H}, ${D}] bf16 dim 2 [${D >> 1}, +${D - (D >> 1)})`, 0, 0, (t) => [ops.slice(t(x, { shape: [T, H, D], dtype: 'bf16' }), 2, D >> 1, D - (D >> 1))]);
+  }),
+  concat: () => (small ? [[4, 128, 128, 64]] : [[1, 1, 1, 1], [64, 128, 128, 64], [300, 7, 13, 3]]).map(([T, H, A, B]) => {
+    const a = floats(T * H * A), b = floats(T * H * B);
+    return caseOf(`concat [${T}, ${H}, ${A}] + [${T}, ${H}, ${B}] bf16 dim 2`, 0, 0, (t) => [ops.concat([t(a, { shape: [T, H, A], dtype: 'bf16' }), t(b, { shape: [T, H, B], dtype: 'bf16' })], 2)]);
+  }),
+  transpose: () => (small ? [[4, 128, 64]] : [[1, 1, 1], [64, 128, 512], [300, 7, 13]]).map(([T, H, D]) => {
+    const x = floats(T * H * D);
+    return caseOf(`transpose [${T}, ${H}, ${D}] bf16 dims 0, 1`, 0, 0, (t) => [ops.transpose(t(x, { shape: [T, H, D], dtype: 'bf16' }), 0, 1)]);
+  }),
+  argmax: () => (small ? [[4, 129280]] : [[1, 1], [1, 129280], [64, 129280]]).map(([B, V]) => {
+    const x = floats(B * V, 3);
+    return caseOf(`argmax [${B}, ${V}]`, 0, 0, (t) => [ops.argmax(t(x, { shape: [B, V] }))]);
+  }),
+  layerNorm: () => (small ? [[64, 128]] : [[1, 1], [64, 128], [4096, 128], [3, 1000]]).map(([R, D]) => {
+    const x = floats(R * D, 3), w = floats(D).map((v) => 1 + 0.1 * v), b = floats(D, 0.1);
+    return caseOf(`layerNorm [${R}, ${D}] bf16 + bias`, 0, 0, (t) => [ops.layerNorm(t(x, { shape: [R, D], dtype: 'bf16' }), t(w), t(b), 1e-6)]);
+  }),
+});
+
 /** Runtime checks (section 1 of issue 7) on the device. */
 const RUNTIME = [
   ['a read sees the ops queued before it and none after', async () => {

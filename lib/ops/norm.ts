@@ -34,7 +34,7 @@ export function addRmsNorm(x: Tensor, residual: Tensor, weight: Tensor, eps: num
 
 /**
  * LayerNorm (torch `F.layer_norm(x.float(), …).type_as(x)`): mean and biased variance in f32,
- * `y = (x − mean) / sqrt(var + eps) · weight + bias`, rounded to x's dtype. CPU only so far.
+ * `y = (x − mean) / sqrt(var + eps) · weight + bias`, rounded to x's dtype.
  * @param x `[..., dim]` f32 | bf16
  * @param weight `[dim]` f32 | bf16
  * @param bias `[dim]` f32 | bf16, or null for none

@@ -9,7 +9,7 @@ namespace {
 constexpr int64_t kBlock = 16384;
 }  // namespace
 
-void binary(const BinaryParams& p, BinaryKind kind, ThreadPool& pool) {
+void binary(const BinaryParams& p, ThreadPool& pool) {
   const bool stream = p.n * int64_t(dtypeSize(p.outType)) >= kStreamBytes;
   auto run = [&](auto op) {
     if (p.period == 0) {
@@ -26,11 +26,11 @@ void binary(const BinaryParams& p, BinaryKind kind, ThreadPool& pool) {
       }, (kBlock + p.period - 1) / p.period);
     }
   };
-  if (kind == BinaryKind::Add) run(AddOp{});
+  if (p.kind == BinaryKind::Add) run(AddOp{});
   else run(MulOp{});
 }
 
-void unary(const UnaryParams& p, UnaryKind kind, ThreadPool& pool) {
+void unary(const UnaryParams& p, ThreadPool& pool) {
   const bool stream = p.n * int64_t(dtypeSize(p.outType)) >= kStreamBytes;
   auto run = [&](auto op) {
     const int64_t blocks = (p.n + kBlock - 1) / kBlock;
@@ -39,7 +39,7 @@ void unary(const UnaryParams& p, UnaryKind kind, ThreadPool& pool) {
       map1(at(p.x, p.xType, i0), p.xType, at(p.out, p.outType, i0), p.outType, i1 - i0, op, stream);
     }, 1);
   };
-  if (kind == UnaryKind::Silu) run(SiluOp{});
+  if (p.kind == UnaryKind::Silu) run(SiluOp{});
   else run(ScaleOp{p.scale});
 }
 
@@ -89,6 +89,10 @@ void copyStrided(void* dst, int64_t dstStride, const void* src, int64_t srcStrid
       copyBytes(d + r * dstStride + off, s + r * srcStride + off, len, stream);
     }
   }, (kPiece + rowBytes - 1) / rowBytes);
+}
+
+void copyStrided(const CopyStridedParams& p, ThreadPool& pool) {
+  copyStrided(p.dst, p.dstStride, p.src, p.srcStride, p.rows, p.rowBytes, pool);
 }
 
 }  // namespace dsn::cpu

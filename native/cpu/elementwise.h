@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "../params/elementwise.h"
 #include "../runtime/dtype.h"
 #include "../runtime/threadpool.h"
 #include "convert.h"
@@ -226,34 +227,25 @@ inline float maxF32(const float* x, int64_t n) {
 }
 
 // ---------------- ops ----------------
-enum class BinaryKind { Add, Mul };
-struct BinaryParams {
-  const void* a = nullptr;  // [n], dtype aType (f32, bf16)
-  DType aType = DType::f32;
-  const void* b = nullptr;  // [n], or [period] repeated along a when period > 0; dtype bType
-  DType bType = DType::f32;
-  void* out = nullptr;      // [n], dtype outType
-  DType outType = DType::f32;
-  int64_t n = 0;
-  int64_t period = 0;       // 0: b has n elements; else b has `period` (a's last dim) elements
-};
-void binary(const BinaryParams& p, BinaryKind kind, ThreadPool& pool);
+// The params (native/params/elementwise.h) are the ones cuda/elementwise.cu takes.
+using dsn::BinaryKind;
+using dsn::BinaryParams;
+using dsn::CopyStridedParams;
+using dsn::UnaryKind;
+using dsn::UnaryParams;
 
-enum class UnaryKind { Silu, Scale };
-struct UnaryParams {
-  const void* x = nullptr;  // [n], dtype xType (f32, bf16)
-  DType xType = DType::f32;
-  void* out = nullptr;      // [n], dtype outType
-  DType outType = DType::f32;
-  int64_t n = 0;
-  float scale = 1.0f;       // Scale: the factor
-};
-void unary(const UnaryParams& p, UnaryKind kind, ThreadPool& pool);
+/** out = a + b or a · b (p.kind), b broadcast along a's rows when p.period > 0. */
+void binary(const BinaryParams& p, ThreadPool& pool);
+
+/** out = silu(x) or x · scale (p.kind). */
+void unary(const UnaryParams& p, ThreadPool& pool);
 
 /** memcpy of `bytes`; with `stream`, non-temporal stores for the 64-byte-aligned part of dst. */
 void copyBytes(void* dst, const void* src, int64_t bytes, bool stream);
 
 /** Copies `rows` blocks of rowBytes from src (rows srcStride bytes apart) to dst (dstStride apart). */
 void copyStrided(void* dst, int64_t dstStride, const void* src, int64_t srcStride, int64_t rows, int64_t rowBytes, ThreadPool& pool);
+/** copyStrided with its arguments in params (slice, each part of concat). */
+void copyStrided(const CopyStridedParams& p, ThreadPool& pool);
 
 }  // namespace dsn::cpu

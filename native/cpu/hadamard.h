@@ -4,18 +4,14 @@
 #pragma once
 #include <cstdint>
 
-#include "../runtime/dtype.h"
+#include "../params/rope.h"
 #include "../runtime/threadpool.h"
 
 namespace dsn::cpu {
 
-struct HadamardParams {
-  const void* x = nullptr;  // [rows, dim], dtype type (bf16 | f32)
-  void* out = nullptr;      // [rows, dim], dtype type
-  DType type = DType::f32;
-  int64_t rows = 0;
-  int64_t dim = 0;          // a power of two
-};
+// The params (native/params/rope.h) are the ones cuda/hadamard.cu takes.
+using dsn::HadamardParams;
+
 void hadamard(const HadamardParams& p, ThreadPool& pool);
 
 }  // namespace dsn::cpu

@@ -15,48 +15,21 @@
 #pragma once
 #include <cstdint>
 
-#include "../runtime/dtype.h"
+#include "../params/cache.h"
 #include "../runtime/threadpool.h"
 
 namespace dsn::cpu {
 
-/** Elements per quantisation group of the latent (1×128, as actQuant). */
-constexpr int64_t kLatentGroup = 128;
+// The group size, the row layout and the params (native/params/cache.h) are the ones cuda/cache.cu takes.
+using dsn::kLatentGroup;
+using dsn::LatentCacheLayout;
+using dsn::LatentCacheReadParams;
+using dsn::LatentCacheWriteParams;
 
-/** Where each part of a latent-cache row lies. */
-struct LatentCacheLayout {
-  int64_t latent = 0;            // C, the kv_lora_rank (a multiple of 128)
-  int64_t dr = 0;                // Dr, the RoPE key dims (qk_rope_head_dim)
-  DType ropeType = DType::bf16;  // dtype of the RoPE key: the activation dtype (bf16 | f32)
-
-  int64_t groups() const { return latent / kLatentGroup; }
-  int64_t scalesOffset() const { return latent; }
-  int64_t ropeOffset() const { return latent + 4 * groups(); }
-  int64_t rowBytes() const { return ropeOffset() + dr * int64_t(dtypeSize(ropeType)); }
-};
-
-struct LatentCacheWriteParams {
-  LatentCacheLayout layout;
-  uint8_t* cache = nullptr;        // [numSlots, rowBytes]
-  int64_t numSlots = 0;            // numBlocks * 64
-  const void* latent = nullptr;    // [T, C] in layout.ropeType (the activation dtype)
-  const void* kPe = nullptr;       // [T, Dr] in layout.ropeType
-  const int32_t* slots = nullptr;  // [T] (checked: 0 <= slot < numSlots)
-  int64_t tokens = 0;              // T
-  bool ue8m0 = false;              // group scales rounded up to powers of two (scale_fmt ue8m0)
-};
 /** Quantises each latent row (actQuant, bit for bit) and writes it with its RoPE key to its slot,
  *  in order of t (a later row wins a repeated slot). */
 void latentCacheWrite(const LatentCacheWriteParams& p, ThreadPool& pool);
 
-struct LatentCacheReadParams {
-  LatentCacheLayout layout;
-  const uint8_t* cache = nullptr;  // [numSlots, rowBytes]
-  int64_t numSlots = 0;
-  const int32_t* slots = nullptr;  // [S] (checked: 0 <= slot < numSlots)
-  int64_t count = 0;               // S
-  void* out = nullptr;             // [S, C + Dr] in layout.ropeType
-};
 /** out[s] = the dequantised latent of slot slots[s], then its RoPE key. */
 void latentCacheRead(const LatentCacheReadParams& p, ThreadPool& pool);
 

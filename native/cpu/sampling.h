@@ -2,15 +2,13 @@
 #pragma once
 #include <cstdint>
 
+#include "../params/sampling.h"
 #include "../runtime/threadpool.h"
 
 namespace dsn::cpu {
 
-struct ArgmaxParams {
-  const float* logits = nullptr;  // [rows, vocab] f32
-  int64_t rows = 0, vocab = 0;
-  int32_t* out = nullptr;         // [rows] i32: index of the largest value (ties: lower; NaN skipped)
-};
+// The params (native/params/sampling.h) are the ones cuda/sampling.cu takes.
+using dsn::ArgmaxParams;
 void argmax(const ArgmaxParams& p, ThreadPool& pool);
 
 struct SampleParams {

@@ -5,8 +5,20 @@
 
 #include "args.h"
 #include "dispatch.h"
+#ifdef DSN_WITH_CUDA
+#include "../../cuda/cache.cuh"
+#endif
 
 namespace dsn {
+
+static const Kernels<PagedWriteParams> kPagedWrite{"pagedWrite", cpu::pagedWrite, DSN_CUDA_KERNEL(cuda::pagedWriteLaunch)};
+DSN_KERNELS(kPagedWrite);
+static const Kernels<PagedGatherParams> kPagedGather{"pagedGather", cpu::pagedGather, DSN_CUDA_KERNEL(cuda::pagedGatherLaunch)};
+DSN_KERNELS(kPagedGather);
+static const Kernels<LatentCacheWriteParams> kLatentCacheWrite{"latentCacheWrite", cpu::latentCacheWrite, DSN_CUDA_KERNEL(cuda::latentCacheWriteLaunch)};
+DSN_KERNELS(kLatentCacheWrite);
+static const Kernels<LatentCacheReadParams> kLatentCacheRead{"latentCacheRead", cpu::latentCacheRead, DSN_CUDA_KERNEL(cuda::latentCacheReadLaunch)};
+DSN_KERNELS(kLatentCacheRead);
 
 static void checkCache(const OpArgs& a, const TensorImpl& cache) {
   a.expectRank(cache, "cache", 3);
@@ -30,12 +42,12 @@ static Napi::Value PagedWrite(const Napi::CallbackInfo& info) {
     a.expectShape(*slots, "slots", {rows->dim(0)});
     a.expectSameDevice(*cache, "cache", *rows, "rows");
     a.expectSameDevice(*cache, "cache", *slots, "slots");
-    a.requireCpu(*cache, "cache");
-    cpu::PagedWriteParams p;
+    expectKernelFor(kPagedWrite, cache->device, "cache");
+    PagedWriteParams p;
     p.cache = cache->data(); p.rows = rows->data(); p.slots = slots->ptr<int32_t>();
     p.tokens = rows->dim(0); p.rowBytes = cache->dim(2) * int64_t(dtypeSize(cache->dtype));
     p.numSlots = cache->dim(0) * cpu::kBlockTokens;
-    enqueueCpu("pagedWrite", {cache, rows, slots}, [p](ThreadPool& pool) { cpu::pagedWrite(p, pool); });
+    launch(kPagedWrite, cache->device, p, {cache, rows, slots});
     return info.Env().Undefined();
   });
 }
@@ -50,24 +62,24 @@ static Napi::Value PagedGather(const Napi::CallbackInfo& info) {
     a.expectDtype(*slots, "slots", {DType::i32});
     a.expectRank(*slots, "slots", 1);
     a.expectSameDevice(*cache, "cache", *slots, "slots");
-    a.requireCpu(*cache, "cache");
+    expectKernelFor(kPagedGather, cache->device, "cache");
     TensorRef out = newTensor(cache->dtype, {slots->dim(0), cache->dim(2)}, cache->device);
-    cpu::PagedGatherParams p;
+    PagedGatherParams p;
     p.cache = cache->data(); p.slots = slots->ptr<int32_t>(); p.out = out->data();
     p.count = slots->dim(0); p.rowBytes = cache->dim(2) * int64_t(dtypeSize(cache->dtype));
     p.numSlots = cache->dim(0) * cpu::kBlockTokens;
-    enqueueCpu("pagedGather", {cache, slots, out}, [p](ThreadPool& pool) { cpu::pagedGather(p, pool); });
+    launch(kPagedGather, cache->device, p, {cache, slots, out});
     return NativeTensor::Wrap(info.Env(), out);
   });
 }
 
 /** The layout of a latent cache [numBlocks, 64, rowBytes] u8 holding C latent dims and Dr RoPE dims of `type`. */
-static cpu::LatentCacheLayout latentLayout(const char* op, const OpArgs& a, const TensorImpl& cache, int64_t C, int64_t dr, DType type) {
+static LatentCacheLayout latentLayout(const char* op, const OpArgs& a, const TensorImpl& cache, int64_t C, int64_t dr, DType type) {
   a.expectDtype(cache, "cache", {DType::u8});
   checkCache(a, cache);
   if (C % cpu::kLatentGroup != 0)
     throwRange(op, ": the latent width C must be a multiple of ", cpu::kLatentGroup, " (FP8 groups of 1x128) but received ", C);
-  cpu::LatentCacheLayout layout{C, dr, type};
+  LatentCacheLayout layout{C, dr, type};
   a.expectDim(cache, "cache", 2, layout.rowBytes());
   return layout;
 }
@@ -88,18 +100,18 @@ static Napi::Value LatentCacheWrite(const Napi::CallbackInfo& info) {
       throwType(op, ": kPe must have the dtype of latent (", dtypeName(latent->dtype), ") but received ", dtypeName(kPe->dtype));
     a.expectRank(*kPe, "kPe", 2);
     a.expectDim(*kPe, "kPe", 0, latent->dim(0));
-    cpu::LatentCacheLayout layout = latentLayout(op, a, *cache, latent->dim(1), kPe->dim(1), latent->dtype);
+    LatentCacheLayout layout = latentLayout(op, a, *cache, latent->dim(1), kPe->dim(1), latent->dtype);
     a.expectWritable(*cache, "cache");
     a.expectDtype(*slots, "slots", {DType::i32});
     a.expectShape(*slots, "slots", {latent->dim(0)});
     a.expectSameDevice(*cache, "cache", *latent, "latent");
     a.expectSameDevice(*cache, "cache", *kPe, "kPe");
     a.expectSameDevice(*cache, "cache", *slots, "slots");
-    a.requireCpu(*cache, "cache");
-    cpu::LatentCacheWriteParams p;
+    expectKernelFor(kLatentCacheWrite, cache->device, "cache");
+    LatentCacheWriteParams p;
     p.layout = layout; p.cache = cache->ptr<uint8_t>(); p.numSlots = cache->dim(0) * cpu::kBlockTokens;
     p.latent = latent->data(); p.kPe = kPe->data(); p.slots = slots->ptr<int32_t>(); p.tokens = latent->dim(0); p.ue8m0 = ue8m0;
-    enqueueCpu(op, {cache, latent, kPe, slots}, [p](ThreadPool& pool) { cpu::latentCacheWrite(p, pool); });
+    launch(kLatentCacheWrite, cache->device, p, {cache, latent, kPe, slots});
     return info.Env().Undefined();
   });
 }
@@ -116,16 +128,16 @@ static Napi::Value LatentCacheRead(const Napi::CallbackInfo& info) {
     DType type = a.dtype(4, "dtype");
     if (type != DType::bf16 && type != DType::f32)
       throwType(op, ": dtype must be bf16 or f32 but received ", dtypeName(type));
-    cpu::LatentCacheLayout layout = latentLayout(op, a, *cache, C, dr, type);
+    LatentCacheLayout layout = latentLayout(op, a, *cache, C, dr, type);
     a.expectDtype(*slots, "slots", {DType::i32});
     a.expectRank(*slots, "slots", 1);
     a.expectSameDevice(*cache, "cache", *slots, "slots");
-    a.requireCpu(*cache, "cache");
+    expectKernelFor(kLatentCacheRead, cache->device, "cache");
     TensorRef out = newTensor(type, {slots->dim(0), C + dr}, cache->device);
-    cpu::LatentCacheReadParams p;
+    LatentCacheReadParams p;
     p.layout = layout; p.cache = cache->ptr<uint8_t>(); p.numSlots = cache->dim(0) * cpu::kBlockTokens;
     p.slots = slots->ptr<int32_t>(); p.count = slots->dim(0); p.out = out->data();
-    enqueueCpu(op, {cache, slots, out}, [p](ThreadPool& pool) { cpu::latentCacheRead(p, pool); });
+    launch(kLatentCacheRead, cache->device, p, {cache, slots, out});
     return NativeTensor::Wrap(info.Env(), out);
   });
 }

@@ -1,5 +1,5 @@
 // Element-wise ops (add, mul with a broadcast over the last dim, silu, scale) and copies (slice,
-// concat). f32 math; the output takes the first input's dtype. CPU only so far.
+// concat). f32 math; the output takes the first input's dtype.
 #include "../cpu/elementwise.h"
 
 #include <string>
@@ -7,18 +7,34 @@
 
 #include "args.h"
 #include "dispatch.h"
+#ifdef DSN_WITH_CUDA
+#include "../../cuda/elementwise.cuh"
+#endif
 
 namespace dsn {
 
+static const Kernels<BinaryParams> kAdd{"add", cpu::binary, DSN_CUDA_KERNEL(cuda::binaryLaunch)};
+DSN_KERNELS(kAdd);
+static const Kernels<BinaryParams> kMul{"mul", cpu::binary, DSN_CUDA_KERNEL(cuda::binaryLaunch)};
+DSN_KERNELS(kMul);
+static const Kernels<UnaryParams> kSilu{"silu", cpu::unary, DSN_CUDA_KERNEL(cuda::unaryLaunch)};
+DSN_KERNELS(kSilu);
+static const Kernels<UnaryParams> kScale{"scale", cpu::unary, DSN_CUDA_KERNEL(cuda::unaryLaunch)};
+DSN_KERNELS(kScale);
+static const Kernels<CopyStridedParams> kSlice{"slice", cpu::copyStrided, DSN_CUDA_KERNEL(cuda::copyStridedLaunch)};
+DSN_KERNELS(kSlice);
+static const Kernels<CopyStridedParams> kConcat{"concat", cpu::copyStrided, DSN_CUDA_KERNEL(cuda::copyStridedLaunch)};
+DSN_KERNELS(kConcat);
+
 /** add|mul(a [..., D], b [..., D] | [D]) -> [..., D] of a's dtype */
-static Napi::Value binaryOp(const Napi::CallbackInfo& info, const char* name, cpu::BinaryKind kind) {
+static Napi::Value binaryOp(const Napi::CallbackInfo& info, const Kernels<BinaryParams>& k, BinaryKind kind) {
+  const char* name = k.op;
   OpArgs a(info, name);
   TensorRef x = a.tensor(0, "a");
   TensorRef y = a.tensor(1, "b");
   a.expectDtype(*x, "a", {DType::f32, DType::bf16});
   a.expectDtype(*y, "b", {DType::f32, DType::bf16});
   a.expectSameDevice(*x, "a", *y, "b");
-  a.requireCpu(*x, "a");
   int64_t period = 0;
   if (y->shape != x->shape) {
     if (x->rank() >= 1 && y->rank() == 1 && y->shape[0] == x->dim(-1)) {
@@ -30,46 +46,48 @@ static Napi::Value binaryOp(const Napi::CallbackInfo& info, const char* name, cp
                  " but received ", y->shapeString());
     }
   }
+  expectKernelFor(k, x->device, "a");
   TensorRef out = newTensor(x->dtype, x->shape, x->device);
-  cpu::BinaryParams p;
+  BinaryParams p;
   p.a = x->data(); p.aType = x->dtype;
   p.b = y->data(); p.bType = y->dtype;
   p.out = out->data(); p.outType = out->dtype;
   p.n = x->numel(); p.period = period;
   if (period == 0 || p.n == 0) p.period = 0;
-  enqueueCpu(name, {x, y, out}, [p, kind](ThreadPool& pool) { cpu::binary(p, kind, pool); });
+  p.kind = kind;
+  launch(k, x->device, p, {x, y, out});
   return NativeTensor::Wrap(info.Env(), out);
 }
 
 static Napi::Value Add(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value { return binaryOp(info, "add", cpu::BinaryKind::Add); });
+  return guarded(info, [&]() -> Napi::Value { return binaryOp(info, kAdd, BinaryKind::Add); });
 }
 static Napi::Value Mul(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value { return binaryOp(info, "mul", cpu::BinaryKind::Mul); });
+  return guarded(info, [&]() -> Napi::Value { return binaryOp(info, kMul, BinaryKind::Mul); });
 }
 
-static Napi::Value unaryOp(const Napi::CallbackInfo& info, const char* name, cpu::UnaryKind kind) {
-  OpArgs a(info, name);
+static Napi::Value unaryOp(const Napi::CallbackInfo& info, const Kernels<UnaryParams>& k, UnaryKind kind) {
+  OpArgs a(info, k.op);
   TensorRef x = a.tensor(0, "x");
   a.expectDtype(*x, "x", {DType::f32, DType::bf16});
-  a.requireCpu(*x, "x");
-  float s = kind == cpu::UnaryKind::Scale ? float(a.number(1, "s")) : 1.0f;
+  float s = kind == UnaryKind::Scale ? float(a.number(1, "s")) : 1.0f;
+  expectKernelFor(k, x->device);
   TensorRef out = newTensor(x->dtype, x->shape, x->device);
-  cpu::UnaryParams p;
+  UnaryParams p;
   p.x = x->data(); p.xType = x->dtype;
   p.out = out->data(); p.outType = out->dtype;
-  p.n = x->numel(); p.scale = s;
-  enqueueCpu(name, {x, out}, [p, kind](ThreadPool& pool) { cpu::unary(p, kind, pool); });
+  p.n = x->numel(); p.scale = s; p.kind = kind;
+  launch(k, x->device, p, {x, out});
   return NativeTensor::Wrap(info.Env(), out);
 }
 
 /** silu(x) -> x / (1 + e^-x), x's dtype */
 static Napi::Value Silu(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value { return unaryOp(info, "silu", cpu::UnaryKind::Silu); });
+  return guarded(info, [&]() -> Napi::Value { return unaryOp(info, kSilu, UnaryKind::Silu); });
 }
 /** scale(x, s) -> x · f32(s), x's dtype */
 static Napi::Value Scale(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value { return unaryOp(info, "scale", cpu::UnaryKind::Scale); });
+  return guarded(info, [&]() -> Napi::Value { return unaryOp(info, kScale, UnaryKind::Scale); });
 }
 
 /** Elements before dimension d, and elements after it. */
@@ -85,7 +103,6 @@ static Napi::Value Slice(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "slice");
     TensorRef x = a.tensor(0, "x");
-    a.requireCpu(*x, "x");
     a.expectMinRank(*x, "x", 1);
     int64_t dimArg = a.integer(1, "dim", -x->rank(), x->rank() - 1);
     int d = int(dimArg < 0 ? dimArg + x->rank() : dimArg);
@@ -94,14 +111,16 @@ static Napi::Value Slice(const Napi::CallbackInfo& info) {
     int64_t length = a.integer(3, "length", 0, size - start);
     std::vector<int64_t> shape = x->shape;
     shape[d] = length;
+    expectKernelFor(kSlice, x->device);
     TensorRef out = newTensor(x->dtype, shape, x->device);
     int64_t outer, inner;
     splitAt(*x, d, &outer, &inner);
     const int64_t es = int64_t(dtypeSize(x->dtype));
-    const char* src = static_cast<const char*>(x->data()) + start * inner * es;
-    void* dst = out->data();
-    const int64_t srcStride = size * inner * es, dstStride = length * inner * es;
-    enqueueCpu("slice", {x, out}, [=](ThreadPool& pool) { cpu::copyStrided(dst, dstStride, src, srcStride, outer, dstStride, pool); });
+    CopyStridedParams p;
+    p.src = static_cast<const char*>(x->data()) + start * inner * es; p.srcStride = size * inner * es;
+    p.dst = out->data(); p.dstStride = length * inner * es;
+    p.rows = outer; p.rowBytes = p.dstStride;
+    launch(kSlice, x->device, p, {x, out});
     return NativeTensor::Wrap(info.Env(), out);
   });
 }
@@ -127,7 +146,6 @@ static Napi::Value Concat(const Napi::CallbackInfo& info) {
     a.expectMinRank(t0, "tensors[0]", 1);
     int64_t dimArg = a.integer(1, "dim", -t0.rank(), t0.rank() - 1);
     int d = int(dimArg < 0 ? dimArg + t0.rank() : dimArg);
-    a.requireCpu(t0, "tensors[0]");
     int64_t total = 0;
     for (size_t i = 0; i < ts.size(); ++i) {
       const TensorImpl& t = *ts[i];
@@ -142,25 +160,22 @@ static Napi::Value Concat(const Napi::CallbackInfo& info) {
     }
     std::vector<int64_t> shape = t0.shape;
     shape[d] = total;
+    expectKernelFor(kConcat, t0.device, "tensors[0]");
     TensorRef out = newTensor(t0.dtype, shape, t0.device);
     int64_t outer, inner;
     splitAt(t0, d, &outer, &inner);
     const int64_t es = int64_t(dtypeSize(t0.dtype));
-    struct Part { const void* src; int64_t bytes; int64_t offset; };
-    std::vector<Part> parts;
+    // One copy per part, in order, each holding its part and the output.
+    const int64_t dstStride = total * inner * es;
     int64_t offset = 0;
     for (auto& t : ts) {
-      parts.push_back({t->data(), t->shape[d] * inner * es, offset});
-      offset += t->shape[d] * inner * es;
+      CopyStridedParams p;
+      p.src = t->data(); p.srcStride = t->shape[d] * inner * es;
+      p.dst = static_cast<char*>(out->data()) + offset; p.dstStride = dstStride;
+      p.rows = outer; p.rowBytes = p.srcStride;
+      launch(kConcat, t0.device, p, {t, out});
+      offset += p.rowBytes;
     }
-    void* dst = out->data();
-    const int64_t dstStride = total * inner * es;
-    std::vector<TensorRef> keep = ts;
-    keep.push_back(out);
-    enqueueCpu("concat", keep, [=](ThreadPool& pool) {
-      for (const Part& part : parts)
-        cpu::copyStrided(static_cast<char*>(dst) + part.offset, dstStride, part.src, part.bytes, outer, part.bytes, pool);
-    });
     return NativeTensor::Wrap(info.Env(), out);
   });
 }

@@ -4,8 +4,14 @@
 
 #include "args.h"
 #include "dispatch.h"
+#ifdef DSN_WITH_CUDA
+#include "../../cuda/hadamard.cuh"
+#endif
 
 namespace dsn {
+
+static const Kernels<HadamardParams> kHadamard{"hadamard", cpu::hadamard, DSN_CUDA_KERNEL(cuda::hadamardLaunch)};
+DSN_KERNELS(kHadamard);
 
 /** hadamard(x [..., D]) -> y, D a power of two <= 2^15 */
 static Napi::Value Hadamard(const Napi::CallbackInfo& info) {
@@ -17,11 +23,11 @@ static Napi::Value Hadamard(const Napi::CallbackInfo& info) {
     int64_t dim = x->dim(-1);
     if (dim < 1 || dim > 32768 || (dim & (dim - 1)) != 0)
       throwRange("hadamard: the last dimension of x must be a power of two between 1 and 32768 but received shape ", x->shapeString());
-    a.requireCpu(*x, "x");
+    expectKernelFor(kHadamard, x->device);
     TensorRef y = newTensor(x->dtype, x->shape, x->device);
-    cpu::HadamardParams p;
+    HadamardParams p;
     p.x = x->data(); p.out = y->data(); p.type = x->dtype; p.rows = x->numel() / dim; p.dim = dim;
-    enqueueCpu("hadamard", {x, y}, [p](ThreadPool& pool) { cpu::hadamard(p, pool); });
+    launch(kHadamard, x->device, p, {x, y});
     return NativeTensor::Wrap(info.Env(), y);
   });
 }

@@ -1,6 +1,6 @@
 // rmsNorm: RMSNorm over the last dimension, optionally fused with the residual add of the reference
 // (x + residual is normalised and also returned, rounded to x's dtype). layerNorm: LayerNorm with
-// optional bias (CPU only so far).
+// optional bias.
 #include "../cpu/norm.h"
 
 #include "args.h"
@@ -13,7 +13,7 @@ namespace dsn {
 
 static const Kernels<RmsNormParams> kRmsNorm{"rmsNorm", cpu::rmsNorm, DSN_CUDA_KERNEL(cuda::rmsNormLaunch)};
 DSN_KERNELS(kRmsNorm);
-static const Kernels<LayerNormParams> kLayerNorm{"layerNorm", cpu::layerNorm, nullptr};
+static const Kernels<LayerNormParams> kLayerNorm{"layerNorm", cpu::layerNorm, DSN_CUDA_KERNEL(cuda::layerNormLaunch)};
 DSN_KERNELS(kLayerNorm);
 
 /** rmsNorm(x [.., dim], weight [dim], eps, residual? [.., dim]) -> out | [out, residualOut] */

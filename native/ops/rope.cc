@@ -3,8 +3,14 @@
 
 #include "args.h"
 #include "dispatch.h"
+#ifdef DSN_WITH_CUDA
+#include "../../cuda/rope.cuh"
+#endif
 
 namespace dsn {
+
+static const Kernels<RopeParams> kRope{"rope", cpu::rope, DSN_CUDA_KERNEL(cuda::ropeLaunch)};
+DSN_KERNELS(kRope);
 
 /** rope(x [T, D] | [T, H, D], positions [T] i32, cos [P, R/2] f32, sin [P, R/2] f32, offset, interleaved) -> y */
 static Napi::Value Rope(const Napi::CallbackInfo& info) {
@@ -29,19 +35,19 @@ static Napi::Value Rope(const Napi::CallbackInfo& info) {
     a.expectSameDevice(*x, "x", *pos, "positions");
     a.expectSameDevice(*x, "x", *cos, "cos");
     a.expectSameDevice(*x, "x", *sin, "sin");
-    a.requireCpu(*x, "x");
     int64_t dim = x->dim(-1), half = cos->dim(1);
     if (offset + 2 * half > dim)
       throwRange("rope: offset + 2 * cos.shape[1] must be at most the last dimension of x (", dim, ") but received ",
                  offset, " + ", 2 * half, " = ", offset + 2 * half);
+    expectKernelFor(kRope, x->device);
     TensorRef y = newTensor(x->dtype, x->shape, x->device);
 
-    cpu::RopeParams p;
+    RopeParams p;
     p.x = x->data(); p.out = y->data(); p.type = x->dtype;
     p.positions = pos->ptr<int32_t>(); p.cos = cos->ptr<float>(); p.sin = sin->ptr<float>();
     p.tokens = x->dim(0); p.heads = x->rank() == 3 ? x->dim(1) : 1; p.dim = dim;
     p.offset = offset; p.half = half; p.tableRows = cos->dim(0); p.interleaved = interleaved;
-    enqueueCpu("rope", {x, pos, cos, sin, y}, [p](ThreadPool& pool) { cpu::rope(p, pool); });
+    launch(kRope, x->device, p, {x, pos, cos, sin, y});
     return NativeTensor::Wrap(info.Env(), y);
   });
 }

@@ -1,4 +1,4 @@
-// argmax and sample: token ids from logits (CPU only so far).
+// argmax, sample and sampleRows: token ids from logits (sample and sampleRows: CPU only so far).
 #include "../cpu/sampling.h"
 
 #include <cmath>
@@ -9,8 +9,14 @@
 
 #include "args.h"
 #include "dispatch.h"
+#ifdef DSN_WITH_CUDA
+#include "../../cuda/sampling.cuh"
+#endif
 
 namespace dsn {
+
+static const Kernels<ArgmaxParams> kArgmax{"argmax", cpu::argmax, DSN_CUDA_KERNEL(cuda::argmaxLaunch)};
+DSN_KERNELS(kArgmax);
 
 static TensorRef logitsArg(OpArgs& a) {
   TensorRef x = a.tensor(0, "logits");
@@ -19,7 +25,6 @@ static TensorRef logitsArg(OpArgs& a) {
   if (x->shape[1] < 1) throwRange(a.op(), ": logits must have at least 1 column but received shape ", x->shapeString());
   if (x->shape[1] > std::numeric_limits<int32_t>::max())
     throwRange(a.op(), ": logits must have at most ", std::numeric_limits<int32_t>::max(), " columns but received shape ", x->shapeString());
-  a.requireCpu(*x, "logits");
   return x;
 }
 
@@ -28,10 +33,11 @@ static Napi::Value Argmax(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "argmax");
     TensorRef x = logitsArg(a);
+    expectKernelFor(kArgmax, x->device, "logits");
     TensorRef out = newTensor(DType::i32, {x->shape[0]}, x->device);
-    cpu::ArgmaxParams p;
+    ArgmaxParams p;
     p.logits = x->ptr<float>(); p.rows = x->shape[0]; p.vocab = x->shape[1]; p.out = out->ptr<int32_t>();
-    enqueueCpu("argmax", {x, out}, [p](ThreadPool& pool) { cpu::argmax(p, pool); });
+    launch(kArgmax, x->device, p, {x, out});
     return NativeTensor::Wrap(info.Env(), out);
   });
 }
@@ -41,6 +47,7 @@ static Napi::Value Sample(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "sample");
     TensorRef x = logitsArg(a);
+    a.requireCpu(*x, "logits");
     const double temperature = a.number(1, "temperature");
     if (temperature < 0) throwRange("sample: temperature must be >= 0 but received ", temperature);
     const int64_t topK = a.integer(2, "topK", 0, std::numeric_limits<int32_t>::max());
@@ -50,7 +57,7 @@ static Napi::Value Sample(const Napi::CallbackInfo& info) {
     const int64_t seed = a.integer(4, "seed", -kSafe, kSafe);
     TensorRef out = newTensor(DType::i32, {x->shape[0]}, x->device);
     if (float(temperature) == 0.0f) {
-      cpu::ArgmaxParams p;
+      ArgmaxParams p;
       p.logits = x->ptr<float>(); p.rows = x->shape[0]; p.vocab = x->shape[1]; p.out = out->ptr<int32_t>();
       enqueueCpu("sample", {x, out}, [p](ThreadPool& pool) { cpu::argmax(p, pool); });
     } else {
@@ -85,6 +92,7 @@ static Napi::Value SampleRows(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "sampleRows");
     TensorRef x = logitsArg(a);
+    a.requireCpu(*x, "logits");
     const int64_t B = x->shape[0], V = x->shape[1];
     const auto params = typedArg<float>(info, a, 1, "params", napi_float32_array, "Float32Array", size_t(B * 7));
     const auto seeds = typedArg<double>(info, a, 2, "seeds", napi_float64_array, "Float64Array", size_t(B * 2));

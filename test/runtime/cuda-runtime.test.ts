@@ -112,15 +112,14 @@ describe('where each op runs (the addon\'s opDevices list)', () => {
     const cudaBuilt = runtimeInfo().backends.includes('cuda');
     expect(list.rmsNorm.includes('cuda')).toBe(cudaBuilt);
     expect(list.cast.includes('cuda')).toBe(cudaBuilt);
-    expect(list.layerNorm).toEqual(['cpu']);
+    expect(list.sample).toEqual(['cpu']);
     expect(runtimeInfo().cudaOps).toEqual(cudaBuilt ? CUDA_OPS : []);
   });
 
   const gpu = devices().find((d) => d.kind === 'cuda' && d.supported !== false);
   it.skipIf(!gpu)(`an op without a CUDA kernel says so${gpu ? '' : ' (skipped: no CUDA GPU)'}`, () => {
-    using x = zeros([2, 4], { device: gpu!.name });
-    using w = zeros([4], { device: gpu!.name });
-    expect(() => ops.layerNorm(x, w, null, 1e-5)).toThrow(new TypeError(`layerNorm has no CUDA kernel yet (x is on ${gpu!.name})`));
+    using logits = zeros([2, 4], { device: gpu!.name });
+    expect(() => ops.sample(logits, { temperature: 1, seed: 1 })).toThrow(new TypeError(`sample: logits is on ${gpu!.name} but this op has only a CPU kernel so far`));
   });
 });
 
