@@ -85,6 +85,42 @@ export function groupedFp8Gemm(
 }
 
 /**
+ * fp8Gemm per MoE expert in the masked layout (decode): each expert has M row slots, of which the
+ * first counts[e] are in use. The launch shape depends on E and M only, never on the routing, and
+ * the counts stay on the device. Rows at or past counts[e] are neither read nor written: their
+ * output is unspecified. A count outside [0, M] rejects the next read with
+ * "maskedGroupedFp8Gemm: counts[e] …" (CPU) or "…: row count … is out of range" (CUDA).
+ * @param a `[E, M, K]` f8e4m3, K a multiple of 128
+ * @param aScales `[E, M, K/128]` f32
+ * @param w `[E, N, K]` f8e4m3
+ * @param wScales `[E, ⌈N/128⌉, K/128]` f32
+ * @param counts `[E]` i32
+ * @returns `[E, M, N]` of outDtype
+ */
+export function maskedGroupedFp8Gemm(
+  a: Tensor,
+  aScales: Tensor,
+  w: Tensor,
+  wScales: Tensor,
+  counts: Tensor,
+  outDtype: GemmOutDtype,
+  options: Fp8GemmOptions = {},
+): Tensor {
+  const op = 'maskedGroupedFp8Gemm';
+  return wrap(
+    native().ops.maskedGroupedFp8Gemm(
+      handleOf(a, op, 'a'),
+      handleOf(aScales, op, 'aScales'),
+      handleOf(w, op, 'w'),
+      handleOf(wScales, op, 'wScales'),
+      handleOf(counts, op, 'counts'),
+      outDtype,
+      options.exactBlockSums ?? false,
+    ),
+  );
+}
+
+/**
  * y = x · wᵀ with f32 accumulation (any K, N; f32 and bf16 operands may be mixed). With both operands
  * bf16 on a CPU with AVX512-BF16 the products go through vdpbf16ps (exact products, f32 sums), which
  * reads bf16 subnormals (|v| < 2⁻¹²⁶) as zero.

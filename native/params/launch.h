@@ -14,6 +14,7 @@ enum class DeviceErrorWhat : uint32_t {
   tokenIdOutOfRange = 3,  // a token id outside [0, bound)
   offsetOutOfRange = 4,   // an offset / position outside [0, bound)
   keyIndexOutOfRange = 5, // a key (cache slot) index outside [0, bound)
+  rowCountOutOfRange = 6, // a per-group row count outside [0, bound)
   count
 };
 
