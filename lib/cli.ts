@@ -3,7 +3,7 @@
  * The `deepseek-native` command.
  *   info [--model DIR]   one JSON object: version, addon loaded, backends, devices, SIMD path, threads (and the model's KV-cache bytes a token)
  *   demo                 info, then a short run of ops on the best device
- *   make-tiny DIR        write a random DeepSeek-V3.2 checkpoint (see lib/model/make-tiny.ts)
+ *   make-tiny DIR        write a random DeepSeek-V3.2 checkpoint (see lib/tools/make-tiny/)
  *   logits               logits of prompts and decode steps of a checkpoint, as JSON
  *   serve                an OpenAI-compatible HTTP server on a checkpoint
  */
@@ -13,9 +13,9 @@ import { join } from 'node:path';
 import { parseConfig } from './model/config.js';
 import { KvCache } from './model/kv-cache.js';
 import { runtimeInfo } from './runtime/info.js';
-import { demo } from './demo.js';
-import { logitsCommand } from './logits-command.js';
-import { makeTinyCommand } from './model/make-tiny.js';
+import { demo } from './tools/demo.js';
+import { logitsCommand } from './tools/logits-command.js';
+import { makeTinyCommand } from './tools/make-tiny/writer.js';
 import { serveCommand } from './serve/serve-command.js';
 
 const USAGE = `Usage: deepseek-native <command> [options]

@@ -8,7 +8,7 @@ import { existsSync, statSync } from 'node:fs';
 import { DisposedError, invalidArgument, isPositiveInteger } from '../runtime/errors.js';
 import { opDevices } from '../runtime/device.js';
 import { tensor, type DType, type Tensor } from '../runtime/tensor.js';
-import { CheckpointChangedError, openCheckpoint, type Checkpoint } from './checkpoint.js';
+import { CheckpointChangedError, openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { type ModelConfig, parseConfig } from './config.js';
 import { type BatchItem, ForwardContext } from './context.js';
 import type { ScoreDtype } from '../ops/attention.js';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { parseMakeTinyArgs, tokenizerIdCount } from '../../lib/model/make-tiny.js';
+import { parseMakeTinyArgs, tokenizerIdCount } from '../../lib/tools/make-tiny/writer.js';
 import type { Model } from '../../lib/model/model.js';
 import { encodeMessages } from '../../lib/serve/dsv32-encoding.js';
 import { Serving } from '../../lib/serve/generation.js';

@@ -16,9 +16,9 @@ import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync,
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
-import { invalidArgument, isNonNegativeInteger, isPositiveInteger } from '../runtime/errors.js';
-import type { DType } from '../runtime/tensor.js';
-import { encodeSafetensorsHeader, tensorByteLength, writeAll } from './safetensors.js';
+import { invalidArgument, isNonNegativeInteger, isPositiveInteger } from '../../runtime/errors.js';
+import type { DType } from '../../runtime/tensor.js';
+import { encodeSafetensorsHeader, tensorByteLength, writeAll } from '../../io/safetensors.js';
 
 /** The config.json fields make-tiny lets you choose (same names as config.json). */
 export interface TinyDims {

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { ops, tensor } from '../../lib/index.js';
-import { openCheckpoint } from '../../lib/model/checkpoint.js';
+import { openCheckpoint } from '../../lib/io/checkpoint.js';
 import {
   TINY_PRESETS,
   type TinyDims,
@@ -14,8 +14,8 @@ import {
   parseMakeTinyArgs,
   resolveTinyDims,
   tinyTensorPlan,
-} from '../../lib/model/make-tiny.js';
-import { openSafetensors } from '../../lib/model/safetensors.js';
+} from '../../lib/tools/make-tiny/writer.js';
+import { openSafetensors } from '../../lib/io/safetensors.js';
 import { rng } from '../helpers.js';
 import { GOLDEN } from '../golden-dir.js';
 
