@@ -15,7 +15,7 @@ import { KvCache } from './model/kv-cache.js';
 import { runtimeInfo } from './runtime/info.js';
 import { demo } from './tools/demo.js';
 import { logitsCommand } from './tools/logits-command.js';
-import { makeTinyCommand } from './tools/make-tiny/writer.js';
+import { makeTinyCommand } from './tools/make-tiny/command.js';
 import { serveCommand } from './serve/serve-command.js';
 
 const USAGE = `Usage: deepseek-native <command> [options]

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { parseMakeTinyArgs, tokenizerIdCount } from '../../lib/tools/make-tiny/writer.js';
+import { parseMakeTinyArgs } from '../../lib/tools/make-tiny/command.js';
+import { tokenizerIdCount } from '../../lib/tools/make-tiny/writer.js';
 import type { Model } from '../../lib/model/model.js';
 import { encodeMessages } from '../../lib/serve/dsv32-encoding.js';
 import { Serving } from '../../lib/serve/generation.js';

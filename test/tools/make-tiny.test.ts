@@ -6,15 +6,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { ops, tensor } from '../../lib/index.js';
 import { openCheckpoint } from '../../lib/io/checkpoint.js';
-import {
-  TINY_PRESETS,
-  type TinyDims,
-  e4m3Code,
-  makeTinyCheckpoint,
-  parseMakeTinyArgs,
-  resolveTinyDims,
-  tinyTensorPlan,
-} from '../../lib/tools/make-tiny/writer.js';
+import { parseMakeTinyArgs } from '../../lib/tools/make-tiny/command.js';
+import { TINY_PRESETS, type TinyDims, resolveTinyDims } from '../../lib/tools/make-tiny/dims.js';
+import { tinyTensorPlan } from '../../lib/tools/make-tiny/plan.js';
+import { e4m3Code } from '../../lib/tools/make-tiny/values.js';
+import { makeTinyCheckpoint } from '../../lib/tools/make-tiny/writer.js';
 import { openSafetensors } from '../../lib/io/safetensors.js';
 import { rng } from '../helpers.js';
 import { GOLDEN } from '../golden-dir.js';
