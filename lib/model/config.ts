@@ -3,6 +3,7 @@
  * `deepseek_v3`, which has no indexer: dense MLA), field for field, validated, plus the values
  * derived from it once (softmax scale with mscale², YaRN, which layers are dense).
  */
+import { isPlainObject } from '../runtime/errors.js';
 
 /** The fields of config.json the model uses (names as in the file). */
 export interface HfConfig {
@@ -133,7 +134,7 @@ function num(c: Record<string, unknown>, field: string, positive = true, prefix 
 
 /** Validates every field the model uses; errors name the field, its value and what is allowed. */
 export function parseConfig(raw: unknown): ModelConfig {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('config.json: expected a JSON object');
+  if (!isPlainObject(raw)) throw new ConfigError('config.json: expected a JSON object');
   const c = raw as Record<string, unknown>;
   if (c.model_type !== 'deepseek_v32' && c.model_type !== 'deepseek_v3') fail('model_type', c.model_type, "'deepseek_v32' or 'deepseek_v3'");
   const sparse = c.model_type === 'deepseek_v32';

@@ -25,7 +25,8 @@ export interface HostArrays {
 }
 export type HostArray = HostArrays[DType];
 
-const BYTES: Record<DType, number> = { f32: 4, bf16: 2, f16: 2, f8e4m3: 1, i32: 4, i64: 8, u8: 1 };
+/** Bytes of one element of each dtype. */
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = Object.freeze({ f32: 4, bf16: 2, f16: 2, f8e4m3: 1, i32: 4, i64: 8, u8: 1 });
 
 function hostView(dtype: DType, buf: ArrayBuffer): HostArray {
   switch (dtype) {
@@ -76,7 +77,7 @@ export class Tensor {
   }
 
   get byteLength(): number {
-    return this.size * BYTES[this.dtype];
+    return this.size * DTYPE_BYTES[this.dtype];
   }
 
   /** The elements, after every op queued before this call has run (raw bits for bf16/f16/f8e4m3). */
@@ -183,7 +184,7 @@ export function tensor(data: ArrayBufferView | readonly number[], options: Tenso
   if (!dtype || !DTYPES.includes(dtype)) throw invalidArgument(where, 'dtype', `one of ${DTYPES.join(', ')}`, options.dtype);
   const view = hostData(where, dtype, data);
   const device = options.device ?? 'cpu';
-  const n = view.byteLength / (view instanceof Float32Array && dtype !== 'f32' ? 4 : BYTES[dtype]);
+  const n = view.byteLength / (view instanceof Float32Array && dtype !== 'f32' ? 4 : DTYPE_BYTES[dtype]);
   const shape = options.shape ?? [Number.isInteger(n) ? n : view.byteLength];
   checkShape(where, shape);
   if (view instanceof Float32Array && dtype !== 'f32') {
