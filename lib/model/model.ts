@@ -7,7 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 
 import { DisposedError, invalidArgument, isPositiveInteger } from '../runtime/errors.js';
 import { opDevices } from '../runtime/device.js';
-import { tensor, type DType, type Tensor } from '../runtime/tensor.js';
+import { type Act, tensor, type Tensor } from '../runtime/tensor.js';
 import { CheckpointChangedError, openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { type ModelConfig, parseConfig } from './config.js';
 import { type BatchItem, ForwardContext } from './context.js';
@@ -30,7 +30,7 @@ export interface LoadOptions {
   /** 'cpu' (default). CUDA devices are refused until the model's kernels have CUDA versions. */
   device?: string;
   /** Activation dtype: 'bf16' (default, as the reference) or 'f32' (the accuracy yardstick). */
-  activations?: 'bf16' | 'f32';
+  activations?: Act;
   /** The dtype of MLA's attention scores before the softmax: 'f32' (default, as FlashMLA keeps them) or
    *  'bf16' (bf16 activations only: rounded where the bf16 reference's einsums round them). */
   attentionScores?: ScoreDtype;
@@ -69,7 +69,7 @@ export class Model {
     readonly dir: string,
     readonly config: ModelConfig,
     readonly device: string,
-    readonly activations: DType,
+    readonly activations: Act,
     readonly maxContext: number,
     readonly maxSequences: number,
     checkpoint: Checkpoint,

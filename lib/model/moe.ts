@@ -5,7 +5,7 @@
  * `[2·inter, dim]` weight (same outputs as two GEMMs: every output element is computed alone).
  */
 import * as ops from '../ops/index.js';
-import type { DType, Tensor } from '../runtime/tensor.js';
+import type { Act, Tensor } from '../runtime/tensor.js';
 import type { ModelConfig } from './config.js';
 import { Fp8Linear, type WeightSource } from './linear.js';
 
@@ -29,7 +29,7 @@ export class MLP {
   }
 
   /** x `[T, dim]` → `[T, dim]`. */
-  forward(x: Tensor, act: DType): Tensor {
+  forward(x: Tensor, act: Act): Tensor {
     using h = this.w13.forward(x, act); //                                         [T, 2I]
     using a = ops.swiglu(h, act); //                                                [T, I]
     return this.w2.forward(a, act);
@@ -82,9 +82,8 @@ export class MoE {
   }
 
   /** x `[T, dim]` → `[T, dim]`. */
-  forward(x: Tensor, act: DType): Tensor {
+  forward(x: Tensor, act: Act): Tensor {
     const c = this.cfg;
-    const a = act as 'bf16' | 'f32';
     using logits = ops.gemm(x, this.gate, 'f32'); //                                 [T, E]
     const route = ops.moeRoute(logits, this.bias, {
       topk: c.nActivatedExperts,
@@ -92,7 +91,7 @@ export class MoE {
       topkGroups: c.nLimitedGroups,
       scoreFunc: c.scoreFunc,
       routeScale: c.routeScale,
-      normalize: c.hf.norm_topk_prob,
+      normalize: c.normTopkProb,
     });
     using ids = route.ids; //                                                         [T, k] i32
     using weights = route.weights; //                                                 [T, k] f32
@@ -104,15 +103,15 @@ export class MoE {
     const q1 = ops.actQuant(xs, { scaleFmt: c.scaleFmt });
     using q1c = q1.codes;
     using q1s = q1.scales;
-    const exact = { exactBlockSums: a === 'f32' }; // see Fp8Linear.forward
-    using h = ops.groupedFp8Gemm(q1c, q1s, this.w13, this.w13Scale, offsets, a, exact); // [R, 2I]
-    using g = ops.swiglu(h, a); //                                                    [R, I]
+    const exact = { exactBlockSums: act === 'f32' }; // see Fp8Linear.forward
+    using h = ops.groupedFp8Gemm(q1c, q1s, this.w13, this.w13Scale, offsets, act, exact); // [R, 2I]
+    using g = ops.swiglu(h, act); //                                                    [R, I]
     const q2 = ops.actQuant(g, { scaleFmt: c.scaleFmt });
     using q2c = q2.codes;
     using q2s = q2.scales;
-    using out = ops.groupedFp8Gemm(q2c, q2s, this.w2, this.w2Scale, offsets, a, exact); // [R, dim]
+    using out = ops.groupedFp8Gemm(q2c, q2s, this.w2, this.w2Scale, offsets, act, exact); // [R, dim]
     using shared = this.shared ? this.shared.forward(x, act) : null; //              [T, dim]
-    return ops.moeCombine(out, rowOfSlot, weights, ids, shared, a);
+    return ops.moeCombine(out, rowOfSlot, weights, ids, shared, act);
   }
 
   dispose(): void {

@@ -10,6 +10,10 @@ import { type NativeTensor, native } from './native.js';
 export type DType = 'f32' | 'bf16' | 'f16' | 'f8e4m3' | 'i32' | 'i64' | 'u8';
 export const DTYPES: readonly DType[] = ['f32', 'bf16', 'f16', 'f8e4m3', 'i32', 'i64', 'u8'];
 
+/** An activation dtype: what the model stores between ops, 'bf16' (as the reference) or 'f32' (the
+ *  accuracy yardstick); also what the products that write activations may produce. */
+export type Act = Extract<DType, 'bf16' | 'f32'>;
+
 /** A device name: 'cpu', 'cuda' (= 'cuda:0') or 'cuda:N'. */
 export type DeviceName = 'cpu' | 'cuda' | `cuda:${number}`;
 
