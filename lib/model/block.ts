@@ -7,7 +7,8 @@ import type { ForwardContext } from './context.js';
 import type { KvCache } from './kv-cache.js';
 import type { WeightSource } from './linear.js';
 import { MLA } from './mla.js';
-import { MLP, MoE } from './moe.js';
+import { MLP } from './mlp.js';
+import { MoE } from './moe.js';
 import type { Rope } from './rope.js';
 
 export class Block {
