@@ -18,7 +18,7 @@ beforeAll(() => {
 
 /** Only what Serving reads of a model when it renders prompts. */
 const fakeModel = (modelType: string) =>
-  ({ dir: '/nowhere', maxContext: 4096, config: { hf: { model_type: modelType }, vocabSize: 129280 } }) as unknown as Model;
+  ({ dir: '/nowhere', maxContext: 4096, config: { modelType, eosTokenIds: [], vocabSize: 129280 } }) as unknown as Model;
 
 describe('chat format by model type', () => {
   it('deepseek_v3 renders tokenizer_config.json’s chat_template with @huggingface/jinja', () => {
