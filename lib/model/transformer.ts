@@ -12,7 +12,7 @@ import type { ForwardContext } from './context.js';
 import type { KvCache } from './kv-cache.js';
 import { DenseLinear, type WeightSource } from './linear.js';
 import type { Rope } from './rope.js';
-import { mtpTensorNames } from './weights.js';
+import { mtpLayerSchema } from './schema.js';
 
 /** The MTP module: enorm(embedding) and hnorm(hidden) concatenated, eh_proj, a block, shared head. */
 export class MtpLayer {
@@ -34,8 +34,9 @@ export class MtpLayer {
     this.head = new DenseLinear(src.tensor(`${p}.shared_head.head.weight`));
   }
 
+  /** Whether the checkpoint holds every tensor of the first MTP layer (its block included). */
   static present(src: WeightSource, cfg: ModelConfig): boolean {
-    return cfg.nMtpLayers > 0 && mtpTensorNames(cfg).every((n) => src.has(n));
+    return cfg.nMtpLayers > 0 && mtpLayerSchema(cfg).every((t) => t.need !== 'mtp' || src.has(t.name));
   }
 
   dispose(): void {

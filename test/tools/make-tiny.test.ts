@@ -177,6 +177,10 @@ describe('makeTinyCheckpoint', () => {
     await expect(makeTinyCheckpoint(d, { dims: { n_routed_experts: 6 } })).rejects.toThrow(
       'makeTinyCheckpoint: dims must satisfy n_routed_experts (6) divisible by n_group (4)',
     );
+    // What the loader would refuse is refused before anything is written (checked by parseConfig).
+    await expect(makeTinyCheckpoint(d, { dims: { hidden_size: 200 } })).rejects.toThrow(
+      'makeTinyCheckpoint: dims must make a config the model loads: config.json: hidden_size is 200; allowed: a multiple of 128 (FP8 activations are quantised per 128 values)',
+    );
     await expect(makeTinyCheckpoint(d, { preset: '7b' as '1b' })).rejects.toThrow(
       "makeTinyCheckpoint: expected 'tiny' or '1b' for preset but received '7b' of type string",
     );

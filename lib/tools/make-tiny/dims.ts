@@ -2,6 +2,7 @@
  * make-tiny's dims: the config.json fields it lets you choose, the two presets, their checks, and
  * the config.json they make (field for field as the published DeepSeek-V3.2 config).
  */
+import { parseConfig } from '../../model/config.js';
 import { invalidArgument, isNonNegativeInteger, isPositiveInteger } from '../../runtime/errors.js';
 
 /** The config.json fields make-tiny lets you choose (same names as config.json). */
@@ -190,5 +191,10 @@ export function resolveTinyDims(preset: TinyPreset = 'tiny', dims: Partial<TinyD
     d.max_position_embeddings >= d.original_max_position_embeddings,
     `max_position_embeddings (${d.max_position_embeddings}) >= original_max_position_embeddings (${d.original_max_position_embeddings})`,
   );
+  try {
+    parseConfig(tinyConfig(out));
+  } catch (e) {
+    throw new RangeError(`${where}: dims must make a config the model loads: ${(e as Error).message}`);
+  }
   return out;
 }

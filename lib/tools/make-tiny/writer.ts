@@ -1,7 +1,8 @@
 /**
  * make-tiny: writes a random DeepSeek-V3.2 checkpoint in the exact Hugging Face layout of the
  * published ones (and of `shared/golden/tiny-*`): config.json (model_type deepseek_v32), shards
- * `model-0000k-of-0000n.safetensors` and `model.safetensors.index.json`, with
+ * `model-0000k-of-0000n.safetensors` and `model.safetensors.index.json`, holding the tensors of the
+ * checkpoint schema the loader checks (lib/model/schema.ts, through plan.ts), with
  *   - FP8 E4M3 linears `…weight` [N, K] + F32 `…weight_scale_inv` [⌈N/128⌉, ⌈K/128⌉] (scale = block amax / 448),
  *   - BF16 norms (1 + 0.1·N(0,1)), indexer k_norm weight + bias, embeddings (N(0,1)), router `mlp.gate`,
  *     indexer `weights_proj`, `lm_head` and the MTP layer's `eh_proj` and `shared_head.head`
