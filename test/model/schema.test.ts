@@ -63,6 +63,27 @@ describe('the checkpoint schema', () => {
     }
   });
 
+  it('a checkpoint stripped of its MTP layer loads without it, and nothing is reported unknown', () => {
+    const dir = join(tmp, `ck-${counter++}`);
+    cpSync(join(GOLDEN, 'tiny-sparse'), dir, { recursive: true });
+    const indexPath = join(dir, 'model.safetensors.index.json');
+    const index = JSON.parse(readFileSync(indexPath, 'utf8'));
+    for (const name of Object.keys(index.weight_map)) if (name.startsWith('model.layers.4.')) delete index.weight_map[name];
+    writeFileSync(indexPath, JSON.stringify(index));
+    using ck = openCheckpoint(dir);
+    const cfg = parseConfig(ck.config);
+    expect(cfg.nMtpLayers).toBe(1);
+    const weights = new CheckpointWeights(ck, 'cpu', cfg, dir);
+    const model = new Transformer(weights, cfg, 'f32');
+    try {
+      expect(model.mtp).toBeNull();
+      expect(weights.unknown).toEqual([]);
+      expect(weights.schema.size).toBe(ck.names().length);
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('a module reading a tensor the schema does not list is refused as a bug', () => {
     const dir = join(GOLDEN, 'tiny-sparse');
     using ck = openCheckpoint(dir);
