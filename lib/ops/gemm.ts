@@ -8,10 +8,10 @@
  * They sum in their own order, so they match the CPU within f32 summation error, not bit for bit
  * (`exactBlockSums` is a CPU option; the CUDA kernels ignore it).
  */
-import { type DType, handleOf, type Tensor, wrap } from '../runtime/tensor.js';
+import { type Act, handleOf, type Tensor, wrap } from '../runtime/tensor.js';
 import { native } from '../runtime/native.js';
 
-export type GemmOutDtype = Extract<DType, 'bf16' | 'f32'>;
+export type GemmOutDtype = Act;
 
 export interface Fp8GemmOptions {
   /**
