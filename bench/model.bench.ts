@@ -9,7 +9,7 @@ import { join } from 'node:path';
 
 import { loadModel, type Model, type ModelConfig } from '../lib/index.js';
 import { KvCache } from '../lib/model/kv-cache.js';
-import { makeTinyCheckpoint } from '../lib/model/make-tiny.js';
+import { makeTinyCheckpoint } from '../lib/tools/make-tiny/writer.js';
 import { packageRoot } from '../lib/runtime/native.js';
 import type { BenchResult } from './harness.js';
 import type { Roofline } from './roofline.js';

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { loadModel } from '../lib/index.js';
-import { makeTinyCheckpoint } from '../lib/model/make-tiny.js';
+import { makeTinyCheckpoint } from '../lib/tools/make-tiny/writer.js';
 import { setBatchInvariant } from '../lib/ops/gemm.js';
 import { packageRoot } from '../lib/runtime/native.js';
 import { createServer } from '../lib/serve/server.js';

@@ -131,6 +131,25 @@ __global__ void __launch_bounds__(kThreads) groupedFp8GemmKernel(GroupedFp8GemmP
   fp8GemmTile(t, p.yType, p.N, p.K, As, Ws);
 }
 
+/** Masked: blockIdx.z is the expert, blockIdx.y its row tile; tiles at or past counts[e] exit, so the
+ *  grid is the same whatever the routing. A count outside [0, M] raises the error word (once, from
+ *  the expert's first tile) and that expert computes nothing. */
+__global__ void __launch_bounds__(kThreads) maskedGroupedFp8GemmKernel(MaskedGroupedFp8GemmParams p, DeviceErrorWord* err, uint32_t op) {
+  __shared__ __align__(16) uint8_t As[BLOCK_M][kRowBytes];
+  __shared__ __align__(16) uint8_t Ws[BLOCK_N][kRowBytes];
+  const int64_t e = blockIdx.z, count = p.counts[e];
+  if (count < 0 || count > p.M) {
+    if (blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) raiseDeviceError(err, op, DeviceErrorWhat::rowCountOutOfRange, count, p.M + 1);
+    return;
+  }
+  const int64_t m0 = int64_t(blockIdx.y) * BLOCK_M;
+  if (m0 >= count) return;
+  // a, aScales and y are [E * M, ...] row-major: expert e's rows are e * M + [0, count).
+  const int64_t kBlocks = p.K / BLOCK_K, nBlocks = (p.N + 127) / 128;
+  Tile t{p.a, p.aScales, p.w + e * p.N * p.K, p.wScales + e * nBlocks * kBlocks, p.y, e * p.M + m0, e * p.M + count, int64_t(blockIdx.x) * BLOCK_N};
+  fp8GemmTile(t, p.yType, p.N, p.K, As, Ws);
+}
+
 }  // namespace
 
 std::string fp8GemmLaunch(const Fp8GemmParams& p, const CudaLaunch& l) {
@@ -151,6 +170,16 @@ std::string groupedFp8GemmLaunch(const GroupedFp8GemmParams& p, const CudaLaunch
   if (mTiles > 65535) return "groupedFp8Gemm: more than 65535 row tiles in one launch";
   dim3 grid(unsigned((p.N + BLOCK_N - 1) / BLOCK_N), unsigned(mTiles));
   groupedFp8GemmKernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(l.stream)>>>(p, l.error, l.op);
+  return launchError();
+}
+
+std::string maskedGroupedFp8GemmLaunch(const MaskedGroupedFp8GemmParams& p, const CudaLaunch& l) {
+  if (p.M == 0 || p.N == 0) return "";
+  if (p.K == 0) return "maskedGroupedFp8Gemm: K = 0 is not supported on CUDA yet";
+  const int64_t mTiles = (p.M + BLOCK_M - 1) / BLOCK_M;
+  if (mTiles > 65535 || p.E > 65535) return "maskedGroupedFp8Gemm: more than 65535 row tiles or experts in one launch";
+  dim3 grid(unsigned((p.N + BLOCK_N - 1) / BLOCK_N), unsigned(mTiles), unsigned(p.E));
+  maskedGroupedFp8GemmKernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(l.stream)>>>(p, l.error, l.op);
   return launchError();
 }
 

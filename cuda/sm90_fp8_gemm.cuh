@@ -20,5 +20,6 @@ std::string fp8GemmLaunch(const Fp8GemmParams& p, const CudaLaunch& l);
 /** Tiles never straddle experts; the expert of a tile is found on the device from the offsets (no
  *  host sync on the routing). Bad offsets set the stream's error word. */
 std::string groupedFp8GemmLaunch(const GroupedFp8GemmParams& p, const CudaLaunch& l);
+std::string maskedGroupedFp8GemmLaunch(const MaskedGroupedFp8GemmParams& p, const CudaLaunch& l);
 
 }  // namespace dsn::cuda

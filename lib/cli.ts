@@ -3,7 +3,7 @@
  * The `deepseek-native` command.
  *   info [--model DIR]   one JSON object: version, addon loaded, backends, devices, SIMD path, threads (and the model's KV-cache bytes a token)
  *   demo                 info, then a short run of ops on the best device
- *   make-tiny DIR        write a random DeepSeek-V3.2 checkpoint (see lib/model/make-tiny.ts)
+ *   make-tiny DIR        write a random DeepSeek-V3.2 checkpoint (see lib/tools/make-tiny/)
  *   logits               logits of prompts and decode steps of a checkpoint, as JSON
  *   serve                an OpenAI-compatible HTTP server on a checkpoint
  */
@@ -13,9 +13,10 @@ import { join } from 'node:path';
 import { parseConfig } from './model/config.js';
 import { KvCache } from './model/kv-cache.js';
 import { runtimeInfo } from './runtime/info.js';
-import { demo } from './demo.js';
-import { logitsCommand } from './logits-command.js';
-import { makeTinyCommand } from './model/make-tiny.js';
+import type { Act } from './runtime/tensor.js';
+import { demo } from './tools/demo.js';
+import { logitsCommand } from './tools/logits-command.js';
+import { makeTinyCommand } from './tools/make-tiny/command.js';
 import { serveCommand } from './serve/serve-command.js';
 
 const USAGE = `Usage: deepseek-native <command> [options]
@@ -40,14 +41,14 @@ function infoCommand(args: string[]): object {
   if (args.length === 0) return info;
   if (args[0] !== '--model' || !args[1] || args.length > 2) throw new TypeError(`info takes no arguments or --model DIR but received '${args.join(' ')}'`);
   const config = parseConfig(JSON.parse(readFileSync(join(args[1], 'config.json'), 'utf8')));
-  const kvCache = (act: 'bf16' | 'f32') => ({
+  const kvCache = (act: Act) => ({
     format: 'fp8 latent (E4M3 codes + f32 scale per 128 + RoPE key in the activation dtype)',
     latentBytesPerLayer: KvCache.latentRowBytes(config, act),
     indexerKeyBytesPerLayer: config.sparse ? config.indexHeadDim + 4 : 0,
     bytesPerToken: KvCache.bytesPerToken(config, act),
   });
   info.model = {
-    dir: args[1], modelType: config.hf.model_type, layers: config.nLayers, dim: config.dim, vocab: config.vocabSize,
+    dir: args[1], modelType: config.modelType, layers: config.nLayers, dim: config.dim, vocab: config.vocabSize,
     experts: config.nRoutedExperts, sparse: config.sparse, kvCache: { bf16: kvCache('bf16'), f32: kvCache('f32') },
   };
   return info;

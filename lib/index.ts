@@ -25,4 +25,4 @@ export { encodeMessages, parseCompletion, CompletionParser, EncodingError } from
 export type { ChatMessage, Tool, ToolCall, ParsedMessage, ParseEvent, ThinkingMode } from './serve/dsv32-encoding.js';
 export { createServer } from './serve/server.js';
 export type { Server, ServerOptions } from './serve/server.js';
-export { CheckpointChangedError } from './model/checkpoint.js';
+export { CheckpointChangedError } from './io/checkpoint.js';

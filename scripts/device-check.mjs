@@ -178,6 +178,22 @@ Object.assign(CASES, {
     return caseOf(`groupedFp8Gemm E ${E} R ${R} N ${N} K ${K}`, 2 ** -10 * Math.sqrt(K), 2 ** -7, (t) =>
       [ops.groupedFp8Gemm(t(a, { shape: [R, K], dtype: 'f8e4m3' }), t(sa, { shape: [R, K / 128] }), t(w, { shape: [E, N, K], dtype: 'f8e4m3' }), t(sw, { shape: [E, Math.ceil(N / 128), K / 128] }), t(offs), 'bf16', { exactBlockSums: true })]);
   }),
+  // Rows past each expert's count are unspecified: the comparison zeroes them on both sides.
+  maskedGroupedFp8Gemm: () => (small ? [[4, 16, 128, 256]] : [[32, 64, 4096, 7168], [256, 16, 2048, 7168]]).map(([E, M, N, K]) => {
+    const counts = Int32Array.from({ length: E }, (_, e) => (e % 3 === 0 ? M : Math.floor(random() * M)));
+    const a = codes(E * M * K), sa = new Float32Array(E * M * K / 128).fill(2 ** -8), w = codes(E * N * K), sw = new Float32Array(E * Math.ceil(N / 128) * K / 128).fill(2 ** -8);
+    return caseOf(`maskedGroupedFp8Gemm E ${E} M ${M} N ${N} K ${K}`, 2 ** -10 * Math.sqrt(K), 2 ** -7, (t) => {
+      const y = ops.maskedGroupedFp8Gemm(t(a, { shape: [E, M, K], dtype: 'f8e4m3' }), t(sa, { shape: [E, M, K / 128] }), t(w, { shape: [E, N, K], dtype: 'f8e4m3' }), t(sw, { shape: [E, Math.ceil(N / 128), K / 128] }), t(counts), 'bf16', { exactBlockSums: true });
+      return [{
+        async toFloat32Array() {
+          const v = await y.toFloat32Array();
+          for (let e = 0; e < E; ++e) v.fill(0, (e * M + counts[e]) * N, (e + 1) * M * N);
+          return v;
+        },
+        dispose: () => y.dispose(),
+      }];
+    });
+  }),
   gemm: () => (small ? [[4, 100, 256]] : [[1, 8192, 7168], [64, 256, 7168]]).map(([M, N, K]) => {
     const x = floats(M * K), w = floats(N * K, 0.02);
     return caseOf(`gemm [${M}, ${K}] x [${N}, ${K}]ᵀ bf16 -> f32`, 1e-5 * Math.sqrt(K), 1e-5, (t) => [ops.gemm(t(x, { shape: [M, K], dtype: 'bf16' }), t(w, { shape: [N, K], dtype: 'bf16' }), 'f32')]);

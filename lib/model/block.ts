@@ -1,13 +1,14 @@
 /** One transformer block: RMSNorm → MLA → RMSNorm → FFN, with the residual stream carried beside. */
 import * as ops from '../ops/index.js';
 import type { ScoreDtype } from '../ops/attention.js';
-import type { DType, Tensor } from '../runtime/tensor.js';
+import type { Act, Tensor } from '../runtime/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { ForwardContext } from './context.js';
 import type { KvCache } from './kv-cache.js';
 import type { WeightSource } from './linear.js';
 import { MLA } from './mla.js';
-import { MLP, MoE } from './moe.js';
+import { MLP } from './mlp.js';
+import { MoE } from './moe.js';
 import type { Rope } from './rope.js';
 
 export class Block {
@@ -16,7 +17,7 @@ export class Block {
   readonly ffnNorm: Tensor;
   readonly ffn: MLP | MoE;
 
-  constructor(src: WeightSource, prefix: string, readonly cfg: ModelConfig, readonly layer: number, act: DType, scoreDtype: ScoreDtype = 'f32') {
+  constructor(src: WeightSource, prefix: string, readonly cfg: ModelConfig, readonly layer: number, act: Act, scoreDtype: ScoreDtype = 'f32') {
     this.attnNorm = src.tensor(`${prefix}.input_layernorm.weight`);
     this.attn = new MLA(src, `${prefix}.self_attn`, cfg, layer, act, scoreDtype);
     this.ffnNorm = src.tensor(`${prefix}.post_attention_layernorm.weight`);
@@ -27,7 +28,7 @@ export class Block {
    * x `[T, dim]`: the previous block's output; residual `[T, dim]` or null before the first block.
    * Returns this block's output and the residual stream (x + residual), as the reference does.
    */
-  forward(x: Tensor, residual: Tensor | null, ctx: ForwardContext, cache: KvCache, rope: Rope, act: DType): { x: Tensor; residual: Tensor } {
+  forward(x: Tensor, residual: Tensor | null, ctx: ForwardContext, cache: KvCache, rope: Rope, act: Act): { x: Tensor; residual: Tensor } {
     const eps = this.cfg.eps;
     let h: Tensor, res: Tensor;
     if (residual === null) {

@@ -3,6 +3,7 @@
  * `deepseek_v3`, which has no indexer: dense MLA), field for field, validated, plus the values
  * derived from it once (softmax scale with mscale², YaRN, which layers are dense).
  */
+import { isPlainObject } from '../runtime/errors.js';
 
 /** The fields of config.json the model uses (names as in the file). */
 export interface HfConfig {
@@ -74,7 +75,9 @@ export interface HfConfig {
 
 /** Validated config plus derived values. */
 export interface ModelConfig {
+  /** config.json as read (what the fields below are derived from); model code reads the fields below. */
   hf: HfConfig;
+  modelType: HfConfig['model_type'];
   /** True for deepseek_v32: the indexer selects `indexTopk` keys per query. */
   sparse: boolean;
   vocabSize: number;
@@ -82,6 +85,8 @@ export interface ModelConfig {
   interDim: number;
   moeInterDim: number;
   nLayers: number;
+  /** Multi-token-prediction layers stored after the blocks (num_nextn_predict_layers; 0 when absent). */
+  nMtpLayers: number;
   nDenseLayers: number;
   nHeads: number;
   nRoutedExperts: number;
@@ -90,6 +95,8 @@ export interface ModelConfig {
   nExpertGroups: number;
   nLimitedGroups: number;
   scoreFunc: 'sigmoid' | 'softmax';
+  /** The chosen experts' routing weights are normalised to sum 1 (norm_topk_prob). */
+  normTopkProb: boolean;
   routeScale: number;
   qLoraRank: number;
   kvLoraRank: number;
@@ -133,7 +140,7 @@ function num(c: Record<string, unknown>, field: string, positive = true, prefix 
 
 /** Validates every field the model uses; errors name the field, its value and what is allowed. */
 export function parseConfig(raw: unknown): ModelConfig {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('config.json: expected a JSON object');
+  if (!isPlainObject(raw)) throw new ConfigError('config.json: expected a JSON object');
   const c = raw as Record<string, unknown>;
   if (c.model_type !== 'deepseek_v32' && c.model_type !== 'deepseek_v3') fail('model_type', c.model_type, "'deepseek_v32' or 'deepseek_v3'");
   const sparse = c.model_type === 'deepseek_v32';
@@ -216,12 +223,14 @@ export function parseConfig(raw: unknown): ModelConfig {
   const eos = c.eos_token_id;
   return {
     hf: c as unknown as HfConfig,
+    modelType: c.model_type,
     sparse,
     vocabSize: int(c, 'vocab_size'),
     dim,
     interDim,
     moeInterDim: moeInter,
     nLayers,
+    nMtpLayers: c.num_nextn_predict_layers === undefined ? 0 : int(c, 'num_nextn_predict_layers', 0),
     nDenseLayers: nDense,
     nHeads,
     nRoutedExperts: nRouted,
@@ -230,6 +239,7 @@ export function parseConfig(raw: unknown): ModelConfig {
     nExpertGroups: nGroups,
     nLimitedGroups: topkGroup,
     scoreFunc: c.scoring_func as 'sigmoid' | 'softmax',
+    normTopkProb: c.norm_topk_prob,
     routeScale: num(c, 'routed_scaling_factor'),
     qLoraRank: qLora,
     kvLoraRank: kvLora,

@@ -5,13 +5,17 @@
  * As DeepSeek's corrected V3.2 reference: the indexer's RoPE is half-split (non-interleaved, unlike
  * MLA's), and the per-head weights `weights_proj(x)` are computed in f32 on the f32 input.
  */
+import { BLOCK_TOKENS } from '../ops/cache.js';
 import * as ops from '../ops/index.js';
-import type { DType, Tensor } from '../runtime/tensor.js';
+import type { Act, Tensor } from '../runtime/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { ForwardContext } from './context.js';
 import type { KvCache } from './kv-cache.js';
 import { DenseLinear, Fp8Linear, type WeightSource } from './linear.js';
 import type { Rope } from './rope.js';
+
+/** The eps of k_norm: the reference's LayerNorm default, fixed (config.json's rms_norm_eps is the RMSNorms'). */
+const K_NORM_EPS = 1e-6;
 
 export class Indexer {
   readonly wqB: Fp8Linear;
@@ -33,7 +37,7 @@ export class Indexer {
    * (`[T, k]` i32, −1 padded), or null when every query may see all of its keys anyway.
    * x `[T, dim]`, qr `[T, q_lora_rank]` (the normalised query latent of MLA).
    */
-  forward(x: Tensor, qr: Tensor, ctx: ForwardContext, cache: KvCache, rope: Rope, act: DType): Tensor | null {
+  forward(x: Tensor, qr: Tensor, ctx: ForwardContext, cache: KvCache, rope: Rope, act: Act): Tensor | null {
     const { indexNHeads: Hi, indexHeadDim: Di, scaleFmt } = this.cfg;
     const T = ctx.T;
     using qLin = this.wqB.forward(qr, act);
@@ -41,7 +45,7 @@ export class Indexer {
     using qRot = ops.rope(q0, ctx.positions, rope.cos, rope.sin, { offset: 0, interleaved: false }); // half-split
     using q = ops.hadamard(qRot);
     using kLin = this.wk.forward(x, act); //                                       [T, Di]
-    using kNorm = ops.layerNorm(kLin, this.kNormWeight, this.kNormBias, 1e-6);
+    using kNorm = ops.layerNorm(kLin, this.kNormWeight, this.kNormBias, K_NORM_EPS);
     using kRot = ops.rope(kNorm, ctx.positions, rope.cos, rope.sin, { offset: 0, interleaved: false });
     using k = ops.hadamard(kRot);
     const kq = ops.actQuant(k, { scaleFmt }); //                                   [T, Di] e4m3, [T, 1]
@@ -61,7 +65,7 @@ export class Indexer {
     using w1 = ops.scale(w0, Hi ** -0.5);
     using w3 = ops.mul(w1, qScales);
     using weights = ops.scale(w3, Di ** -0.5);
-    using kScaleCache = cache.indexScales[this.layer].reshape([-1, 64]); //        [numBlocks, 64]
+    using kScaleCache = cache.indexScales[this.layer].reshape([-1, BLOCK_TOKENS]); // [numBlocks, 64]
     using scores = ops.indexerScores(qCodes, weights, cache.indexKeys[this.layer], kScaleCache,
       ctx.blockTable, ctx.seqIdx, ctx.positions, ctx.maxKeys); //                   [T, maxKeys] f32
     // Each row ranks all keys of its sequence (future ones at −inf), as the reference's masked scores.

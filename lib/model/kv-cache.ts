@@ -7,12 +7,11 @@
  * `[numBlocks, 64, 1]`).
  */
 import { DisposedError } from '../runtime/errors.js';
-import { latentCacheRowBytes } from '../ops/cache.js';
-import { type DType, type Tensor, zeros } from '../runtime/tensor.js';
+import { BLOCK_TOKENS, latentCacheRowBytes } from '../ops/cache.js';
+import { type Act, type Tensor, zeros } from '../runtime/tensor.js';
 import type { ModelConfig } from './config.js';
 
-/** Tokens per cache block. */
-export const BLOCK_TOKENS = 64;
+export { BLOCK_TOKENS };
 
 export class CacheFullError extends Error {
   override name = 'CacheFullError';
@@ -160,7 +159,7 @@ export class KvCache {
   readonly indexScales: Tensor[] = [];
   readonly pool: BlockPool;
 
-  constructor(cfg: ModelConfig, numBlocks: number, dtype: DType, device: string, layers = cfg.nLayers) {
+  constructor(cfg: ModelConfig, numBlocks: number, dtype: Act, device: string, layers = cfg.nLayers) {
     this.pool = new BlockPool(numBlocks);
     try {
       for (let l = 0; l < layers; ++l) {
@@ -177,12 +176,12 @@ export class KvCache {
   }
 
   /** Bytes of one token's latent row in one layer (656 for V3.2 with bf16 activations). */
-  static latentRowBytes(cfg: ModelConfig, dtype: DType): number {
-    return latentCacheRowBytes(cfg.kvLoraRank, cfg.qkRopeHeadDim, dtype === 'f32' ? 'f32' : 'bf16');
+  static latentRowBytes(cfg: ModelConfig, dtype: Act): number {
+    return latentCacheRowBytes(cfg.kvLoraRank, cfg.qkRopeHeadDim, dtype);
   }
 
   /** Bytes one token takes across all layers: the FP8 latent row, and the indexer key (E4M3 + f32 scale) with DSA. */
-  static bytesPerToken(cfg: ModelConfig, dtype: DType): number {
+  static bytesPerToken(cfg: ModelConfig, dtype: Act): number {
     const perLayer = KvCache.latentRowBytes(cfg, dtype) + (cfg.sparse ? cfg.indexHeadDim + 4 : 0);
     return perLayer * cfg.nLayers;
   }

@@ -3,7 +3,7 @@
  * (`actQuant`) and run `fp8Gemm` with the 128×128 block scales; BF16/F32 weights run `gemm`.
  */
 import * as ops from '../ops/index.js';
-import type { DType, Tensor } from '../runtime/tensor.js';
+import type { Act, Tensor } from '../runtime/tensor.js';
 
 /** What the loader hands a module: a tensor by checkpoint name. */
 export interface WeightSource {
@@ -24,12 +24,12 @@ export class Fp8Linear {
   }
 
   /** x `[..., in]` → `[..., out]` in `outDtype`. */
-  forward(x: Tensor, outDtype: DType): Tensor {
+  forward(x: Tensor, outDtype: Act): Tensor {
     const { codes, scales } = ops.actQuant(x, { scaleFmt: this.scaleFmt });
     using _c = codes;
     using _s = scales;
     // f32 activations are the accuracy yardstick: their block sums are exact, as the reference's.
-    return ops.fp8Gemm(codes, scales, this.weight, this.scale, outDtype as 'bf16' | 'f32', { exactBlockSums: outDtype === 'f32' });
+    return ops.fp8Gemm(codes, scales, this.weight, this.scale, outDtype, { exactBlockSums: outDtype === 'f32' });
   }
 
   dispose(): void {
@@ -43,8 +43,8 @@ export class DenseLinear {
   constructor(readonly weight: Tensor) {}
 
   /** x `[..., in]` → `[..., out]` in `outDtype`. */
-  forward(x: Tensor, outDtype: DType): Tensor {
-    return ops.gemm(x, this.weight, outDtype as 'bf16' | 'f32');
+  forward(x: Tensor, outDtype: Act): Tensor {
+    return ops.gemm(x, this.weight, outDtype);
   }
 
   dispose(): void {

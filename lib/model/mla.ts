@@ -14,7 +14,7 @@
  */
 import * as ops from '../ops/index.js';
 import type { ScoreDtype } from '../ops/attention.js';
-import type { DType, Tensor } from '../runtime/tensor.js';
+import type { Act, Tensor } from '../runtime/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { ForwardContext } from './context.js';
 import { Indexer } from './indexer.js';
@@ -35,7 +35,7 @@ export class MLA {
   readonly wUK: Tensor;
   readonly wUVt: Tensor;
 
-  constructor(src: WeightSource, prefix: string, readonly cfg: ModelConfig, readonly layer: number, act: DType, readonly scoreDtype: ScoreDtype = 'f32') {
+  constructor(src: WeightSource, prefix: string, readonly cfg: ModelConfig, readonly layer: number, act: Act, readonly scoreDtype: ScoreDtype = 'f32') {
     const f = cfg.scaleFmt;
     this.wqA = Fp8Linear.load(src, `${prefix}.q_a_proj`, f);
     this.qNorm = src.tensor(`${prefix}.q_a_layernorm.weight`);
@@ -46,7 +46,7 @@ export class MLA {
     this.wo = Fp8Linear.load(src, `${prefix}.o_proj`, f);
     this.indexer = cfg.sparse ? new Indexer(src, `${prefix}.indexer`, cfg, layer) : null;
     const { nHeads: H, qkNopeHeadDim: nope, vHeadDim: v, kvLoraRank: C } = cfg;
-    using wkvB = ops.fp8Dequant(this.wkvB.weight, this.wkvB.scale, act as 'bf16' | 'f32'); // [H·(nope+v), C]
+    using wkvB = ops.fp8Dequant(this.wkvB.weight, this.wkvB.scale, act); // [H·(nope+v), C]
     using perHead = wkvB.reshape([H, nope + v, C]);
     this.wUK = ops.slice(perHead, 1, 0, nope); //                                  [H, nope, C]
     using wUV = ops.slice(perHead, 1, nope, v); //                                 [H, v, C]
@@ -54,7 +54,7 @@ export class MLA {
   }
 
   /** x `[T, dim]` (normalised) → `[T, dim]`. */
-  forward(x: Tensor, ctx: ForwardContext, cache: KvCache, rope: Rope, act: DType): Tensor {
+  forward(x: Tensor, ctx: ForwardContext, cache: KvCache, rope: Rope, act: Act): Tensor {
     const { nHeads: H, qkNopeHeadDim: nope, qkRopeHeadDim: Dr, vHeadDim: v, kvLoraRank: C, eps, softmaxScale: scale } = this.cfg;
     const T = ctx.T;
     using qa = this.wqA.forward(x, act);
@@ -77,17 +77,17 @@ export class MLA {
         using qD = q.rows(0, D);
         using qNope = ops.slice(qD, -1, 0, nope); //                               [D, H, nope]
         using qPe = ops.slice(qD, -1, nope, Dr); //                                [D, H, Dr]
-        using qLat = ops.bmmHeads(qNope, this.wUK, act as 'bf16' | 'f32'); //      [D, H, C]
+        using qLat = ops.bmmHeads(qNope, this.wUK, act); //      [D, H, C]
         using idx = topk ? topk.rows(0, D) : null;
         using o = ops.mlaDecode(qLat, qPe, cache.latent[this.layer], ctx.blockTable, ctx.decode.seqIdx, ctx.decode.qPos, {
           scale,
           scoreDtype: this.scoreDtype,
           ...(idx ? { indices: idx } : {}),
         }); //                                                                      [D, H, C]
-        parts.push(ops.bmmHeads(o, this.wUVt, act as 'bf16' | 'f32')); //          [D, H, v]
+        parts.push(ops.bmmHeads(o, this.wUVt, act)); //          [D, H, v]
       }
       for (const p of ctx.prefill) {
-        using rows = ops.latentCacheRead(cache.latent[this.layer], p.keySlots, C, Dr, act as 'bf16' | 'f32'); // [S, C+Dr], dequantised
+        using rows = ops.latentCacheRead(cache.latent[this.layer], p.keySlots, C, Dr, act); // [S, C+Dr], dequantised
         using lat = ops.slice(rows, -1, 0, C);
         using pe = ops.slice(rows, -1, C, Dr); //                                  [S, Dr]
         using kv0 = this.wkvB.forward(lat, act);

@@ -7,8 +7,8 @@ import { existsSync, statSync } from 'node:fs';
 
 import { DisposedError, invalidArgument, isPositiveInteger } from '../runtime/errors.js';
 import { opDevices } from '../runtime/device.js';
-import { tensor, type DType, type Tensor } from '../runtime/tensor.js';
-import { CheckpointChangedError, openCheckpoint, type Checkpoint } from './checkpoint.js';
+import { type Act, tensor, type Tensor } from '../runtime/tensor.js';
+import { CheckpointChangedError, openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { type ModelConfig, parseConfig } from './config.js';
 import { type BatchItem, ForwardContext } from './context.js';
 import type { ScoreDtype } from '../ops/attention.js';
@@ -30,7 +30,7 @@ export interface LoadOptions {
   /** 'cpu' (default). CUDA devices are refused until the model's kernels have CUDA versions. */
   device?: string;
   /** Activation dtype: 'bf16' (default, as the reference) or 'f32' (the accuracy yardstick). */
-  activations?: 'bf16' | 'f32';
+  activations?: Act;
   /** The dtype of MLA's attention scores before the softmax: 'f32' (default, as FlashMLA keeps them) or
    *  'bf16' (bf16 activations only: rounded where the bf16 reference's einsums round them). */
   attentionScores?: ScoreDtype;
@@ -52,7 +52,30 @@ export interface ForwardOptions {
   allPositions?: boolean;
 }
 
+/** @internal What loadModel hands the Model it built. */
+export interface ModelParts {
+  /** The checkpoint folder. */
+  dir: string;
+  config: ModelConfig;
+  device: string;
+  activations: Act;
+  /** Longest sequence in tokens. */
+  maxContext: number;
+  /** Sequences that can hold a full context at once. */
+  maxSequences: number;
+  checkpoint: Checkpoint;
+  transformer: Transformer;
+  cache: KvCache;
+  rope: Rope;
+}
+
 export class Model {
+  readonly dir: string;
+  readonly config: ModelConfig;
+  readonly device: string;
+  readonly activations: Act;
+  readonly maxContext: number;
+  readonly maxSequences: number;
   readonly #transformer: Transformer;
   readonly #cache: KvCache;
   readonly #rope: Rope;
@@ -65,22 +88,17 @@ export class Model {
   #serving: Serving | null = null;
 
   /** @internal use loadModel() */
-  constructor(
-    readonly dir: string,
-    readonly config: ModelConfig,
-    readonly device: string,
-    readonly activations: DType,
-    readonly maxContext: number,
-    readonly maxSequences: number,
-    checkpoint: Checkpoint,
-    transformer: Transformer,
-    cache: KvCache,
-    rope: Rope,
-  ) {
-    this.#checkpoint = checkpoint;
-    this.#transformer = transformer;
-    this.#cache = cache;
-    this.#rope = rope;
+  constructor(parts: ModelParts) {
+    this.dir = parts.dir;
+    this.config = parts.config;
+    this.device = parts.device;
+    this.activations = parts.activations;
+    this.maxContext = parts.maxContext;
+    this.maxSequences = parts.maxSequences;
+    this.#checkpoint = parts.checkpoint;
+    this.#transformer = parts.transformer;
+    this.#cache = parts.cache;
+    this.#rope = parts.rope;
   }
 
   get disposed(): boolean {
@@ -321,7 +339,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     if (numBlocks < 1)
       throw invalidArgument('loadModel', 'cacheBytes', `at least one cache block (${BLOCK_TOKENS * KvCache.bytesPerToken(config, act)} bytes)`, options.cacheBytes, true);
     cache = new KvCache(config, numBlocks, act, device);
-    return new Model(dir, config, device, act, maxContext, maxSequences, checkpoint, transformer, cache, rope);
+    return new Model({ dir, config, device, activations: act, maxContext, maxSequences, checkpoint, transformer, cache, rope });
   } catch (e) {
     transformer?.dispose();
     cache?.dispose();

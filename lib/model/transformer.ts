@@ -5,14 +5,14 @@
  */
 import * as ops from '../ops/index.js';
 import type { ScoreDtype } from '../ops/attention.js';
-import type { DType, Tensor } from '../runtime/tensor.js';
+import type { Act, Tensor } from '../runtime/tensor.js';
 import { Block } from './block.js';
 import type { ModelConfig } from './config.js';
 import type { ForwardContext } from './context.js';
 import type { KvCache } from './kv-cache.js';
 import { DenseLinear, type WeightSource } from './linear.js';
 import type { Rope } from './rope.js';
-import { mtpTensorNames } from './weights.js';
+import { mtpLayerSchema } from './schema.js';
 
 /** The MTP module: enorm(embedding) and hnorm(hidden) concatenated, eh_proj, a block, shared head. */
 export class MtpLayer {
@@ -23,7 +23,7 @@ export class MtpLayer {
   readonly headNorm: Tensor;
   readonly head: DenseLinear;
 
-  constructor(src: WeightSource, cfg: ModelConfig, act: DType, scoreDtype: ScoreDtype = 'f32') {
+  constructor(src: WeightSource, cfg: ModelConfig, act: Act, scoreDtype: ScoreDtype = 'f32') {
     const L = cfg.nLayers;
     const p = `model.layers.${L}`;
     this.enorm = src.tensor(`${p}.enorm.weight`);
@@ -34,8 +34,9 @@ export class MtpLayer {
     this.head = new DenseLinear(src.tensor(`${p}.shared_head.head.weight`));
   }
 
+  /** Whether the checkpoint holds every tensor of the first MTP layer (its block included). */
   static present(src: WeightSource, cfg: ModelConfig): boolean {
-    return (cfg.hf.num_nextn_predict_layers ?? 0) > 0 && mtpTensorNames(cfg).every((n) => src.has(n));
+    return cfg.nMtpLayers > 0 && mtpLayerSchema(cfg).every((t) => t.need !== 'mtp' || src.has(t.name));
   }
 
   dispose(): void {
@@ -54,7 +55,7 @@ export class Transformer {
   readonly mtp: MtpLayer | null = null;
 
   /** scoreDtype: the dtype of MLA's attention scores before the softmax ('f32', or 'bf16' as the bf16 reference). */
-  constructor(src: WeightSource, readonly cfg: ModelConfig, readonly act: DType, onLayer?: (i: number) => void, scoreDtype: ScoreDtype = 'f32') {
+  constructor(src: WeightSource, readonly cfg: ModelConfig, readonly act: Act, onLayer?: (i: number) => void, scoreDtype: ScoreDtype = 'f32') {
     this.embed = src.tensor('model.embed_tokens.weight');
     try {
       for (let i = 0; i < cfg.nLayers; ++i) {
@@ -75,7 +76,7 @@ export class Transformer {
    */
   forward(ctx: ForwardContext, cache: KvCache, rope: Rope, rows: Tensor): Tensor {
     const act = this.act;
-    let x = ops.embedding(this.embed, ctx.ids, act as 'bf16' | 'f32'); //               [T, dim]
+    let x = ops.embedding(this.embed, ctx.ids, act); //               [T, dim]
     let residual: Tensor | null = null;
     try {
       for (const layer of this.layers) {

@@ -3,7 +3,7 @@
  * blockTable[seq][s / 64] at row s % 64. A slot is block · 64 + row.
  */
 import { invalidArgument, isPositiveInteger, isNonNegativeInteger } from '../runtime/errors.js';
-import { type DType, handleOf, type Tensor, wrap } from '../runtime/tensor.js';
+import { type Act, handleOf, type Tensor, wrap } from '../runtime/tensor.js';
 import { native } from '../runtime/native.js';
 
 /** Tokens per cache block. */
@@ -40,7 +40,7 @@ export const LATENT_GROUP = 128;
  * deploys): C E4M3 codes of the latent, C/128 f32 group scales, then the Dr-dim RoPE key in the
  * activation dtype. DeepSeek-V3.2 (C 512, Dr 64, bf16): 656 bytes, against 1152 for a bf16 latent.
  */
-export function latentCacheRowBytes(latentDim: number, ropeDim: number, dtype: 'bf16' | 'f32'): number {
+export function latentCacheRowBytes(latentDim: number, ropeDim: number, dtype: Act): number {
   const where = 'latentCacheRowBytes';
   if (!isPositiveInteger(latentDim) || latentDim % LATENT_GROUP !== 0)
     throw invalidArgument(where, 'latentDim', `a positive multiple of ${LATENT_GROUP}`, latentDim, typeof latentDim === 'number');
@@ -79,7 +79,7 @@ export function latentCacheWrite(cache: Tensor, latent: Tensor, kPe: Tensor, slo
  * @param slots `[S]` i32 (checked when the op runs)
  * @returns `[S, C + Dr]` of dtype
  */
-export function latentCacheRead(cache: Tensor, slots: Tensor, latentDim: number, ropeDim: number, dtype: 'bf16' | 'f32'): Tensor {
+export function latentCacheRead(cache: Tensor, slots: Tensor, latentDim: number, ropeDim: number, dtype: Act): Tensor {
   const op = 'latentCacheRead';
-  return wrap(native().ops.latentCacheRead(handleOf(cache, op, 'cache'), handleOf(slots, op, 'slots'), latentDim, ropeDim, dtype as DType));
+  return wrap(native().ops.latentCacheRead(handleOf(cache, op, 'cache'), handleOf(slots, op, 'slots'), latentDim, ropeDim, dtype));
 }

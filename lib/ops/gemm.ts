@@ -8,10 +8,10 @@
  * They sum in their own order, so they match the CPU within f32 summation error, not bit for bit
  * (`exactBlockSums` is a CPU option; the CUDA kernels ignore it).
  */
-import { type DType, handleOf, type Tensor, wrap } from '../runtime/tensor.js';
+import { type Act, handleOf, type Tensor, wrap } from '../runtime/tensor.js';
 import { native } from '../runtime/native.js';
 
-export type GemmOutDtype = Extract<DType, 'bf16' | 'f32'>;
+export type GemmOutDtype = Act;
 
 export interface Fp8GemmOptions {
   /**
@@ -78,6 +78,42 @@ export function groupedFp8Gemm(
       handleOf(w, op, 'w'),
       handleOf(wScales, op, 'wScales'),
       handleOf(offsets, op, 'offsets'),
+      outDtype,
+      options.exactBlockSums ?? false,
+    ),
+  );
+}
+
+/**
+ * fp8Gemm per MoE expert in the masked layout (decode): each expert has M row slots, of which the
+ * first counts[e] are in use. The launch shape depends on E and M only, never on the routing, and
+ * the counts stay on the device. Rows at or past counts[e] are neither read nor written: their
+ * output is unspecified. A count outside [0, M] rejects the next read with
+ * "maskedGroupedFp8Gemm: counts[e] …" (CPU) or "…: row count … is out of range" (CUDA).
+ * @param a `[E, M, K]` f8e4m3, K a multiple of 128
+ * @param aScales `[E, M, K/128]` f32
+ * @param w `[E, N, K]` f8e4m3
+ * @param wScales `[E, ⌈N/128⌉, K/128]` f32
+ * @param counts `[E]` i32
+ * @returns `[E, M, N]` of outDtype
+ */
+export function maskedGroupedFp8Gemm(
+  a: Tensor,
+  aScales: Tensor,
+  w: Tensor,
+  wScales: Tensor,
+  counts: Tensor,
+  outDtype: GemmOutDtype,
+  options: Fp8GemmOptions = {},
+): Tensor {
+  const op = 'maskedGroupedFp8Gemm';
+  return wrap(
+    native().ops.maskedGroupedFp8Gemm(
+      handleOf(a, op, 'a'),
+      handleOf(aScales, op, 'aScales'),
+      handleOf(w, op, 'w'),
+      handleOf(wScales, op, 'wScales'),
+      handleOf(counts, op, 'counts'),
       outDtype,
       options.exactBlockSums ?? false,
     ),

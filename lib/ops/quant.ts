@@ -3,7 +3,7 @@
  * dequantisation of block-scaled FP8 weights.
  */
 import { invalidArgument, isPositiveInteger } from '../runtime/errors.js';
-import { type DType, handleOf, type Tensor, wrap } from '../runtime/tensor.js';
+import { type Act, handleOf, type Tensor, wrap } from '../runtime/tensor.js';
 import { native } from '../runtime/native.js';
 
 export interface ActQuantOptions {
@@ -37,6 +37,6 @@ export function actQuant(x: Tensor, options: ActQuantOptions = {}): { codes: Ten
  * @param wScales `[⌈N/128⌉, ⌈K/128⌉]` f32
  * @returns `[N, K]` of outDtype
  */
-export function fp8Dequant(w: Tensor, wScales: Tensor, outDtype: Extract<DType, 'bf16' | 'f32'>): Tensor {
+export function fp8Dequant(w: Tensor, wScales: Tensor, outDtype: Act): Tensor {
   return wrap(native().ops.fp8Dequant(handleOf(w, 'fp8Dequant', 'w'), handleOf(wScales, 'fp8Dequant', 'wScales'), outDtype));
 }

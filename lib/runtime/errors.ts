@@ -31,3 +31,8 @@ export function isPositiveInteger(v: unknown): v is number {
 export function isNonNegativeInteger(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0;
 }
+
+/** An object that is not null and not an array (a parsed JSON object, an options bag). */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -10,6 +10,10 @@ import { type NativeTensor, native } from './native.js';
 export type DType = 'f32' | 'bf16' | 'f16' | 'f8e4m3' | 'i32' | 'i64' | 'u8';
 export const DTYPES: readonly DType[] = ['f32', 'bf16', 'f16', 'f8e4m3', 'i32', 'i64', 'u8'];
 
+/** An activation dtype: what the model stores between ops, 'bf16' (as the reference) or 'f32' (the
+ *  accuracy yardstick); also what the products that write activations may produce. */
+export type Act = Extract<DType, 'bf16' | 'f32'>;
+
 /** A device name: 'cpu', 'cuda' (= 'cuda:0') or 'cuda:N'. */
 export type DeviceName = 'cpu' | 'cuda' | `cuda:${number}`;
 
@@ -25,7 +29,8 @@ export interface HostArrays {
 }
 export type HostArray = HostArrays[DType];
 
-const BYTES: Record<DType, number> = { f32: 4, bf16: 2, f16: 2, f8e4m3: 1, i32: 4, i64: 8, u8: 1 };
+/** Bytes of one element of each dtype. */
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = Object.freeze({ f32: 4, bf16: 2, f16: 2, f8e4m3: 1, i32: 4, i64: 8, u8: 1 });
 
 function hostView(dtype: DType, buf: ArrayBuffer): HostArray {
   switch (dtype) {
@@ -76,7 +81,7 @@ export class Tensor {
   }
 
   get byteLength(): number {
-    return this.size * BYTES[this.dtype];
+    return this.size * DTYPE_BYTES[this.dtype];
   }
 
   /** The elements, after every op queued before this call has run (raw bits for bf16/f16/f8e4m3). */
@@ -183,7 +188,7 @@ export function tensor(data: ArrayBufferView | readonly number[], options: Tenso
   if (!dtype || !DTYPES.includes(dtype)) throw invalidArgument(where, 'dtype', `one of ${DTYPES.join(', ')}`, options.dtype);
   const view = hostData(where, dtype, data);
   const device = options.device ?? 'cpu';
-  const n = view.byteLength / (view instanceof Float32Array && dtype !== 'f32' ? 4 : BYTES[dtype]);
+  const n = view.byteLength / (view instanceof Float32Array && dtype !== 'f32' ? 4 : DTYPE_BYTES[dtype]);
   const shape = options.shape ?? [Number.isInteger(n) ? n : view.byteLength];
   checkShape(where, shape);
   if (view instanceof Float32Array && dtype !== 'f32') {

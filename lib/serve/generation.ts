@@ -119,7 +119,7 @@ export class Serving {
 
   constructor(readonly model: Model, options: EngineOptions = {}, tokenizer?: TextTokenizer | null) {
     this.#tokenizer = tokenizer === undefined ? TextTokenizer.load(model.dir) : tokenizer;
-    this.modelType = String(model.config.hf.model_type ?? 'deepseek_v32');
+    this.modelType = model.config.modelType;
     this.engine = new Engine(model, options);
   }
 
@@ -366,8 +366,8 @@ export class Serving {
     const stopStrings: string[] = [];
     const stopIds = new Set<number>();
     if (!req.ignoreEos) {
-      const eos = this.#tokenizer?.eosId ?? (this.model.config.hf.eos_token_id as number | undefined);
-      if (typeof eos === 'number') stopIds.add(eos);
+      const eos = this.#tokenizer?.eosId;
+      for (const id of typeof eos === 'number' ? [eos] : this.model.config.eosTokenIds) stopIds.add(id);
     }
     const list = req.stop === undefined || req.stop === null ? [] : typeof req.stop === 'string' ? [req.stop] : req.stop;
     if (!Array.isArray(list)) throw new RequestError('stop must be a string or an array of strings and token ids', 'stop');

@@ -3,6 +3,7 @@
  * serves it over the OpenAI-compatible API until SIGTERM / SIGINT, which drain running requests first.
  */
 import { loadModel } from '../model/model.js';
+import type { Act } from '../runtime/tensor.js';
 import { createServer } from './server.js';
 
 export const SERVE_USAGE = `Usage: deepseek-native serve --model DIR [--port 8000] [--host 127.0.0.1] [--name ID]
@@ -18,7 +19,7 @@ interface ServeArgs {
   maxSequences?: number;
   maxContext?: number;
   maxBatchTokens?: number;
-  activations?: 'bf16' | 'f32';
+  activations?: Act;
   batchInvariant: boolean;
 }
 

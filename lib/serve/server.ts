@@ -11,6 +11,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 import type { Model } from '../model/model.js';
+import { isPlainObject } from '../runtime/errors.js';
 import type { ChatMessage, Tool } from './dsv32-encoding.js';
 import { ContextLengthError, type EngineOptions, QueueFullError } from './engine.js';
 import { type GenerateRequest, RequestError, Serving, type StreamChunk, type TokenLogprob } from './generation.js';
@@ -114,7 +115,7 @@ function messagesOf(b: Body): ChatMessage[] {
   if (!Array.isArray(v) || v.length === 0) bad('messages must be a non-empty array', 'messages');
   return (v as unknown[]).map((m, i) => {
     const p = `messages[${i}]`;
-    if (!m || typeof m !== 'object' || Array.isArray(m)) bad(`${p} must be an object`, p);
+    if (!isPlainObject(m)) bad(`${p} must be an object`, p);
     const o = m as Body;
     const role = o.role;
     if (typeof role !== 'string' || !['system', 'developer', 'user', 'assistant', 'tool'].includes(role))

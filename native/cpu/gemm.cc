@@ -44,6 +44,27 @@ void groupedFp8Gemm(const GroupedFp8GemmParams& p, ThreadPool& pool) {
   gemmk::run(problems.data(), int64_t(problems.size()), pool);
 }
 
+void maskedGroupedFp8Gemm(const MaskedGroupedFp8GemmParams& p, ThreadPool& pool) {
+  for (int64_t e = 0; e < p.E; ++e)
+    if (p.counts[e] < 0 || p.counts[e] > p.M) throwRange("counts[", e, "] = ", p.counts[e], " is out of range [0, ", p.M, "]");
+  const int64_t kBlocks = p.K / gemmk::kBlockK, nBlocks = (p.N + gemmk::kBlockK - 1) / gemmk::kBlockK;
+  const int64_t ySize = int64_t(dtypeSize(p.yType));
+  std::vector<gemmk::Problem> problems;
+  for (int64_t e = 0; e < p.E; ++e) {
+    if (p.counts[e] == 0) continue;
+    gemmk::Problem q;
+    q.M = p.counts[e]; q.N = p.N; q.K = p.K;
+    q.a = p.a + e * p.M * p.K; q.aType = DType::f8e4m3; q.lda = p.K;
+    q.aScales = p.aScales + e * p.M * kBlocks; q.ldas = kBlocks;
+    q.w = p.w + e * p.N * p.K; q.wType = DType::f8e4m3; q.ldw = p.K;
+    q.wScales = p.wScales + e * nBlocks * kBlocks; q.ldws = kBlocks;
+    q.y = static_cast<char*>(p.y) + e * p.M * p.N * ySize; q.yType = p.yType; q.ldy = p.N;
+    q.exactBlockSums = p.exactBlockSums;
+    problems.push_back(q);
+  }
+  gemmk::run(problems.data(), int64_t(problems.size()), pool);
+}
+
 void gemm(const GemmParams& p, ThreadPool& pool) {
   gemmk::Problem q;
   q.M = p.M; q.N = p.N; q.K = p.K;

@@ -13,12 +13,14 @@ using dsn::BmmHeadsParams;
 using dsn::Fp8GemmParams;
 using dsn::GemmParams;
 using dsn::GroupedFp8GemmParams;
+using dsn::MaskedGroupedFp8GemmParams;
 
 /** y[m, n] = Σ_kb (Σ_{k∈kb} a[m,k]·w[n,k]) · aScales[m,kb] · wScales[n/128,kb]. */
 void fp8Gemm(const Fp8GemmParams& p, ThreadPool& pool);
 
 /** fp8Gemm per expert over its rows. Checks offsets first (throws "offsets …" range errors). */
 void groupedFp8Gemm(const GroupedFp8GemmParams& p, ThreadPool& pool);
+void maskedGroupedFp8Gemm(const MaskedGroupedFp8GemmParams& p, ThreadPool& pool);
 
 /** y = x · wᵀ. */
 void gemm(const GemmParams& p, ThreadPool& pool);

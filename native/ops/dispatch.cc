@@ -26,6 +26,7 @@ const char* whatText(uint32_t what) {
     case DeviceErrorWhat::tokenIdOutOfRange: return "token id";
     case DeviceErrorWhat::offsetOutOfRange: return "offset";
     case DeviceErrorWhat::keyIndexOutOfRange: return "key index";
+    case DeviceErrorWhat::rowCountOutOfRange: return "row count";
     case DeviceErrorWhat::positionOutOfRange: return "position";
     case DeviceErrorWhat::slotOutOfRange: return "slot";
     default: return nullptr;

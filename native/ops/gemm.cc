@@ -15,6 +15,8 @@ static const Kernels<Fp8GemmParams> kFp8Gemm{"fp8Gemm", cpu::fp8Gemm, DSN_CUDA_K
 DSN_KERNELS(kFp8Gemm);
 static const Kernels<GroupedFp8GemmParams> kGroupedFp8Gemm{"groupedFp8Gemm", cpu::groupedFp8Gemm, DSN_CUDA_KERNEL(cuda::groupedFp8GemmLaunch)};
 DSN_KERNELS(kGroupedFp8Gemm);
+static const Kernels<MaskedGroupedFp8GemmParams> kMaskedGroupedFp8Gemm{"maskedGroupedFp8Gemm", cpu::maskedGroupedFp8Gemm, DSN_CUDA_KERNEL(cuda::maskedGroupedFp8GemmLaunch)};
+DSN_KERNELS(kMaskedGroupedFp8Gemm);
 static const Kernels<GemmParams> kGemm{"gemm", cpu::gemm, DSN_CUDA_KERNEL(cuda::gemmLaunch)};
 DSN_KERNELS(kGemm);
 static const Kernels<BmmHeadsParams> kBmmHeads{"bmmHeads", cpu::bmmHeads, DSN_CUDA_KERNEL(cuda::bmmHeadsLaunch)};
@@ -122,6 +124,43 @@ static Napi::Value GroupedFp8Gemm(const Napi::CallbackInfo& info) {
   });
 }
 
+/** maskedGroupedFp8Gemm(a [E, M, K], aScales [E, M, K/128], w [E, N, K], wScales [E, ceil(N/128), K/128], counts [E] i32, outDtype, exactBlockSums?) -> [E, M, N] */
+static Napi::Value MaskedGroupedFp8Gemm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "maskedGroupedFp8Gemm");
+    TensorRef x = a.tensor(0, "a");
+    TensorRef xs = a.tensor(1, "aScales");
+    TensorRef w = a.tensor(2, "w");
+    TensorRef ws = a.tensor(3, "wScales");
+    TensorRef counts = a.tensor(4, "counts");
+    DType out = outDtype(a, 5);
+    a.expectRank(*x, "a", 3);
+    int64_t K = checkFp8Activation(a, *x, *xs);
+    int64_t E = x->dim(0), M = x->dim(1);
+    a.expectDtype(*w, "w", {DType::f8e4m3});
+    a.expectDtype(*ws, "wScales", {DType::f32});
+    a.expectDtype(*counts, "counts", {DType::i32});
+    a.expectRank(*w, "w", 3);
+    if (w->dim(0) != E || w->dim(2) != K)
+      throwRange("maskedGroupedFp8Gemm: w must have shape [", E, ", N, ", K, "] (the experts of a, and its K) but received ", w->shapeString());
+    int64_t N = w->dim(1);
+    if (E < 1 || N < 1) throwRange("maskedGroupedFp8Gemm: w must have at least 1 expert and 1 row but received shape ", w->shapeString());
+    expectShapeVec(a, *ws, "wScales", {E, (N + 127) / 128, K / 128});
+    expectShapeVec(a, *counts, "counts", {E});
+    a.expectSameDevice(*x, "a", *w, "w");
+    a.expectSameDevice(*x, "a", *ws, "wScales");
+    a.expectSameDevice(*x, "a", *counts, "counts");
+    expectKernelFor(kMaskedGroupedFp8Gemm, x->device, "a");
+    TensorRef y = newTensor(out, {E, M, N}, x->device);
+    MaskedGroupedFp8GemmParams p;
+    p.a = x->ptr<uint8_t>(); p.aScales = xs->ptr<float>(); p.w = w->ptr<uint8_t>(); p.wScales = ws->ptr<float>();
+    p.counts = counts->ptr<int32_t>(); p.y = y->data(); p.yType = out; p.E = E; p.M = M; p.N = N; p.K = K;
+    p.exactBlockSums = a.has(6) && a.boolean(6, "exactBlockSums");
+    launch(kMaskedGroupedFp8Gemm, x->device, p, {x, xs, w, ws, counts, y});
+    return NativeTensor::Wrap(info.Env(), y);
+  });
+}
+
 /** gemm(x [.., K] f32|bf16, w [N, K] f32|bf16, outDtype) -> [.., N] */
 static Napi::Value Gemm(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
@@ -196,6 +235,7 @@ static Napi::Value GemmSetBatchInvariant(const Napi::CallbackInfo& info) {
 
 DSN_OP("fp8Gemm", Fp8Gemm);
 DSN_OP("groupedFp8Gemm", GroupedFp8Gemm);
+DSN_OP("maskedGroupedFp8Gemm", MaskedGroupedFp8Gemm);
 DSN_OP("gemm", Gemm);
 DSN_OP("bmmHeads", BmmHeads);
 DSN_INTERNAL_OP("gemmSetBf16Dot", GemmSetBf16Dot);

@@ -30,6 +30,21 @@ struct GroupedFp8GemmParams {
   bool exactBlockSums = false;       // see native/cpu/gemm_engine.h (CPU only: the CUDA kernels sum each 128-block on tensor cores)
 };
 
+/** The masked layout (decode): a fixed number M of row slots per expert, counts[e] of them in use,
+ *  so the launch shape does not depend on the routing (a decode step can be captured in a CUDA graph)
+ *  and nothing reads the counts on the host. Rows at or past counts[e] are neither read nor written. */
+struct MaskedGroupedFp8GemmParams {
+  const uint8_t* a = nullptr;        // [E, M, K] f8e4m3
+  const float* aScales = nullptr;    // [E, M, K/128] f32
+  const uint8_t* w = nullptr;        // [E, N, K] f8e4m3
+  const float* wScales = nullptr;    // [E, ceil(N/128), K/128] f32
+  const int32_t* counts = nullptr;   // [E] i32, each in [0, M]
+  void* y = nullptr;                 // [E, M, N], dtype yType
+  DType yType = DType::bf16;
+  int64_t E = 0, M = 0, N = 0, K = 0;
+  bool exactBlockSums = false;       // see native/cpu/gemm_engine.h (CPU only, as above)
+};
+
 struct GemmParams {
   const void* x = nullptr;           // [M, K], dtype xType (f32 | bf16)
   DType xType = DType::f32;

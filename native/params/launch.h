@@ -14,8 +14,9 @@ enum class DeviceErrorWhat : uint32_t {
   tokenIdOutOfRange = 3,  // a token id outside [0, bound)
   offsetOutOfRange = 4,   // an offset / position outside [0, bound)
   keyIndexOutOfRange = 5, // a key (cache slot) index outside [0, bound)
-  positionOutOfRange = 6, // a token position (a row of the rope tables) outside [0, bound)
-  slotOutOfRange = 7,     // a paged-cache slot (block * 64 + row) outside [0, bound)
+  rowCountOutOfRange = 6, // a per-group row count outside [0, bound)
+  positionOutOfRange = 7, // a token position (a row of the rope tables) outside [0, bound)
+  slotOutOfRange = 8,     // a paged-cache slot (block * 64 + row) outside [0, bound)
   count
 };
 

@@ -241,12 +241,12 @@ describe('configs that disagree with the checkpoint', () => {
     const m = variant('vocab', (c) => { c.vocab_size = 500; });
     const err = await loadModel(m).catch((e) => e);
     expect(err).toBeInstanceOf(ConfigError);
-    expect(err.message).toBe('config.json: vocab_size is 500 but model.embed_tokens.weight has shape [512, 256] (dimension 0 should be 500)');
+    expect(err.message).toBe('config.json: vocab_size is 500 but model.embed_tokens.weight has shape [512, 256], expected [500, 256] (dimension 0 should be 500)');
   });
 
   it('num_attention_heads that disagrees with the projections is an error naming it', async () => {
     const m = variant('heads', (c) => { c.num_attention_heads = 8; });
-    await expect(loadModel(m)).rejects.toThrow('config.json: num_attention_heads is 8 but model.layers.0.self_attn.q_b_proj.weight has shape [384, 128] (dimension 0 should be 768 = num_attention_heads × (qk_nope_head_dim + qk_rope_head_dim))');
+    await expect(loadModel(m)).rejects.toThrow('config.json: num_attention_heads is 8 but model.layers.0.self_attn.q_b_proj.weight has shape [384, 128], expected [768, 128] (dimension 0 should be 768 = num_attention_heads × (qk_nope_head_dim + qk_rope_head_dim))');
   });
 
   it('num_hidden_layers: 1e9 is bounded by the checkpoint before anything is built', async () => {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadModel, type Model, parseConfig } from '../../lib/index.js';
 import { KvCache } from '../../lib/model/kv-cache.js';
-import { makeTinyCheckpoint } from '../../lib/model/make-tiny.js';
+import { makeTinyCheckpoint } from '../../lib/tools/make-tiny/writer.js';
 
 const real = JSON.parse(readFileSync(resolve(import.meta.dirname, '../fixtures/deepseek-v3.2.config.json'), 'utf8')) as Record<string, unknown>;
 

@@ -6,7 +6,7 @@
  *
  * | op                | bound per element                                                        | why |
  * | ----------------- | ------------------------------------------------------------------------ | --- |
- * | fp8Gemm, grouped  | 2⁻¹⁷ · Σ_kb sa·sw·Σ_k |a·w| + one ulp of the output dtype of |ref| | each 128-term block summed in f32 in another order (≤ 128 · 2⁻²⁴ = 2⁻¹⁷ of its magnitude), then scaled and added |
+ * | fp8Gemm, grouped, masked | 2⁻¹⁷ · Σ_kb sa·sw·Σ_k |a·w| + one ulp of the output dtype of |ref| | each 128-term block summed in f32 in another order (≤ 128 · 2⁻²⁴ = 2⁻¹⁷ of its magnitude), then scaled and added |
  * | gemm, bmmHeads    | K · 2⁻²⁴ · Σ_k |x·w| + one ulp of the output dtype of |ref|       | a K-term f32 sum in another order |
  */
 import { describe, expect, it } from 'vitest';
@@ -29,7 +29,7 @@ function expectWithin(what: string, got: Float32Array, ref: Float32Array, bound:
   if (!(worst <= 1)) expect({ what, at, got: got[at] }).toEqual({ what, at, got: ref[at], bound: bound(at) });
 }
 
-for (const { device, skip } of suiteDevices('fp8Gemm', 'groupedFp8Gemm', 'gemm', 'bmmHeads')) {
+for (const { device, skip } of suiteDevices('fp8Gemm', 'groupedFp8Gemm', 'maskedGroupedFp8Gemm', 'gemm', 'bmmHeads')) {
   if (device === 'cpu') continue; // this file compares a device's kernels with the CPU's
   describe.skipIf(skip)(`the GEMM family on ${device} matches the CPU within f32 summation error${skip ? ` (skipped: ${skip})` : ''}`, () => {
     const r = rng();
@@ -116,6 +116,45 @@ for (const { device, skip } of suiteDevices('fp8Gemm', 'groupedFp8Gemm', 'gemm',
       using good = tensor(Int32Array.from([0, 1, 4]), { device });
       using y2 = ops.groupedFp8Gemm(at, st, wt, swt, good, 'f32');
       expect(Array.from(await y2.toFloat32Array()).every((v) => v === 0)).toBe(true);
+    });
+
+    it(`maskedGroupedFp8Gemm: 4 experts of 70 row slots, counts 70, 0, 1, 65 (seed ${r.seed})`, async () => {
+      const counts = [70, 0, 1, 65], E = counts.length, M = 70, N = 72, K = 256;
+      const a = codes(E * M * K), w = codes(E * N * K);
+      const sa = Float32Array.from({ length: E * M * 2 }, () => 2 ** r.int(-10, -5));
+      const sw = Float32Array.from({ length: E * 2 }, () => 2 ** r.int(-10, -5));
+      const run = async (d: string) => {
+        using at = tensor(a, { shape: [E, M, K], dtype: 'f8e4m3', device: d });
+        using st = tensor(sa, { shape: [E, M, 2], device: d });
+        using wt = tensor(w, { shape: [E, N, K], dtype: 'f8e4m3', device: d });
+        using swt = tensor(sw, { shape: [E, 1, 2], device: d });
+        using ct = tensor(Int32Array.from(counts), { device: d });
+        using y = ops.maskedGroupedFp8Gemm(at, st, wt, swt, ct, 'f32', { exactBlockSums: true });
+        return y.toFloat32Array();
+      };
+      const ref = await run('cpu');
+      const got = await run(device);
+      for (let e = 0; e < E; ++e) {
+        if (counts[e] === 0) continue;
+        const rows = [e * M * N, (e * M + counts[e]) * N];
+        const bound = fp8Bound(a.subarray(e * M * K, (e * M + counts[e]) * K), sa.subarray(e * M * 2, (e * M + counts[e]) * 2),
+          w.subarray(e * N * K, (e + 1) * N * K), sw.subarray(e * 2, (e + 1) * 2), counts[e], N, K, ref.subarray(rows[0], rows[1]), 'f32');
+        expectWithin(`maskedGroupedFp8Gemm expert ${e}`, got.subarray(rows[0], rows[1]), ref.subarray(rows[0], rows[1]), bound);
+      }
+    });
+
+    it('maskedGroupedFp8Gemm: a count outside [0, M] fails at the next sync point, and the device works on', async () => {
+      using at = tensor(new Uint8Array(2 * 4 * 128), { shape: [2, 4, 128], dtype: 'f8e4m3', device });
+      using st = tensor(new Float32Array(8), { shape: [2, 4, 1], device });
+      using wt = tensor(new Uint8Array(2 * 8 * 128), { shape: [2, 8, 128], dtype: 'f8e4m3', device });
+      using swt = tensor(new Float32Array(2), { shape: [2, 1, 1], device });
+      using bad = tensor(Int32Array.from([1, 5]), { device });
+      using y = ops.maskedGroupedFp8Gemm(at, st, wt, swt, bad, 'f32');
+      await expect(y.read()).rejects.toThrow('maskedGroupedFp8Gemm: row count 5 is out of range [0, 5)');
+      using good = tensor(Int32Array.from([4, 1]), { device });
+      using y2 = ops.maskedGroupedFp8Gemm(at, st, wt, swt, good, 'f32');
+      const out = await y2.toFloat32Array();
+      expect(Array.from(out.subarray(0, 4 * 8 + 8)).every((v) => v === 0)).toBe(true); // expert 0's 4 rows, expert 1's first
     });
 
     for (const [M, N, K, xType, wType, yType] of [[1, 300, 77, 'bf16', 'bf16', 'f32'], [33, 65, 1024, 'f32', 'bf16', 'bf16'], [64, 64, 1, 'f32', 'f32', 'f32'], [3, 5, 0, 'bf16', 'f32', 'f32']] as const)

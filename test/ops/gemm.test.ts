@@ -302,6 +302,67 @@ describe('groupedFp8Gemm on cpu', () => {
   });
 });
 
+describe('maskedGroupedFp8Gemm on cpu', () => {
+  const r = rng();
+  afterAll(restorePaths);
+
+  // [E, M, N, K] and the row counts in use (a full expert, empty ones, one row)
+  const cases: [number, number, number, number, number[]][] = [
+    [3, 5, 130, 128, [5, 0, 1]],
+    [4, 70, 64, 256, [0, 70, 33, 2]],
+  ];
+  for (const path of PATHS) {
+    for (const [E, M, N, K, counts] of cases) {
+      itOn(path, `${pathName(path)} E=${E} M=${M} N=${N} K=${K} counts=${counts} (seed ${r.seed})`, async () => {
+        await usePath(path);
+        const NB = Math.ceil(N / 128), KB = K / 128;
+        const a = randomCodes(r, E * M * K), sa = randomScales(r, E * M * KB);
+        const w = randomCodes(r, E * N * K), sw = randomScales(r, E * NB * KB);
+        using at = tensor(a.codes, { shape: [E, M, K], dtype: 'f8e4m3' });
+        using st = tensor(sa, { shape: [E, M, KB] });
+        using wt = tensor(w.codes, { shape: [E, N, K], dtype: 'f8e4m3' });
+        using swt = tensor(sw, { shape: [E, NB, KB] });
+        using ct = tensor(Int32Array.from(counts));
+        using y = ops.maskedGroupedFp8Gemm(at, st, wt, swt, ct, 'bf16');
+        expect(y.shape).toEqual([E, M, N]);
+        const all = await y.toFloat32Array();
+        for (let e = 0; e < E; ++e) {
+          const rows = counts[e];
+          if (rows === 0) continue;
+          const part = fp8GemmRef(
+            a.values.subarray(e * M * K, (e * M + rows) * K), sa.subarray(e * M * KB, (e * M + rows) * KB),
+            w.values.subarray(e * N * K, (e + 1) * N * K), sw.subarray(e * NB * KB, (e + 1) * NB * KB), rows, N, K,
+          );
+          expectClose(all.subarray(e * M * N, (e * M + rows) * N), part.y, part.abs, 'bf16', N, `expert ${e} of E=${E} M=${M} N=${N} K=${K}`);
+        }
+      });
+    }
+  }
+
+  it('rejects a count outside [0, M] when the kernel runs, and bad arguments at once', async () => {
+    const [E, M, N, K] = [3, 4, 8, 128];
+    using a = tensor(new Uint8Array(E * M * K), { shape: [E, M, K], dtype: 'f8e4m3' });
+    using sa = tensor(new Float32Array(E * M), { shape: [E, M, 1] });
+    using w = tensor(new Uint8Array(E * N * K), { shape: [E, N, K], dtype: 'f8e4m3' });
+    using sw = tensor(new Float32Array(E), { shape: [E, 1, 1] });
+    const run = async (counts: number[]) => {
+      using c = tensor(Int32Array.from(counts));
+      using y = ops.maskedGroupedFp8Gemm(a, sa, w, sw, c, 'f32');
+      return y.read();
+    };
+    await expect(run([0, 5, 1])).rejects.toThrow('maskedGroupedFp8Gemm: counts[1] = 5 is out of range [0, 4]');
+    await expect(run([-1, 0, 0])).rejects.toThrow('maskedGroupedFp8Gemm: counts[0] = -1 is out of range [0, 4]');
+    await expect(run([4, 0, 4])).resolves.toBeDefined();
+    using c2 = tensor(new Int32Array(2));
+    using cF = tensor(new Float32Array(3));
+    using w2 = tensor(new Uint8Array(2 * N * K), { shape: [2, N, K], dtype: 'f8e4m3' });
+    using c3 = tensor(new Int32Array(3));
+    expect(() => ops.maskedGroupedFp8Gemm(a, sa, w, sw, c2, 'f32')).toThrow('maskedGroupedFp8Gemm: counts must have shape [3] but received [2]');
+    expect(() => ops.maskedGroupedFp8Gemm(a, sa, w, sw, cF, 'f32')).toThrow('maskedGroupedFp8Gemm: counts must have dtype i32 but received f32');
+    expect(() => ops.maskedGroupedFp8Gemm(a, sa, w2, sw, c3, 'f32')).toThrow('maskedGroupedFp8Gemm: w must have shape [3, N, 128] (the experts of a, and its K) but received [2, 8, 128]');
+  });
+});
+
 /** Random values rounded to dtype, as float64. */
 function randomValues(r: Rng, n: number, dtype: 'bf16' | 'f32'): Float32Array {
   const v = r.floats(n);

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { parseMakeTinyArgs, tokenizerIdCount } from '../../lib/model/make-tiny.js';
+import { parseMakeTinyArgs } from '../../lib/tools/make-tiny/command.js';
+import { tokenizerIdCount } from '../../lib/tools/make-tiny/writer.js';
 import type { Model } from '../../lib/model/model.js';
 import { encodeMessages } from '../../lib/serve/dsv32-encoding.js';
 import { Serving } from '../../lib/serve/generation.js';
@@ -17,7 +18,7 @@ beforeAll(() => {
 
 /** Only what Serving reads of a model when it renders prompts. */
 const fakeModel = (modelType: string) =>
-  ({ dir: '/nowhere', maxContext: 4096, config: { hf: { model_type: modelType }, vocabSize: 129280 } }) as unknown as Model;
+  ({ dir: '/nowhere', maxContext: 4096, config: { modelType, eosTokenIds: [], vocabSize: 129280 } }) as unknown as Model;
 
 describe('chat format by model type', () => {
   it('deepseek_v3 renders tokenizer_config.json’s chat_template with @huggingface/jinja', () => {

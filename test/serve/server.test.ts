@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { makeTinyCheckpoint } from '../../lib/model/make-tiny.js';
+import { makeTinyCheckpoint } from '../../lib/tools/make-tiny/writer.js';
 import { loadModel, type Model } from '../../lib/model/model.js';
 import * as ops from '../../lib/ops/index.js';
 import { encodeMessages } from '../../lib/serve/dsv32-encoding.js';

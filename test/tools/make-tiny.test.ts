@@ -5,17 +5,13 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { ops, tensor } from '../../lib/index.js';
-import { openCheckpoint } from '../../lib/model/checkpoint.js';
-import {
-  TINY_PRESETS,
-  type TinyDims,
-  e4m3Code,
-  makeTinyCheckpoint,
-  parseMakeTinyArgs,
-  resolveTinyDims,
-  tinyTensorPlan,
-} from '../../lib/model/make-tiny.js';
-import { openSafetensors } from '../../lib/model/safetensors.js';
+import { openCheckpoint } from '../../lib/io/checkpoint.js';
+import { parseMakeTinyArgs } from '../../lib/tools/make-tiny/command.js';
+import { TINY_PRESETS, type TinyDims, resolveTinyDims } from '../../lib/tools/make-tiny/dims.js';
+import { tinyTensorPlan } from '../../lib/tools/make-tiny/plan.js';
+import { e4m3Code } from '../../lib/tools/make-tiny/values.js';
+import { makeTinyCheckpoint } from '../../lib/tools/make-tiny/writer.js';
+import { openSafetensors } from '../../lib/io/safetensors.js';
 import { rng } from '../helpers.js';
 import { GOLDEN } from '../golden-dir.js';
 
@@ -180,6 +176,10 @@ describe('makeTinyCheckpoint', () => {
     );
     await expect(makeTinyCheckpoint(d, { dims: { n_routed_experts: 6 } })).rejects.toThrow(
       'makeTinyCheckpoint: dims must satisfy n_routed_experts (6) divisible by n_group (4)',
+    );
+    // What the loader would refuse is refused before anything is written (checked by parseConfig).
+    await expect(makeTinyCheckpoint(d, { dims: { hidden_size: 200 } })).rejects.toThrow(
+      'makeTinyCheckpoint: dims must make a config the model loads: config.json: hidden_size is 200; allowed: a multiple of 128 (FP8 activations are quantised per 128 values)',
     );
     await expect(makeTinyCheckpoint(d, { preset: '7b' as '1b' })).rejects.toThrow(
       "makeTinyCheckpoint: expected 'tiny' or '1b' for preset but received '7b' of type string",

@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 
-import { loadModel } from './model/model.js';
+import { loadModel } from '../model/model.js';
 
 function parseIds(flag: string, s: string): number[] {
   const ids = s.split(',').map((t) => t.trim());

@@ -10,7 +10,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
-import { DisposedError, invalidArgument } from '../runtime/errors.js';
+import { DisposedError, invalidArgument, isPlainObject } from '../runtime/errors.js';
 import type { DType, DeviceName, Tensor } from '../runtime/tensor.js';
 import { SafetensorsError, type SafetensorsFile, openSafetensors } from './safetensors.js';
 
@@ -61,9 +61,6 @@ function readJson(path: string): unknown {
     throw new SafetensorsError(`${path}: not valid JSON (${(e as Error).message})`, { cause: e });
   }
 }
-
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** An open checkpoint. Close it (or `using`) when done; tensors made from it stay valid. */
 export class Checkpoint {

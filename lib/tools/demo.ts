@@ -9,11 +9,11 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { defaultTokenizerDir, makeTinyCheckpoint } from './model/make-tiny.js';
-import { loadModel } from './model/model.js';
-import { addRmsNorm } from './ops/index.js';
-import { runtimeInfo } from './runtime/info.js';
-import { tensor } from './runtime/tensor.js';
+import { defaultTokenizerDir, makeTinyCheckpoint } from './make-tiny/writer.js';
+import { loadModel } from '../model/model.js';
+import { addRmsNorm } from '../ops/index.js';
+import { runtimeInfo } from '../runtime/info.js';
+import { tensor } from '../runtime/tensor.js';
 
 function tokenizerAvailable(): boolean {
   try {

@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { DisposedError, memoryStats, ops, tensor } from '../../lib/index.js';
-import { type LoadProgress, openCheckpoint } from '../../lib/model/checkpoint.js';
+import { type LoadProgress, openCheckpoint } from '../../lib/io/checkpoint.js';
 import {
   type SafetensorsTensorData,
   SafetensorsError,
   openSafetensors,
   writeSafetensors,
-} from '../../lib/model/safetensors.js';
+} from '../../lib/io/safetensors.js';
 import { native } from '../../lib/runtime/native.js';
 import type { DType } from '../../lib/runtime/tensor.js';
 import { rng } from '../helpers.js';

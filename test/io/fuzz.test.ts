@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { SAFETENSORS_DTYPES, openSafetensors, writeAll } from '../../lib/model/safetensors.js';
+import { SAFETENSORS_DTYPES, openSafetensors, writeAll } from '../../lib/io/safetensors.js';
 import { native } from '../../lib/runtime/native.js';
 import { type Rng, rng } from '../helpers.js';
 import { GOLDEN } from '../golden-dir.js';

@@ -15,9 +15,9 @@
  */
 import { closeSync, openSync, statSync, writeSync } from 'node:fs';
 
-import { DisposedError, invalidArgument } from '../runtime/errors.js';
+import { DisposedError, invalidArgument, isPlainObject } from '../runtime/errors.js';
 import { native } from '../runtime/native.js';
-import { type DType, type DeviceName, Tensor } from '../runtime/tensor.js';
+import { DTYPE_BYTES, type DType, type DeviceName, Tensor } from '../runtime/tensor.js';
 
 /** Thrown when a safetensors file (or a checkpoint's index) is malformed or cannot be read. */
 export class SafetensorsError extends Error {
@@ -34,8 +34,6 @@ export const SAFETENSORS_DTYPES: Readonly<Record<string, DType>> = Object.freeze
   I64: 'i64',
   U8: 'u8',
 });
-
-const DTYPE_BYTES: Record<DType, number> = { f32: 4, bf16: 2, f16: 2, f8e4m3: 1, i32: 4, i64: 8, u8: 1 };
 
 /** Largest header accepted: 100 MiB (as the native side checks). */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -74,9 +72,6 @@ function show(value: unknown): string {
 }
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * Parses and validates a header: UTF-8 JSON object; per tensor a supported dtype, a shape of
