@@ -132,7 +132,7 @@ export function suiteDevices(...ops: string[]): { device: string; skip: string |
 /** The ops with a CUDA kernel in a CUDA build (the addon's opDevices list must say exactly these). */
 export const CUDA_OPS = [
   'actQuant', 'bmmHeads', 'cast', 'embedding', 'fp8Dequant', 'fp8Gemm', 'gatherRows', 'gemm', 'groupedFp8Gemm',
-  'moeCombine', 'moeDispatch', 'moeRoute', 'rmsNorm', 'swiglu',
+  'indexerScores', 'mlaDecode', 'moeCombine', 'moeDispatch', 'moeRoute', 'rmsNorm', 'swiglu', 'topK',
 ];
 
 /** The value of an E4M3 (fn) code, decoded independently of the addon (NaN for 0x7f / 0xff). */
