@@ -235,13 +235,13 @@ __global__ void __launch_bounds__(kThreads) mlaDecodeKernel(DecodeArgs a) {
           sS[e] = s == kNegInf || !(lS[h] > 0.0f) ? 0.0f : roundTo(p.type, expf(s - mS[h]) / lS[h]);
         }
         __syncthreads();
-        for (int64_t e = tid; e < kHeads * C; e += kThreads) {
-          const int64_t h = e / C, c = e % C;
-          float acc = oS[e];
-          DSN_UNROLL
-          for (int j = 0; j < kTile; ++j) acc = fmaf(sS[h * kTile + j], kS[j * W + c], acc);
-          oS[e] = acc;
-        }
+        for (int h = 0; h < kHeads; ++h)  // (no 64-bit division by C: it is a call that spills)
+          for (int64_t c = tid; c < C; c += kThreads) {
+            float acc = oS[h * C + c];
+            DSN_UNROLL
+            for (int j = 0; j < kTile; ++j) acc = fmaf(sS[h * kTile + j], kS[j * W + c], acc);
+            oS[h * C + c] = acc;
+          }
       }
       __syncthreads();
     }
@@ -253,12 +253,12 @@ __global__ void __launch_bounds__(kThreads) mlaDecodeKernel(DecodeArgs a) {
         st[1] = lS[tid];
       }
     } else {
-      for (int64_t e = tid; e < kHeads * C; e += kThreads) {
-        const int64_t h = h0 + e / C, c = e % C;
-        if (h >= H) continue;
-        if (splits == 1) storeFromF32(p.out, p.type, (t * H + h) * C + c, oS[e]);
-        else p.workspace[2 * p.tokens * H * splits + ((t * H + h) * splits + split) * C + c] = oS[e];
-      }
+      for (int hh = 0; hh < kHeads && h0 + hh < H; ++hh)
+        for (int64_t c = tid; c < C; c += kThreads) {
+          const int64_t h = h0 + hh;
+          if (splits == 1) storeFromF32(p.out, p.type, (t * H + h) * C + c, oS[hh * C + c]);
+          else p.workspace[2 * p.tokens * H * splits + ((t * H + h) * splits + split) * C + c] = oS[hh * C + c];
+        }
     }
     __syncthreads();
   }

@@ -31,9 +31,9 @@ __global__ void __launch_bounds__(kThreads) topKKernel(TopKParams p, int pad, De
   __shared__ uint32_t hist[kBins];
   __shared__ uint32_t threshold;      // the bits of the k-th largest key found so far
   __shared__ uint32_t thresholdMask;  // which bits those are
-  __shared__ int64_t need;                        // entries equal to the threshold still to take
+  __shared__ int need;                            // entries equal to the threshold still to take
   __shared__ int count;                           // entries in chosen
-  __shared__ int64_t eqSeen;                      // entries equal to the threshold before this tile
+  __shared__ int eqSeen;                          // entries equal to the threshold before this tile
   __shared__ int warpEq[kWarps];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   for (int64_t t = blockIdx.x; t < p.rows; t += gridDim.x) {
@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(kThreads) topKKernel(TopKParams p, int pad, De
       if (tid == 0) {
         threshold = 0;
         thresholdMask = 0;
-        need = take;
+        need = int(take);
       }
       // The k-th largest key, 8 bits at a time from the top: need is its rank among the keys that
       // share the bits found so far.
@@ -63,15 +63,15 @@ __global__ void __launch_bounds__(kThreads) topKKernel(TopKParams p, int pad, De
         }
         __syncthreads();
         if (tid == 0) {
-          int64_t above = 0;
+          int above = 0;
           for (int b = kBins - 1; b >= 0; --b) {
-            if (above + hist[b] >= need) {
+            if (above + int(hist[b]) >= need) {
               threshold |= uint32_t(b) << shift;
               thresholdMask |= uint32_t(kBins - 1) << shift;
               need -= above;
               break;
             }
-            above += hist[b];
+            above += int(hist[b]);
           }
           count = 0;
           eqSeen = 0;
@@ -89,7 +89,7 @@ __global__ void __launch_bounds__(kThreads) topKKernel(TopKParams p, int pad, De
         if (lane == 0) warpEq[warp] = __popc(ballot);
         __syncthreads();
         if (eq) {
-          int64_t rank = eqSeen + __popc(ballot & ((1u << lane) - 1u));
+          int rank = eqSeen + __popc(ballot & ((1u << lane) - 1u));
           for (int w = 0; w < warp; ++w) rank += warpEq[w];
           if (rank < need) chosen[atomicAdd(&count, 1)] = packEntry(key, i);
         }
