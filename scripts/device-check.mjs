@@ -187,7 +187,7 @@ Object.assign(CASES, {
     return caseOf(`bmmHeads [${T}, ${H}, ${A}] x [${H}, ${A}, ${B}] bf16`, 1e-3, 2 ** -7, (t) => [ops.bmmHeads(t(x, { shape: [T, H, A], dtype: 'bf16' }), t(w, { shape: [H, A, B], dtype: 'bf16' }), 'bf16')]);
   }),
   // Attention: summation order and e^x differ; P may round to the neighbouring bf16 value (one ulp of P · |v|).
-  mlaDecode: () => (small ? [[2, 16, 100, 0, false]] : [[1, 128, 4096, 0, false], [4, 128, 8192, 2048, false], [64, 16, 2000, 0, true], [8, 64, 3000, 2048, true]]).map(([T, H, ctx, topk, fp8]) => {
+  mlaDecode: () => (small ? [[2, 16, 100, 0, false], [2, 20, 130, 32, true]] : [[1, 128, 4096, 0, false], [4, 128, 8192, 2048, false], [64, 16, 2000, 0, true], [8, 64, 3000, 2048, true]]).map(([T, H, ctx, topk, fp8]) => {
     const [C, Dr] = [512, 64];
     const blocks = Math.ceil(ctx / 64), numBlocks = blocks + 1;
     const table = Int32Array.from({ length: blocks }, (_, b) => (b * 7 + 1) % numBlocks);  // scattered blocks
