@@ -202,6 +202,48 @@ Object.assign(CASES, {
     const x = floats(T * H * A), w = floats(H * A * B, 0.05);
     return caseOf(`bmmHeads [${T}, ${H}, ${A}] x [${H}, ${A}, ${B}] bf16`, 1e-3, 2 ** -7, (t) => [ops.bmmHeads(t(x, { shape: [T, H, A], dtype: 'bf16' }), t(w, { shape: [H, A, B], dtype: 'bf16' }), 'bf16')]);
   }),
+  // Attention: summation order and e^x differ; P may round to the neighbouring bf16 value (one ulp of P · |v|).
+  mlaDecode: () => (small ? [[2, 16, 100, 0, false], [2, 20, 130, 32, true]] : [[1, 128, 4096, 0, false], [4, 128, 8192, 2048, false], [64, 16, 2000, 0, true], [8, 64, 3000, 2048, true]]).map(([T, H, ctx, topk, fp8]) => {
+    const [C, Dr] = [512, 64];
+    const blocks = Math.ceil(ctx / 64), numBlocks = blocks + 1;
+    const table = Int32Array.from({ length: blocks }, (_, b) => (b * 7 + 1) % numBlocks);  // scattered blocks
+    const ql = floats(T * H * C), qpe = floats(T * H * Dr), pos = ints(T, ctx);
+    pos[0] = ctx - 1;
+    const idx = topk ? Int32Array.from({ length: T * topk }, (_, i) => (random() < 0.05 ? -1 : Math.floor(random() * ctx))) : null;
+    let cache, shape;
+    if (fp8) {  // FP8 rows: C codes, C/128 f32 scales, Dr bf16 (latent_cache.h)
+      const rowBytes = C + 4 * (C / 128) + 2 * Dr, bytes = new Uint8Array(numBlocks * 64 * rowBytes), view = new DataView(bytes.buffer);
+      for (let r = 0; r < numBlocks * 64; ++r) {
+        bytes.set(codes(C).map((c) => c & 0xbf), r * rowBytes);  // |code| <= 1.875 · 2^0: finite, moderate
+        for (let g = 0; g < C / 128; ++g) view.setFloat32(r * rowBytes + C + 4 * g, 2 ** -2, true);
+        for (let d = 0; d < Dr; ++d) view.setUint16(r * rowBytes + C + 4 * (C / 128) + 2 * d, 0x3f80 + Math.floor(random() * 128), true);
+      }
+      cache = bytes; shape = [numBlocks, 64, rowBytes];
+    } else {
+      cache = floats(numBlocks * 64 * (C + Dr)); shape = [numBlocks, 64, C + Dr];
+    }
+    return caseOf(`mlaDecode T ${T} H ${H} ctx ${ctx}${topk ? ` top-${topk}` : ''}${fp8 ? ' FP8 cache' : ''} bf16`, 2 ** -7, 2 ** -7, (t) =>
+      [ops.mlaDecode(t(ql, { shape: [T, H, C], dtype: 'bf16' }), t(qpe, { shape: [T, H, Dr], dtype: 'bf16' }), t(cache, { shape, dtype: fp8 ? 'u8' : 'bf16' }),
+        t(table, { shape: [1, blocks] }), t(new Int32Array(T)), t(pos), { scale: 1 / Math.sqrt(C + Dr), indices: idx ? t(idx, { shape: [T, topk] }) : undefined })]);
+  }),
+  // f32 sums of exact FP8 products in another order.
+  indexerScores: () => (small ? [[2, 64, 128, 300]] : [[4, 64, 128, 8192], [64, 64, 128, 2048]]).map(([T, H, D, ctx]) => {
+    const blocks = Math.ceil(ctx / 64), table = Int32Array.from({ length: blocks }, (_, b) => blocks - 1 - b);
+    const q = floats(T * H * D), k = floats(blocks * 64 * D), ks = floats(blocks * 64).map((v) => Math.abs(v) * 0.1), w = floats(T * H, 0.125), pos = ints(T, ctx);
+    return caseOf(`indexerScores T ${T} Hi ${H} Di ${D} ctx ${ctx}`, 1e-4, 1e-4, (t) =>
+      [ops.indexerScores(t(q, { shape: [T, H, D], dtype: 'f8e4m3' }), t(w, { shape: [T, H] }), t(k, { shape: [blocks, 64, D], dtype: 'f8e4m3' }), t(ks, { shape: [blocks, 64] }),
+        t(table, { shape: [1, blocks] }), t(new Int32Array(T)), t(pos), ctx)]);
+  }),
+  // Distinct scores (no ties): the same indices exactly.
+  topK: () => (small ? [[2, 3000, 256]] : [[1, 131072, 2048], [64, 8192, 2048], [16, 65536, 1]]).map(([T, S, k]) => {
+    const scores = new Float32Array(T * S);
+    for (let r = 0; r < T; ++r) {
+      const p = Array.from({ length: S }, (_, i) => i);
+      for (let i = S - 1; i > 0; --i) { const j = Math.floor(random() * (i + 1)); [p[i], p[j]] = [p[j], p[i]]; }
+      for (let i = 0; i < S; ++i) scores[r * S + i] = (p[i] - S / 2) * 0.37;
+    }
+    return caseOf(`topK [${T}, ${S}] k ${k}`, 0, 0, (t) => [ops.topK(t(scores, { shape: [T, S] }), k)]);
+  }),
 });
 
 Object.assign(CASES, {

@@ -131,10 +131,10 @@ export function suiteDevices(...ops: string[]): { device: string; skip: string |
 
 /** The ops with a CUDA kernel in a CUDA build (the addon's opDevices list must say exactly these). */
 export const CUDA_OPS = [
-  'actQuant', 'add', 'argmax', 'bmmHeads', 'cast', 'concat', 'embedding', 'fp8Dequant', 'fp8Gemm', 'gatherRows', 'gemm',
-  'groupedFp8Gemm', 'hadamard', 'latentCacheRead', 'latentCacheWrite', 'layerNorm', 'maskedGroupedFp8Gemm', 'moeCombine',
-  'moeDispatch', 'moeRoute', 'mul', 'pagedGather', 'pagedWrite', 'rmsNorm', 'rope', 'scale', 'silu', 'slice', 'swiglu',
-  'transpose',
+  'actQuant', 'add', 'argmax', 'bmmHeads', 'cast', 'concat', 'embedding', 'fp8Dequant', 'fp8Gemm', 'gatherRows',
+  'gemm', 'groupedFp8Gemm', 'hadamard', 'indexerScores', 'latentCacheRead', 'latentCacheWrite', 'layerNorm',
+  'maskedGroupedFp8Gemm', 'mlaDecode', 'moeCombine', 'moeDispatch', 'moeRoute', 'mul', 'pagedGather', 'pagedWrite',
+  'rmsNorm', 'rope', 'scale', 'silu', 'slice', 'swiglu', 'topK', 'transpose',
 ];
 
 /** The value of an E4M3 (fn) code, decoded independently of the addon (NaN for 0x7f / 0xff). */

@@ -2,12 +2,20 @@
 // absorbed form over the paged latent cache. See native/cpu/attention.h for the numerics.
 #include "../cpu/attention.h"
 
+#include <algorithm>
+
 #include "../cpu/cache.h"
 #include "../cpu/latent_cache.h"
 #include "args.h"
 #include "dispatch.h"
+#ifdef DSN_WITH_CUDA
+#include "../../cuda/attention.cuh"
+#endif
 
 namespace dsn {
+
+static const Kernels<MlaDecodeParams> kMlaDecode{"mlaDecode", cpu::mlaDecode, DSN_CUDA_KERNEL(cuda::mlaDecodeLaunch)};
+DSN_KERNELS(kMlaDecode);
 
 static void expectDtypeOf(const char* op, const TensorImpl& t, const char* name, const TensorImpl& ref, const char* refName) {
   if (t.dtype != ref.dtype)
@@ -56,7 +64,7 @@ static Napi::Value MlaPrefill(const Napi::CallbackInfo& info) {
     if (bf16Scores && q->dtype != DType::bf16) throwType(op, ": scoreDtype 'bf16' needs bf16 activations but q is ", dtypeName(q->dtype));
     TensorRef out = newTensor(q->dtype, {T, H, dv}, q->device);
 
-    cpu::MlaPrefillParams p;
+    MlaPrefillParams p;
     p.type = q->dtype; p.q = q->data(); p.kv = kv->data(); p.kPe = kPe->data(); p.qPos = qPos->ptr<int32_t>();
     p.indices = idx ? idx->ptr<int32_t>() : nullptr; p.out = out->data();
     p.tokens = T; p.keys = S; p.heads = H; p.dn = dn; p.dr = dr; p.dv = dv; p.topk = idx ? idx->dim(1) : 0;
@@ -110,18 +118,24 @@ static Napi::Value MlaDecode(const Napi::CallbackInfo& info) {
     a.expectSameDevice(*ql, "qLatent", *seq, "seqIdx");
     a.expectSameDevice(*ql, "qLatent", *qPos, "qPos");
     if (idx) a.expectSameDevice(*ql, "qLatent", *idx, "indices");
-    a.requireCpu(*ql, "qLatent");
+    expectKernelFor(kMlaDecode, ql->device, "qLatent");
     if (bf16Scores && ql->dtype != DType::bf16) throwType(op, ": scoreDtype 'bf16' needs bf16 activations but qLatent is ", dtypeName(ql->dtype));
     TensorRef out = newTensor(ql->dtype, {T, H, C}, ql->device);
 
-    cpu::MlaDecodeParams p;
+    MlaDecodeParams p;
     p.type = ql->dtype; p.qLatent = ql->data(); p.qPe = qpe->data(); p.cache = cache->data(); p.fp8Cache = fp8Cache;
     p.blockTable = table->ptr<int32_t>(); p.seqIdx = seq->ptr<int32_t>(); p.qPos = qPos->ptr<int32_t>();
     p.indices = idx ? idx->ptr<int32_t>() : nullptr; p.out = out->data();
     p.tokens = T; p.heads = H; p.latent = C; p.dr = dr;
     p.numBlocks = cache->dim(0); p.batch = table->dim(0); p.maxBlocks = table->dim(1); p.topk = idx ? idx->dim(1) : 0;
     p.scale = float(scale); p.bf16Scores = bf16Scores;
-    enqueueCpu(op, {ql, qpe, cache, table, seq, qPos, idx, out}, [p](ThreadPool& pool) { cpu::mlaDecode(p, pool); });
+    TensorRef workspace;  // CUDA: split-KV statistics and partial rows (freed in stream order)
+    if (ql->device.type == DeviceType::CUDA) {
+      p.splits = mlaDecodeSplits(p);
+      workspace = newTensor(DType::f32, {std::max<int64_t>(mlaDecodeWorkspaceFloats(p, p.splits), 1)}, ql->device);
+      p.workspace = workspace->ptr<float>();
+    }
+    launch(kMlaDecode, ql->device, p, {ql, qpe, cache, table, seq, qPos, idx, out});
     return NativeTensor::Wrap(info.Env(), out);
   });
 }

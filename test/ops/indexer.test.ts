@@ -1,13 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { ops, tensor } from '../../lib/index.js';
-import { type Rng, rng, roundE4m3 } from '../helpers.js';
-import { onSimdPath, shuffled, SIMD_PATHS } from './attention-helpers.js';
-
-/** Random FP8 values (as numbers) over a wide range of magnitudes, subnormals included. */
-function fp8Values(r: Rng, n: number, scale: number): Float32Array {
-  return Float32Array.from({ length: n }, () => roundE4m3(r.normal() * scale * 2 ** r.int(-6, 3)));
-}
+import { rng } from '../helpers.js';
+import { indexerProblem, onSimdPath, SIMD_PATHS } from './attention-helpers.js';
 
 describe('indexerScores on cpu', () => {
   const r = rng();
@@ -31,44 +26,7 @@ describe('indexerScores on cpu', () => {
   for (const c of configs) {
     it(`${c.name}: float64 reference on every SIMD path (seed ${r.seed})`, async () => {
       const { H, D, maxKeys } = c;
-      const T = c.queries.length;
-      const need = c.lengths.map((n) => Math.ceil(n / 64));
-      const numBlocks = need.reduce((a, b) => a + b, 0) + 2, maxBlocks = Math.max(...need) + 1;
-      const perm = shuffled(numBlocks, r.next);
-      const table = new Int32Array(c.lengths.length * maxBlocks).fill(-5);
-      let next = 0;
-      need.forEach((n, b) => {
-        for (let i = 0; i < n; ++i) table[b * maxBlocks + i] = perm[next++];
-      });
-      const kCache = fp8Values(r, numBlocks * 64 * D, 1);
-      const kScales = Float32Array.from({ length: numBlocks * 64 }, () => Math.abs(r.normal()) * 0.1);
-      const q = fp8Values(r, T * H * D, 2);
-      const weights = Float32Array.from({ length: T * H }, () => r.normal() / Math.sqrt(H));
-      const seqIdx = Int32Array.from(c.queries, (x) => x[0]);
-      const qPos = Int32Array.from(c.queries, (x) => x[1]);
-      const want = new Float64Array(T * maxKeys);
-      const bound = new Float64Array(T * maxKeys);  // Σ |terms|, for the f32 summation tolerance
-      for (let t = 0; t < T; ++t) {
-        for (let s = 0; s < maxKeys; ++s) {
-          if (s > qPos[t]) {
-            want[t * maxKeys + s] = -Infinity;
-            continue;
-          }
-          const row = table[seqIdx[t] * maxBlocks + (s >> 6)] * 64 + (s & 63);
-          let total = 0, mag = 0;
-          for (let h = 0; h < H; ++h) {
-            let dot = 0, dmag = 0;
-            for (let d = 0; d < D; ++d) {
-              dot += q[(t * H + h) * D + d] * kCache[row * D + d];
-              dmag += Math.abs(q[(t * H + h) * D + d] * kCache[row * D + d]);
-            }
-            total += weights[t * H + h] * Math.max(dot, 0);
-            mag += Math.abs(weights[t * H + h]) * dmag;
-          }
-          want[t * maxKeys + s] = kScales[row] * total;
-          bound[t * maxKeys + s] = kScales[row] * mag;
-        }
-      }
+      const { T, numBlocks, maxBlocks, table, kCache, kScales, q, weights, seqIdx, qPos, want, bound } = indexerProblem(r, c);
       using qT = tensor(q, { shape: [T, H, D], dtype: 'f8e4m3' });
       using wT = tensor(weights, { shape: [T, H] });
       using kT = tensor(kCache, { shape: [numBlocks, 64, D], dtype: 'f8e4m3' });
