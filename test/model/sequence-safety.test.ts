@@ -4,7 +4,7 @@
  * configs that disagree with the tensors — and the surface no other suite reached: allPositions,
  * truncate, the load options, rollback of a step that cannot run, concurrent forward calls.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CacheFullError, ConfigError, DisposedError, loadModel, MissingTensorsError, type Model, type Sequence, tensor } from '../../lib/index.js';
 import { native } from '../../lib/runtime/native.js';
 import { BlockPool } from '../../lib/model/kv-cache.js';
-import { GOLDEN } from '../golden-dir.js';
+import { GOLDEN, tinySparseVariant } from '../golden-dir.js';
 import { relL2, rng } from '../helpers.js';
 
 const VOCAB = 512;
@@ -228,14 +228,7 @@ describe('configs that disagree with the checkpoint', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   /** A copy of tiny-sparse with its config changed by `edit`. */
-  const variant = (name: string, edit: (cfg: Record<string, any>) => void): string => {
-    const m = join(dir, name);
-    cpSync(join(GOLDEN, 'tiny-sparse'), m, { recursive: true });
-    const cfg = JSON.parse(readFileSync(join(m, 'config.json'), 'utf8'));
-    edit(cfg);
-    writeFileSync(join(m, 'config.json'), JSON.stringify(cfg));
-    return m;
-  };
+  const variant = (name: string, edit: (cfg: Record<string, any>) => void): string => tinySparseVariant(dir, name, edit);
 
   it('vocab_size that is not the embedding rows is an error naming field, value and shape', async () => {
     const m = variant('vocab', (c) => { c.vocab_size = 500; });

@@ -4,13 +4,13 @@
  * 64-token block) prefilled in one batch give each prompt's logits alone, and the variant really
  * changes the function. Plus parseConfig's error branches, each by its message.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ConfigError, loadModel, ops, parseConfig } from '../../lib/index.js';
-import { GOLDEN } from '../golden-dir.js';
+import { GOLDEN, tinySparseVariant } from '../golden-dir.js';
 import { relL2, rng } from '../helpers.js';
 
 const VOCAB = 512;
@@ -24,14 +24,7 @@ const SAME_ROW = 1e-6;
 const dir = mkdtempSync(join(tmpdir(), 'dsn-variants-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function variant(name: string, edit: (cfg: Record<string, any>) => void): string {
-  const m = join(dir, name);
-  cpSync(join(GOLDEN, 'tiny-sparse'), m, { recursive: true });
-  const cfg = JSON.parse(readFileSync(join(m, 'config.json'), 'utf8'));
-  edit(cfg);
-  writeFileSync(join(m, 'config.json'), JSON.stringify(cfg));
-  return m;
-}
+const variant = (name: string, edit: (cfg: Record<string, any>) => void): string => tinySparseVariant(dir, name, edit);
 
 const VARIANTS: [string, (cfg: Record<string, any>) => void][] = [
   ['deepseek_v3 (no DSA)', (c) => { c.model_type = 'deepseek_v3'; }],
