@@ -90,6 +90,21 @@ for (const { device, skip } of suiteDevices()) {
       await expect(x.read()).rejects.toThrow('debugRaiseDevice: offset 9 is out of range [0, 8)');
     });
 
+    it("profile(reset, device) counts each op queued on the device's stream", async () => {
+      using x = tensor(new Float32Array(256).map((_, i) => i - 100), { device });
+      native().profile(true, device);
+      const n = 2 + Math.floor(Math.random() * 4);
+      for (let i = 0; i < n; ++i) ops.scale(x, 0.5).dispose();
+      using y = ops.add(x, x);
+      await y.read();
+      const counts = native().profile(true, device);
+      expect(counts.scale?.runs).toBe(n);
+      expect(counts.add?.runs).toBe(1);
+      if (device !== 'cpu') expect(counts.read?.runs).toBe(1);  // CUDA counts its sync points too
+      expect(native().profile(false, device).scale).toBeUndefined();  // reset by the read before
+      expect(() => native().profile(false, 'cuda:9')).toThrow(/cuda:9/);
+    });
+
     it('a read whose host buffer cannot be allocated rejects instead of hanging', async () => {
       using x = tensor(new Float32Array([1, 2, 3]), { device });
       debug().debugFailHostAllocations(1);
