@@ -1,4 +1,5 @@
-// mlaDecode on CUDA (SIMT; tensor cores are future work). The contract is the CPU kernel's
+// mlaPrefill and mlaDecode on CUDA (SIMT; tensor cores are future work). mlaPrefill is described
+// with its kernel below. mlaDecode's contract is the CPU kernel's
 // (native/cpu/attention.h): per query t and head h, s_k = (qLatent·c_k + qPe·pe_k) · scale in f32
 // (or bf16(bf16(bf16(qLatent·c) + bf16(qPe·pe)) · scale) with bf16Scores), m = max_k s_k,
 // sum = Σ_k e^(s_k − m), P_k = dtype(e^(s_k − m) / sum), out = dtype(Σ_k P_k c_k) with f32 sums.
@@ -29,6 +30,7 @@
 // "index"); the attention kernels skip what is bad without reading through it.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <climits>
 #include <limits>
 
@@ -73,6 +75,65 @@ __device__ __forceinline__ float keyElement(const DecodeArgs& a, int64_t row, in
   if (c >= p.latent) return loadAsF32(r + a.ropeOffset, p.type, c - p.latent);
   const float scale = *reinterpret_cast<const float*>(r + p.latent + 4 * (c / cpu::kLatentGroup));
   return roundTo(p.type, __fmul_rn(loadAsF32(r, DType::f8e4m3, c), scale));
+}
+
+/** Pass 1 of the attention kernels: folds a tile's scores (sS [rows][kTile], -inf where invisible)
+ *  into each row's running max mS and sum lS (sum of e^(s − max)); threads 0..rows-1 do a row each. */
+__device__ __forceinline__ void foldTileStats(const float* sS, float* mS, float* lS, int rows) {
+  const int r = threadIdx.x;
+  if (r >= rows) return;
+  float tileMax = kNegInf;
+  for (int j = 0; j < kTile; ++j) tileMax = sS[r * kTile + j] > tileMax ? sS[r * kTile + j] : tileMax;
+  if (tileMax == kNegInf) return;
+  const float m = mS[r], mNew = m > tileMax ? m : tileMax;
+  float l = m == kNegInf ? 0.0f : lS[r] * expf(m - mNew);
+  for (int j = 0; j < kTile; ++j) l += expf(sS[r * kTile + j] - mNew);
+  mS[r] = mNew;
+  lS[r] = l;
+}
+
+/** Pass 2 of the attention kernels: a tile's scores (sS [rows][kTile]) become P = dtype(e^(s − m) / sum)
+ *  with each row's global max mS and sum lS (0 where invisible, or where the row sees nothing). */
+__device__ __forceinline__ void tileProbabilities(float* sS, const float* mS, const float* lS, int rows, DType type) {
+  for (int e = threadIdx.x; e < rows * kTile; e += blockDim.x) {
+    const int r = e / kTile;
+    const float s = sS[e];
+    sS[e] = s == kNegInf || !(lS[r] > 0.0f) ? 0.0f : roundTo(type, expf(s - mS[r]) / lS[r]);
+  }
+}
+
+/** A query's index list in shared memory, for the attention kernels (every thread of the block
+ *  calls it): list[0, pad) gets row[0, topk) with entries < 0 or > pos (and the padding) as INT_MAX,
+ *  sorted ascending (bitonic; pad a power of two >= topk). Returns the entries before the INT_MAX
+ *  tail, repeats included (a caller counts a repeated key once: list[i - 1] == list[i]). `visible`
+ *  is a __shared__ int of the caller. */
+__device__ int64_t sortedVisibleList(const int32_t* row, int64_t topk, int pad, int32_t pos, int* list, int* visible) {
+  const int tid = threadIdx.x, threads = blockDim.x;
+  for (int i = tid; i < pad; i += threads) {
+    const int s = i < topk ? row[i] : INT_MAX;
+    list[i] = s < 0 || s > pos ? INT_MAX : s;
+  }
+  __syncthreads();
+  for (int k = 2; k <= pad; k <<= 1)
+    for (int j = k >> 1; j > 0; j >>= 1) {
+      for (int i = tid; i < pad; i += threads) {
+        const int o = i ^ j;
+        if (o > i) {
+          const int x = list[i], y = list[o];
+          if ((x > y) == ((i & k) == 0)) {
+            list[i] = y;
+            list[o] = x;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  if (tid == 0) *visible = 0;
+  __syncthreads();
+  for (int i = tid; i < pad; i += threads)
+    if (list[i] != INT_MAX && (i + 1 == pad || list[i + 1] == INT_MAX)) *visible = i + 1;
+  __syncthreads();
+  return *visible;
 }
 
 /** Raises bad seqIdx / qPos / index-list entries / block ids, one block per query. */
@@ -129,34 +190,7 @@ __global__ void __launch_bounds__(kThreads) mlaDecodeKernel(DecodeArgs a) {
       if (h < H) v = c < C ? loadAsF32(p.qLatent, p.type, (t * H + h) * C + c) : loadAsF32(p.qPe, p.type, (t * H + h) * p.dr + c - C);
       qS[e] = v;
     }
-    int64_t n = pos + 1;  // key positions of the query
-    if (p.indices) {
-      for (int i = tid; i < a.listPad; i += kThreads) {
-        int s = i < p.topk ? p.indices[t * p.topk + i] : INT_MAX;
-        list[i] = s < 0 || s > pos ? INT_MAX : s;
-      }
-      __syncthreads();
-      for (int k = 2; k <= a.listPad; k <<= 1)
-        for (int j = k >> 1; j > 0; j >>= 1) {
-          for (int i = tid; i < a.listPad; i += kThreads) {
-            const int o = i ^ j;
-            if (o > i) {
-              const int x = list[i], y = list[o];
-              if ((x > y) == ((i & k) == 0)) {
-                list[i] = y;
-                list[o] = x;
-              }
-            }
-          }
-          __syncthreads();
-        }
-      if (tid == 0) visible = 0;
-      __syncthreads();
-      for (int i = tid; i < a.listPad; i += kThreads)
-        if (list[i] != INT_MAX && (i + 1 == a.listPad || list[i + 1] == INT_MAX)) visible = i + 1;
-      __syncthreads();
-      n = visible;
-    }
+    const int64_t n = p.indices ? sortedVisibleList(p.indices + t * p.topk, p.topk, a.listPad, pos, list, &visible) : pos + 1;
     if (tid < kHeads) {
       const int64_t h = h0 + tid;
       float m = kNegInf, l = 0.0f;
@@ -217,23 +251,9 @@ __global__ void __launch_bounds__(kThreads) mlaDecodeKernel(DecodeArgs a) {
       }
       __syncthreads();
       if (!kValues) {
-        if (tid < kHeads) {
-          float tileMax = kNegInf;
-          for (int j = 0; j < kTile; ++j) tileMax = sS[tid * kTile + j] > tileMax ? sS[tid * kTile + j] : tileMax;
-          if (tileMax != kNegInf) {
-            const float m = mS[tid], mNew = m > tileMax ? m : tileMax;
-            float l = m == kNegInf ? 0.0f : lS[tid] * expf(m - mNew);
-            for (int j = 0; j < kTile; ++j) l += expf(sS[tid * kTile + j] - mNew);
-            mS[tid] = mNew;
-            lS[tid] = l;
-          }
-        }
+        foldTileStats(sS, mS, lS, kHeads);
       } else {
-        for (int e = tid; e < kHeads * kTile; e += kThreads) {
-          const int h = e / kTile;
-          const float s = sS[e];
-          sS[e] = s == kNegInf || !(lS[h] > 0.0f) ? 0.0f : roundTo(p.type, expf(s - mS[h]) / lS[h]);
-        }
+        tileProbabilities(sS, mS, lS, kHeads, p.type);
         __syncthreads();
         for (int h = 0; h < kHeads; ++h)  // (no 64-bit division by C: it is a call that spills)
           for (int64_t c = tid; c < C; c += kThreads) {
@@ -288,6 +308,166 @@ std::string runPass(const DecodeArgs& a, size_t smem, dim3 grid, cudaStream_t st
 
 unsigned gridOf(int64_t n) { return unsigned(n < 65535 ? (n > 0 ? n : 1) : 65535); }
 
+// ---- mlaPrefill ----
+//
+// The contract is the CPU kernel's (native/cpu/attention.h): per query t and head h, over the keys s
+// it sees (s <= qPos[t]; with index lists, the listed ones, a repeat counting once),
+// s_k = (q_nope·k_nope + q_pe·kPe) · scale in f32 (or bf16(bf16(q·k) · scale) with bf16Scores),
+// P_k = dtype(e^(s_k − m) / sum) with the global max m and sum, out = dtype(Σ_k P_k v_k), f32 sums.
+// As mlaDecode, two passes over the keys so that P is rounded after exact normalisation: pass 0
+// the max and sum (online over the key tiles), pass 1 the scores again, P and Σ P·v. There is no
+// split-KV: one block runs all the keys of its rows (prefill has T × H rows to spread).
+//
+// Work split. The kv rows are per head, so keys are shared across queries: a block runs up to 16
+// (query, head) rows: dense, up to 16 consecutive queries of one head (causal neighbours see nearly
+// the same keys; fewer queries leave rows to more heads); with index lists one query (each has its
+// own list, sorted in shared memory as mlaDecode's) and up to 16 heads, which share the RoPE keys.
+// Ids are checked by mlaPrefillCheckKernel (qPos: "position", an index-list entry: "key index");
+// the attention kernel treats a bad qPos as a query that sees nothing and never reads through one.
+
+constexpr int kPrefillRows = 16;  // (query, head) rows of a block
+
+/** The prefill kernel's view of a launch: the op's params and the block shape the launcher chose. */
+struct PrefillArgs {
+  MlaPrefillParams p;
+  int queries = 1;  // consecutive queries of a block (1 with index lists: each query has its own keys)
+  int heads = 1;    // consecutive heads of a block; queries * heads <= kPrefillRows
+  int listPad = 1;  // sparse: the index list padded to a power of two
+};
+
+/** Bytes of dynamic shared memory of the prefill kernel for a block shape (the layout in mlaPrefillKernel). */
+size_t prefillSmemBytes(const MlaPrefillParams& p, int64_t queries, int64_t heads, int64_t listPad) {
+  const int64_t rows = queries * heads;
+  const int64_t floats = rows * (p.dn + p.dr) + kTile * heads * (p.dn + p.dv) + kTile * p.dr + rows * kTile + rows * p.dv;
+  return size_t(floats) * sizeof(float) + (p.indices ? size_t(listPad) * sizeof(int) : 0);
+}
+
+/** Raises bad qPos ("position") and index-list entries ("key index"), one block per query. */
+__global__ void mlaPrefillCheckKernel(MlaPrefillParams p, DeviceErrorWord* err, uint32_t op) {
+  for (int64_t t = blockIdx.x; t < p.tokens; t += gridDim.x) {
+    const int32_t pos = p.qPos[t];
+    if (threadIdx.x == 0 && (pos < 0 || pos >= p.keys)) raiseDeviceError(err, op, DeviceErrorWhat::positionOutOfRange, pos, p.keys);
+    if (p.indices)
+      for (int64_t j = threadIdx.x; j < p.topk; j += blockDim.x) {
+        const int32_t s = p.indices[t * p.topk + j];
+        if (s < -1 || s >= p.keys) raiseDeviceError(err, op, DeviceErrorWhat::keyIndexOutOfRange, s, p.keys);
+      }
+  }
+}
+
+/** One block: `queries` consecutive queries × `heads` consecutive heads (rows r = (query r / heads,
+ *  head r % heads)) over the keys any of them sees, a tile of kTile keys at a time in shared memory.
+ *  Pass 0: each row's max and sum (online); pass 1: the scores again, P = dtype(e^(s − m) / sum),
+ *  and Σ P·v. */
+__global__ void __launch_bounds__(kThreads) mlaPrefillKernel(PrefillArgs a) {
+  const MlaPrefillParams& p = a.p;
+  extern __shared__ float smem[];
+  const int QB = a.queries, HB = a.heads, rows = QB * HB;
+  const int Dn = int(p.dn), Dr = int(p.dr), Dv = int(p.dv), Dq = Dn + Dr, Dkv = Dn + Dv, KW = HB * Dkv;
+  int* list = reinterpret_cast<int*>(smem);        // [listPad] sparse: the sorted visible keys, then INT_MAX
+  float* qS = smem + (p.indices ? a.listPad : 0);  // [rows][Dq] the rows' queries
+  float* kS = qS + rows * Dq;                      // [kTile][HB][Dkv] the tile keys' kv rows of the block's heads
+  float* peS = kS + kTile * KW;                    // [kTile][Dr] their RoPE keys
+  float* sS = peS + kTile * Dr;                    // [rows][kTile] scores, then P
+  float* oS = sS + rows * kTile;                   // [rows][Dv] Σ P·v
+  __shared__ int keyPos[kTile];                    // key position of each tile row (-1: none)
+  __shared__ int rowPos[kPrefillRows];             // qPos of each row's query (-1: no such row, or a bad qPos)
+  __shared__ float mS[kPrefillRows];               // the running max, then the max
+  __shared__ float lS[kPrefillRows];               // the running sum, then the sum
+  __shared__ int visible;                          // key positions the block runs over
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int64_t T = p.tokens, H = p.heads, h0 = int64_t(blockIdx.y) * HB, groups = (T + QB - 1) / QB;
+  for (int64_t g = blockIdx.x; g < groups; g += gridDim.x) {
+    const int64_t t0 = g * QB;
+    if (tid < rows) {
+      const int64_t t = t0 + tid / HB, h = h0 + tid % HB;
+      const int32_t pos = t < T && h < H ? p.qPos[t] : -1;
+      rowPos[tid] = pos >= 0 && pos < p.keys ? pos : -1;  // a bad qPos is raised by the check kernel
+      mS[tid] = kNegInf;
+      lS[tid] = 0.0f;
+    }
+    for (int e = tid; e < rows * Dq; e += kThreads) {
+      const int r = e / Dq;
+      const int64_t t = t0 + r / HB, h = h0 + r % HB;
+      qS[e] = t < T && h < H ? loadAsF32(p.q, p.type, (t * H + h) * Dq + (e - r * Dq)) : 0.0f;
+    }
+    for (int e = tid; e < rows * Dv; e += kThreads) oS[e] = 0.0f;
+    __syncthreads();
+    int64_t n;  // dense: positions 0..n-1; sparse: entries of list
+    if (p.indices) {
+      n = sortedVisibleList(p.indices + t0 * p.topk, p.topk, a.listPad, rowPos[0], list, &visible);  // one query a block
+    } else {
+      if (tid == 0) {
+        int last = -1;
+        for (int r = 0; r < rows; ++r) last = rowPos[r] > last ? rowPos[r] : last;
+        visible = last + 1;
+      }
+      __syncthreads();
+      n = visible;
+    }
+
+    for (int pass = 0; pass < 2; ++pass)
+      for (int64_t i0 = 0; i0 < n; i0 += kTile) {
+        if (tid < kTile) {
+          const int64_t i = i0 + tid;
+          int s = -1;
+          if (i < n) s = !p.indices ? int(i) : (i > 0 && list[i - 1] == list[i] ? -1 : list[i]);  // a repeat counts once
+          keyPos[tid] = s;
+        }
+        __syncthreads();
+        for (int e = tid; e < kTile * KW; e += kThreads) {  // the heads' kv rows of a key are contiguous
+          const int j = e / KW, w = e - j * KW, s = keyPos[j];
+          kS[e] = s < 0 || h0 + w / Dkv >= H ? 0.0f : loadAsF32(p.kv, p.type, (int64_t(s) * H + h0) * Dkv + w);
+        }
+        for (int e = tid; e < kTile * Dr; e += kThreads) {
+          const int j = e / Dr, s = keyPos[j];
+          peS[e] = s < 0 ? 0.0f : loadAsF32(p.kPe, p.type, int64_t(s) * Dr + (e - j * Dr));
+        }
+        __syncthreads();
+        // Scores: a warp per (row, key) pair, the lanes splitting the dims.
+        for (int pair = warp; pair < rows * kTile; pair += kWarps) {
+          const int r = pair / kTile, j = pair - r * kTile, s = keyPos[j];
+          if (s < 0 || s > rowPos[r]) {
+            if (lane == 0) sS[pair] = kNegInf;
+            continue;
+          }
+          const float* q = qS + r * Dq;
+          const float* k = kS + j * KW + (r % HB) * Dkv;
+          const float* pe = peS + j * Dr;
+          float dot = 0.0f;
+          for (int c = lane; c < Dn; c += 32) dot = fmaf(q[c], k[c], dot);
+          for (int c = lane; c < Dr; c += 32) dot = fmaf(q[Dn + c], pe[c], dot);
+          for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+          if (lane == 0) sS[pair] = p.bf16Scores ? roundTo(DType::bf16, __fmul_rn(roundTo(DType::bf16, dot), p.scale)) : __fmul_rn(dot, p.scale);
+        }
+        __syncthreads();
+        if (pass == 0) {
+          foldTileStats(sS, mS, lS, rows);
+        } else {
+          tileProbabilities(sS, mS, lS, rows, p.type);
+          __syncthreads();
+          for (int e = tid; e < rows * Dv; e += kThreads) {
+            const int r = e / Dv;
+            const float* v = kS + (r % HB) * Dkv + Dn + (e - r * Dv);
+            float acc = oS[e];
+            DSN_UNROLL
+            for (int j = 0; j < kTile; ++j) acc = fmaf(sS[r * kTile + j], v[j * KW], acc);
+            oS[e] = acc;
+          }
+        }
+        __syncthreads();
+      }
+
+    for (int e = tid; e < rows * Dv; e += kThreads) {
+      const int r = e / Dv;
+      const int64_t t = t0 + r / HB, h = h0 + r % HB;
+      if (t < T && h < H) storeFromF32(p.out, p.type, (t * H + h) * Dv + (e - r * Dv), oS[e]);
+    }
+    __syncthreads();
+  }
+}
+
 }  // namespace
 
 std::string mlaDecodeLaunch(const MlaDecodeParams& p, const CudaLaunch& l) {
@@ -330,6 +510,46 @@ std::string mlaDecodeLaunch(const MlaDecodeParams& p, const CudaLaunch& l) {
     e = launchError();
   }
   return e;
+}
+
+std::string mlaPrefillLaunch(const MlaPrefillParams& p, const CudaLaunch& l) {
+  cudaStream_t stream = static_cast<cudaStream_t>(l.stream);
+  if (p.tokens == 0) return "";
+  mlaPrefillCheckKernel<<<gridOf(p.tokens), 128, 0, stream>>>(p, l.error, l.op);
+  std::string e = launchError();
+  if (!e.empty() || p.heads == 0) return e;
+
+  PrefillArgs a;
+  a.p = p;
+  if (p.indices) {
+    int64_t pad = 1;
+    while (pad < p.topk) pad <<= 1;
+    a.listPad = int(pad);
+  }
+  // Dense: up to 16 consecutive queries of one head share each key tile (causal neighbours see
+  // nearly the same keys); with fewer queries, more heads fill the block's rows. Index lists: one
+  // query (the queries' lists differ) and up to 16 heads, which share the RoPE keys.
+  constexpr size_t kMaxSmem = 227 * 1024;
+  int64_t queries = p.indices ? 1 : std::min<int64_t>(p.tokens, kPrefillRows);
+  int64_t heads = std::max<int64_t>(1, std::min<int64_t>(p.heads, kPrefillRows / queries));
+  while (heads > 1 && prefillSmemBytes(p, queries, heads, a.listPad) > kMaxSmem) --heads;
+  while (queries > 1 && prefillSmemBytes(p, queries, heads, a.listPad) > kMaxSmem) --queries;
+  const size_t smem = prefillSmemBytes(p, queries, heads, a.listPad);
+  if (smem > kMaxSmem)
+    return "mlaPrefill: Dn + Dr = " + std::to_string(p.dn + p.dr) + ", Dv = " + std::to_string(p.dv) +
+           (p.indices ? " with " + std::to_string(p.topk) + " indices a query" : "") + " needs " + std::to_string(smem) +
+           " bytes of shared memory a block, more than 227 KiB";
+  a.queries = int(queries);
+  a.heads = int(heads);
+  const int64_t groups = (p.tokens + queries - 1) / queries, headGroups = (p.heads + heads - 1) / heads;
+  if (headGroups > 65535) return "mlaPrefill: too many heads for one grid";
+  const dim3 grid(unsigned(std::min<int64_t>(groups, INT_MAX)), unsigned(headGroups));
+  if (smem > 48 * 1024) {
+    e = errorText(cudaFuncSetAttribute(mlaPrefillKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    if (!e.empty()) return e;
+  }
+  mlaPrefillKernel<<<grid, kThreads, smem, stream>>>(a);
+  return launchError();
 }
 
 }  // namespace dsn::cuda

@@ -226,6 +226,16 @@ Object.assign(CASES, {
       [ops.mlaDecode(t(ql, { shape: [T, H, C], dtype: 'bf16' }), t(qpe, { shape: [T, H, Dr], dtype: 'bf16' }), t(cache, { shape, dtype: fp8 ? 'u8' : 'bf16' }),
         t(table, { shape: [1, blocks] }), t(new Int32Array(T)), t(pos), { scale: 1 / Math.sqrt(C + Dr), indices: idx ? t(idx, { shape: [T, topk] }) : undefined })]);
   }),
+  // Chunked causal prefill (query t at position S − T + t), dense or with index lists (5 % -1).
+  mlaPrefill: () => (small ? [[5, 4, 37, 0], [4, 20, 50, 16]] : [[1, 128, 4096, 0], [512, 16, 512, 0], [64, 128, 2048, 0], [128, 64, 4096, 2048]]).map(([T, H, S, topk]) => {
+    const [Dn, Dr, Dv] = [128, 64, 128];
+    const q = floats(T * H * (Dn + Dr)), kv = floats(S * H * (Dn + Dv)), kPe = floats(S * Dr);
+    const pos = Int32Array.from({ length: T }, (_, t) => S - T + t);
+    const idx = topk ? Int32Array.from({ length: T * topk }, () => (random() < 0.05 ? -1 : Math.floor(random() * S))) : null;
+    return caseOf(`mlaPrefill T ${T} H ${H} S ${S}${topk ? ` top-${topk}` : ''} bf16`, 2 ** -7, 2 ** -7, (t) =>
+      [ops.mlaPrefill(t(q, { shape: [T, H, Dn + Dr], dtype: 'bf16' }), t(kv, { shape: [S, H, Dn + Dv], dtype: 'bf16' }), t(kPe, { shape: [S, Dr], dtype: 'bf16' }), t(pos),
+        { scale: 1 / Math.sqrt(Dn + Dr), vHeadDim: Dv, indices: idx ? t(idx, { shape: [T, topk] }) : undefined })]);
+  }),
   // f32 sums of exact FP8 products in another order.
   indexerScores: () => (small ? [[2, 64, 128, 300]] : [[4, 64, 128, 8192], [64, 64, 128, 2048]]).map(([T, H, D, ctx]) => {
     const blocks = Math.ceil(ctx / 64), table = Int32Array.from({ length: blocks }, (_, b) => blocks - 1 - b);

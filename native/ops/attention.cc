@@ -14,6 +14,8 @@
 
 namespace dsn {
 
+static const Kernels<MlaPrefillParams> kMlaPrefill{"mlaPrefill", cpu::mlaPrefill, DSN_CUDA_KERNEL(cuda::mlaPrefillLaunch)};
+DSN_KERNELS(kMlaPrefill);
 static const Kernels<MlaDecodeParams> kMlaDecode{"mlaDecode", cpu::mlaDecode, DSN_CUDA_KERNEL(cuda::mlaDecodeLaunch)};
 DSN_KERNELS(kMlaDecode);
 
@@ -60,7 +62,7 @@ static Napi::Value MlaPrefill(const Napi::CallbackInfo& info) {
     a.expectSameDevice(*q, "q", *kPe, "kPe");
     a.expectSameDevice(*q, "q", *qPos, "qPos");
     if (idx) a.expectSameDevice(*q, "q", *idx, "indices");
-    a.requireCpu(*q, "q");
+    expectKernelFor(kMlaPrefill, q->device, "q");
     if (bf16Scores && q->dtype != DType::bf16) throwType(op, ": scoreDtype 'bf16' needs bf16 activations but q is ", dtypeName(q->dtype));
     TensorRef out = newTensor(q->dtype, {T, H, dv}, q->device);
 
@@ -69,7 +71,7 @@ static Napi::Value MlaPrefill(const Napi::CallbackInfo& info) {
     p.indices = idx ? idx->ptr<int32_t>() : nullptr; p.out = out->data();
     p.tokens = T; p.keys = S; p.heads = H; p.dn = dn; p.dr = dr; p.dv = dv; p.topk = idx ? idx->dim(1) : 0;
     p.scale = float(scale); p.bf16Scores = bf16Scores;
-    enqueueCpu(op, {q, kv, kPe, qPos, idx, out}, [p](ThreadPool& pool) { cpu::mlaPrefill(p, pool); });
+    launch(kMlaPrefill, q->device, p, {q, kv, kPe, qPos, idx, out});
     return NativeTensor::Wrap(info.Env(), out);
   });
 }

@@ -97,6 +97,44 @@ export function expectClose(got: Float32Array, want: Float64Array, tol: number |
   if (!(worst <= 1)) expect({ ...what, at, got: got[at], want: want[at], tol: tolOf(want[at], at) }).toEqual({ ...what, at, got: want[at], want: want[at], tol: tolOf(want[at], at) });
 }
 
+/** The inputs of one mlaPrefill problem, values already rounded to the activation dtype. */
+export interface PrefillProblem {
+  T: number; H: number; S: number; Dn: number; Dr: number; Dv: number;
+  q: Float32Array;    // [T, H, Dn + Dr]
+  kv: Float32Array;   // [S, H, Dn + Dv]
+  kPe: Float32Array;  // [S, Dr]
+  qPos: Int32Array;   // [T]
+  idx?: Int32Array;   // [T, k]
+  k: number;          // columns of idx
+}
+
+/**
+ * float64 mlaPrefill (attendRef per query and head): want [T, H, Dv], the bf16 flip allowance and
+ * max |v| (for `tolerance`). `score` maps the exact q·k to the score (default: q·k · scale).
+ */
+export function prefillRef(x: PrefillProblem, dtype: Act, scale: number, score: (dot: number) => number = (dot) => dot * scale) {
+  const { T, H, S, Dn, Dr, Dv, q, kv, kPe, qPos, idx, k } = x;
+  const want = new Float64Array(T * H * Dv), flip = new Float64Array(T * H * Dv);
+  let maxV = 0;
+  for (let s = 0; s < S; ++s) for (let h = 0; h < H; ++h) maxV = Math.max(maxV, maxAbs(kv.subarray((s * H + h) * (Dn + Dv) + Dn, (s * H + h + 1) * (Dn + Dv))));
+  for (let t = 0; t < T; ++t) {
+    const vis = visibleKeys(qPos[t], idx?.subarray(t * k, (t + 1) * k));
+    for (let h = 0; h < H; ++h) {
+      const qo = (t * H + h) * (Dn + Dr);
+      const scoreOf = (s: number) => {
+        const ko = (s * H + h) * (Dn + Dv);
+        let acc = 0;
+        for (let i = 0; i < Dn; ++i) acc += q[qo + i] * kv[ko + i];
+        for (let i = 0; i < Dr; ++i) acc += q[qo + Dn + i] * kPe[s * Dr + i];
+        return score(acc);
+      };
+      const th = t * H + h;
+      want.set(attendRef(vis, scoreOf, (s, i) => kv[(s * H + h) * (Dn + Dv) + Dn + i], Dv, dtype, flip.subarray(th * Dv, (th + 1) * Dv)), th * Dv);
+    }
+  }
+  return { want, flip, maxV };
+}
+
 /** Random -1 padded index lists: some keys <= qPos, some beyond it, repeats. */
 export function randomIndices(r: Rng, qPos: ArrayLike<number>, k: number, range: number): Int32Array {
   const T = qPos.length;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import { ops, synchronize, tensor } from '../../lib/index.js';
 import { rng, roundTo } from '../helpers.js';
-import { attendRef, expectClose, maxAbs, onSimdPath, pagedCache, randomIndices, shuffled, SIMD_PATHS, tolerance, visibleKeys } from './attention-helpers.js';
+import { attendRef, expectClose, maxAbs, onSimdPath, pagedCache, prefillRef, randomIndices, shuffled, SIMD_PATHS, tolerance, visibleKeys } from './attention-helpers.js';
 
 describe('mlaDecode on cpu', () => {
   const r = rng();
@@ -180,23 +180,7 @@ describe('mlaPrefill on cpu', () => {
           const k = 6;
           const idx = sparse ? randomIndices(r, qPos, k, S) : undefined;
           const scale = 1.5 / Math.sqrt(Math.max(1, Dn + Dr)); // Dn = Dr = 0 is a legal (degenerate) shape
-          const want = new Float64Array(T * H * Dv), flip = new Float64Array(T * H * Dv);
-          let maxV = 0;
-          for (let s = 0; s < S; ++s) for (let h = 0; h < H; ++h) maxV = Math.max(maxV, maxAbs(kv.subarray((s * H + h) * (Dn + Dv) + Dn, (s * H + h + 1) * (Dn + Dv))));
-          for (let t = 0; t < T; ++t) {
-            const vis = visibleKeys(qPos[t], idx?.subarray(t * k, (t + 1) * k));
-            for (let h = 0; h < H; ++h) {
-              const qo = (t * H + h) * (Dn + Dr);
-              const score = (s: number) => {
-                const ko = (s * H + h) * (Dn + Dv);
-                let acc = 0;
-                for (let i = 0; i < Dn; ++i) acc += q[qo + i] * kv[ko + i];
-                for (let i = 0; i < Dr; ++i) acc += q[qo + Dn + i] * kPe[s * Dr + i];
-                return acc * scale;
-              };
-              want.set(attendRef(vis, score, (s, i) => kv[(s * H + h) * (Dn + Dv) + Dn + i], Dv, dtype, flip.subarray((t * H + h) * Dv, (t * H + h + 1) * Dv)), (t * H + h) * Dv);
-            }
-          }
+          const { want, flip, maxV } = prefillRef({ T, H, S, Dn, Dr, Dv, q, kv, kPe, qPos, idx, k }, dtype, scale);
           using qT = tensor(q, { shape: [T, H, Dn + Dr], dtype });
           using kvT = tensor(kv, { shape: [S, H, Dn + Dv], dtype });
           using kPeT = tensor(kPe, { shape: [S, Dr], dtype });
