@@ -15,7 +15,9 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <iterator>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -143,6 +145,11 @@ struct Block {
     int acc = 0, result = 0;
     const char* what = "";
   } bars[kMaxBarriers];
+  // Full-mask warp (and warpgroup) collectives: how many of the group wait in one now, and how many
+  // of its threads have exited. Only the last arrival scans the group (checking that every member
+  // is at the same collective), so a collective costs O(32) instead of O(32²).
+  int fullArrived[32] = {}, groupArrived[8] = {};
+  int exitedInWarp[32] = {};
   std::unordered_map<uint64_t*, MbarState> mbars;
   std::vector<std::pair<void (*)(void*), std::shared_ptr<void>>> asyncQ;
   std::vector<int> ready;
@@ -255,6 +262,7 @@ void yieldFiber(EmuThread* t) { dsn_emu_switch(&t->sp, t->block->schedSp); }
 
 [[noreturn]] void endFiber(EmuThread* t) {
   t->state = EmuThread::Done;
+  ++t->block->exitedInWarp[t->ctx.warp];
   // Copies a thread issued and never waited for still land (the GPU completes them too).
   for (auto& c : t->cp) {
     memcpy(c.dst, c.src, size_t(c.srcBytes));
@@ -510,6 +518,9 @@ void runLaunch(Launch& L) {
     B.staticUsed = 0;
     B.tags.clear();
     for (auto& b : B.bars) b = Block::Barrier();
+    std::fill(std::begin(B.fullArrived), std::end(B.fullArrived), 0);
+    std::fill(std::begin(B.groupArrived), std::end(B.groupArrived), 0);
+    std::fill(std::begin(B.exitedInWarp), std::end(B.exitedInWarp), 0);
     B.mbars.clear();
     B.asyncQ.clear();
     B.failed = false;
@@ -617,8 +628,20 @@ void warpCollectiveImpl(EmuThread* t, const char* what, WarpResolve resolve, uin
   t->resolve = resolve;
   t->mask = mask;
   t->slot = slot;
-  bool all = true;
   const int members = groupSize == 32 ? 32 : 128;
+  // Fast path for a whole warp / warpgroup that exists and has no exited thread: count arrivals and
+  // let the last one run the full check below. (A group with an exited thread or missing lanes takes
+  // the scan every time, which reports the fault.)
+  int* arrived = groupSize == 32 ? &B->fullArrived[t->ctx.warp] : &B->groupArrived[t->ctx.warp / 4];
+  bool exited = false;
+  for (int w = base / 32; w < (base + members) / 32; ++w) exited |= B->exitedInWarp[w] != 0;
+  const bool counted = mask == 0xffffffffu && base + members <= B->n && !exited;
+  if (counted && ++*arrived < members) {
+    waitHere(t, groupSize == 32 ? EmuThread::Warp : EmuThread::Warpgroup, what);
+    return;
+  }
+  if (counted) *arrived = 0;
+  bool all = true;
   for (int k = 0; k < members; ++k) {
     if (groupSize == 32 && !(mask >> k & 1u)) continue;
     if (k == me) continue;
@@ -632,7 +655,7 @@ void warpCollectiveImpl(EmuThread* t, const char* what, WarpResolve resolve, uin
     if (u.state == EmuThread::Waiting && u.kind == want) {
       const bool includesMe = groupSize != 32 || (u.mask >> me & 1u);
       if (!includesMe) { all = false; continue; }  // its own collective completes first
-      if (u.resolve != resolve || u.mask != mask || strcmp(u.what, what) != 0)
+      if (u.resolve != resolve || u.mask != mask || (u.what != what && strcmp(u.what, what) != 0))
         kernelFault(cudaErrorIllegalInstruction, "divergent warp collective: lane %d is at %s (mask 0x%08x), lane %d at %s (mask 0x%08x)", me, what, mask, k, u.what, u.mask);
     } else {
       all = false;

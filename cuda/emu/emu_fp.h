@@ -65,14 +65,29 @@ inline uint16_t toBf16(float f) {
   if (std::isfinite(r) && std::fabs(r) >= std::ldexp(1.0, 128)) r = std::copysign(INFINITY, r);
   return uint16_t(encode(r, 8, 7, true));
 }
-inline float fromBf16(uint16_t b) { return float(decode(b, 8, 7, true)); }
+/** decode() of every code of a small format, computed once: the emulated kernels decode operands
+ *  millions of times, and ldexp per value dominated the emulator's time. */
+template <int kCodes>
+struct DecodeTable {
+  float v[kCodes];
+  DecodeTable(int expBits, int mant, bool hasInf) {
+    for (int c = 0; c < kCodes; ++c) v[c] = float(decode(uint32_t(c), expBits, mant, hasInf));
+  }
+};
+inline float fromBf16(uint16_t b) {
+  static const DecodeTable<65536> table(8, 7, true);
+  return table.v[b];
+}
 // IEEE half: 5 exponent bits, 10 mantissa bits, emin -14, overflow (>= 65520 before rounding) to inf.
 inline uint16_t toHalf(float f) {
   double r = roundToFormat(double(f), 10, -14);
   if (std::isfinite(r) && std::fabs(r) >= 65536.0) r = std::copysign(INFINITY, r);
   return uint16_t(encode(r, 5, 10, true));
 }
-inline float fromHalf(uint16_t h) { return float(decode(h, 5, 10, true)); }
+inline float fromHalf(uint16_t h) {
+  static const DecodeTable<65536> table(5, 10, true);
+  return table.v[h];
+}
 // E4M3 (fn): 4 exponent bits, 3 mantissa bits, bias 7, no infinities, NaN = S.1111.111, max 448.
 // CUDA's __nv_fp8_e4m3(float) converts with __NV_SATFINITE: out-of-range values clamp to ±448.
 inline uint8_t toE4m3(float f) {
@@ -81,7 +96,10 @@ inline uint8_t toE4m3(float f) {
   if (std::fabs(r) > 448.0) r = std::copysign(448.0, r);
   return uint8_t(encode(r, 4, 3, false));
 }
-inline float fromE4m3(uint8_t c) { return float(decode(c, 4, 3, false)); }
+inline float fromE4m3(uint8_t c) {
+  static const DecodeTable<256> table(4, 3, false);
+  return table.v[c];
+}
 // E5M2: 5 exponent bits, 2 mantissa bits, IEEE-like with infinities; saturating to ±57344.
 inline uint8_t toE5m2(float f) {
   if (std::isnan(f)) return 0x7f;
