@@ -180,6 +180,9 @@ static_assert(BLOCK_N == 128 && BLOCK_N % 128 == 0, "a tile's columns share one 
 static_assert(BLOCK_K % WGMMA_K == 0, "a K block is a whole number of k32 steps");
 static_assert(kTileBytesA % kSwizzleAtomBytes == 0 && kTileBytesW % kSwizzleAtomBytes == 0, "stage tiles keep 1024-byte alignment for the 128B swizzle");
 static_assert(BLOCK_M <= 256 && BLOCK_N <= 256, "a TMA box has at most 256 rows");
+static_assert(kSmemBytes <= 227 * 1024, "the ring fits sm_90's 227 KiB of dynamic shared memory per block");
+constexpr int kProducerRegisters = 40, kConsumerRegisters = 232;  // setmaxnreg: the producer needs few, the accumulators many
+static_assert(128 * kProducerRegisters + 128 * kConsumerWarpgroups * kConsumerRegisters <= 65536, "the warpgroups' registers fit the SM's 64 K");
 
 /** What the kernel multiplies: rows of a (and aScales, y) in per-expert ranges, each expert with its
  *  own [N, K] slice of w (rows e·N … of the 2D [E·N, K] view the W tensor map covers) and scales.
@@ -285,7 +288,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp8GemmWgmmaKernel(const __grid_c
 
   if (warpgroup == 0) {
     // Producer: one thread walks the same tiles and K blocks as the consumers, up to kStages ahead.
-    ptx::setmaxnreg<40, false>();
+    ptx::setmaxnreg<kProducerRegisters, false>();
     if (threadIdx.x == 0) {
       ptx::tma_prefetch_descriptor(&mapA);
       ptx::tma_prefetch_descriptor(&mapW);
@@ -308,7 +311,8 @@ __global__ void __launch_bounds__(kThreads, 1) fp8GemmWgmmaKernel(const __grid_c
   }
 
   // Consumers.
-  ptx::setmaxnreg<232, true>();
+  ptx::setmaxnreg<kConsumerRegisters, true>();
+  const bool pairStores = p.N % 2 == 0 && (p.yType == DType::bf16 || p.yType == DType::f32) && reinterpret_cast<uintptr_t>(p.y) % 8 == 0;
   const int consumer = warpgroup - 1, warpInGroup = (threadIdx.x / 32) % 4;
   const int g = lane >> 2, q = lane & 3;                                // groupID, threadID_in_group (wgmma D fragment)
   int stage = 0;
@@ -353,12 +357,22 @@ __global__ void __launch_bounds__(kThreads, 1) fp8GemmWgmmaKernel(const __grid_c
       DSN_UNROLL
       for (int i = 0; i < WGMMA_N / 2; ++i) acc[i] = __fadd_rn(acc[i], __fmul_rn(part[i], (i >> 1) & 1 ? s1 : s0));
     }
-    // Epilogue: d[i] is D[16 w + g + 8 ((i >> 1) & 1)][8 (i >> 2) + 2 q + (i & 1)].
+    // Epilogue: d[i] is D[16 w + g + 8 ((i >> 1) & 1)][8 (i >> 2) + 2 q + (i & 1)], so d[i], d[i + 1]
+    // (i even) are two adjacent columns of one row: one 4-byte bf16 pair or 8-byte f32 pair store
+    // when N is even (the pair's offset is then even: aligned), else element by element.
     DSN_UNROLL
-    for (int i = 0; i < WGMMA_N / 2; ++i) {
+    for (int i = 0; i < WGMMA_N / 2; i += 2) {
       const int64_t m = (i >> 1) & 1 ? row1 : row0;
-      const int64_t n = t.nb * BLOCK_N + 8 * (i >> 2) + 2 * q + (i & 1);
-      if (m < t.rowEnd && n < p.N) storeFromF32(p.y, p.yType, m * p.N + n, acc[i]);
+      const int64_t n = t.nb * BLOCK_N + 8 * (i >> 2) + 2 * q;
+      if (m >= t.rowEnd) continue;
+      const int64_t at = m * p.N + n;
+      if (pairStores && n + 1 < p.N) {
+        if (p.yType == DType::bf16) reinterpret_cast<__nv_bfloat162*>(p.y)[at / 2] = __floats2bfloat162_rn(acc[i], acc[i + 1]);
+        else reinterpret_cast<float2*>(p.y)[at / 2] = make_float2(acc[i], acc[i + 1]);
+      } else {
+        if (n < p.N) storeFromF32(p.y, p.yType, at, acc[i]);
+        if (n + 1 < p.N) storeFromF32(p.y, p.yType, at + 1, acc[i + 1]);
+      }
     }
   }
 }
