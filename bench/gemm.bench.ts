@@ -7,6 +7,9 @@
  *   one expert's weight with the same rows per expert (the same work per weight byte);
  * - gemm with a bf16 weight at M = 1…8 (the LM head, x bf16 or f32): GB/s of weight bytes against the
  *   read bandwidth.
+ * On a CUDA device: fp8Gemm on DeepGEMM's published dense shapes (M = 4096), TFLOP/s against the
+ * datasheet's dense FP8 peak (H200: 1979); the run's header prints the measured copy bandwidth.
+ * Skipped, with a message, on the emulated device (no GPU: the figures would mean nothing).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
@@ -14,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 
-import { ops, synchronize, tensor, type Tensor } from '../lib/index.js';
+import { devices, ops, synchronize, tensor, type Tensor } from '../lib/index.js';
 import { native, packageRoot } from '../lib/runtime/native.js';
 import type { BenchCase } from './harness.js';
 
@@ -302,8 +305,46 @@ function bf16GemmCase(device: string, M: number, N: number, K: number, xDtype: '
   );
 }
 
+/** DeepGEMM's dense benchmark shapes (N × K of DeepSeek's layers), run at M = 4096. */
+const DEEPGEMM_M = 4096;
+const DEEPGEMM_NK: [number, number][] = [
+  [2112, 7168],
+  [24576, 1536],
+  [32768, 512],
+  [7168, 16384],
+  [4096, 7168],
+  [7168, 2048],
+];
+
+/** fp8Gemm on a CUDA device, operands made there (bf16 out), TFLOP/s against the dense FP8 peak. */
+function cudaFp8GemmCase(device: string, M: number, N: number, K: number): BenchCase {
+  const path = native().ops.fp8GemmPath(M, N, K) as string;
+  return lazyCase(
+    { name: `fp8Gemm (${path}) M=${M}`, shape: `[${M}, ${K}] · [${N}, ${K}]ᵀ`, device, unit: 'TFLOP/s', work: 2 * M * N * K, roofline: 'gpuFp8Peak' },
+    () => {
+      const a = tensor(randomCodes(M * K, 7), { shape: [M, K], dtype: 'f8e4m3', device });
+      const sa = tensor(randomScales(M * (K / 128)), { shape: [M, K / 128], device });
+      const w = tensor(randomCodes(N * K, 11), { shape: [N, K], dtype: 'f8e4m3', device });
+      const sw = tensor(randomScales(Math.ceil(N / 128) * (K / 128)), { shape: [Math.ceil(N / 128), K / 128], device });
+      return {
+        run: () => ops.fp8Gemm(a, sa, w, sw, 'bf16').dispose(),
+        dispose: () => [a, sa, w, sw].forEach((t) => t.dispose()),
+      };
+    },
+  );
+}
+
+function cudaGemmCases(device: string): BenchCase[] {
+  const info = devices().find((d) => d.name === device);
+  if (!info || /emulated/.test(info.description)) {
+    console.log(`fp8Gemm on ${device}: skipped (the emulated device, no GPU: its timings would mean nothing)`);
+    return [];
+  }
+  return DEEPGEMM_NK.map(([N, K]) => cudaFp8GemmCase(device, DEEPGEMM_M, N, K));
+}
+
 export function gemmCases(device: string): BenchCase[] {
-  if (device !== 'cpu') return [];
+  if (device !== 'cpu') return cudaGemmCases(device);
   const cases: BenchCase[] = [];
   for (const [N, K] of WEIGHTS) {
     cases.push(fp8GemmCase(device, PREFILL_M, N, K, false));

@@ -6,7 +6,7 @@ import { Bench } from 'tinybench';
 
 import type { Roofline } from './roofline.js';
 
-export type Unit = 'GB/s' | 'GFLOP/s' | 'tokens/s';
+export type Unit = 'GB/s' | 'GFLOP/s' | 'TFLOP/s' | 'tokens/s';
 
 export interface BenchCase {
   /** e.g. "rmsNorm bf16" */
@@ -15,10 +15,10 @@ export interface BenchCase {
   shape: string;
   device: string;
   unit: Unit;
-  /** Work per run in the unit's numerator: bytes (GB/s), flops (GFLOP/s) or tokens. */
+  /** Work per run in the unit's numerator: bytes (GB/s), flops (GFLOP/s, TFLOP/s) or tokens. */
   work: number;
   /** Which roofline the figure is compared with. */
-  roofline: 'cpuRead' | 'cpuFma' | 'gpuCopy' | 'none';
+  roofline: 'cpuRead' | 'cpuFma' | 'gpuCopy' | 'gpuFp8Peak' | 'none';
   /** One run: queue the op(s) and wait for them. */
   run(): Promise<void>;
   /** Frees what setup made. */
@@ -44,6 +44,7 @@ function rooflineOf(c: BenchCase, r: Roofline): number | null {
     case 'cpuRead': return r.cpuReadGBps;
     case 'cpuFma': return r.cpuFmaGflops;
     case 'gpuCopy': return r.gpu?.copyGBps ?? null;
+    case 'gpuFp8Peak': return r.gpu?.datasheetFp8Tflops ?? null;
     default: return null;
   }
 }
@@ -58,7 +59,7 @@ export async function runCases(cases: BenchCase[], roofline: Roofline, timeMs = 
     c.dispose?.();
     if (!lat?.p50) throw new Error(`benchmark ${c.name} ${c.shape} produced no samples`);
     const seconds = lat.p50 / 1e3;
-    const scale = c.unit === 'tokens/s' ? 1 : 1e9;
+    const scale = c.unit === 'tokens/s' ? 1 : c.unit === 'TFLOP/s' ? 1e12 : 1e9;
     const median = c.work / seconds / scale;
     const roof = rooflineOf(c, roofline);
     results.push({

@@ -9,7 +9,7 @@ import { native } from '../lib/runtime/native.js';
 export interface Roofline {
   cpuReadGBps: number;
   cpuFmaGflops: number;
-  gpu?: { device: string; name: string; datasheetGBps: number | null; copyGBps: number };
+  gpu?: { device: string; name: string; datasheetGBps: number | null; datasheetFp8Tflops: number | null; copyGBps: number };
 }
 
 /** HBM bandwidth from NVIDIA's datasheets, GB/s. */
@@ -27,6 +27,14 @@ async function probe(kind: 'readBandwidth' | 'fmaPeak' | 'cudaCopyBandwidth', by
   return new Float64Array(await native().probe(kind, bytes, device))[0];
 }
 
+/** Dense FP8 tensor-core peak from NVIDIA's datasheets (without sparsity), TFLOP/s. */
+const DATASHEET_FP8_TFLOPS: [RegExp, number][] = [
+  [/H200/, 1979],
+  [/H100.*PCIe/, 1513],
+  [/H100/, 1979],
+  [/H800/, 1979],
+];
+
 export async function measureRoofline(): Promise<Roofline> {
   const cpuReadGBps = await probe('readBandwidth', 512 << 20);
   const cpuFmaGflops = await probe('fmaPeak');
@@ -34,5 +42,6 @@ export async function measureRoofline(): Promise<Roofline> {
   if (!cuda) return { cpuReadGBps, cpuFmaGflops };
   const copyGBps = await probe('cudaCopyBandwidth', 1 << 30, cuda.name);
   const datasheetGBps = DATASHEET_GBPS.find(([re]) => re.test(cuda.description))?.[1] ?? null;
-  return { cpuReadGBps, cpuFmaGflops, gpu: { device: cuda.name, name: cuda.description, datasheetGBps, copyGBps } };
+  const datasheetFp8Tflops = DATASHEET_FP8_TFLOPS.find(([re]) => re.test(cuda.description))?.[1] ?? null;
+  return { cpuReadGBps, cpuFmaGflops, gpu: { device: cuda.name, name: cuda.description, datasheetGBps, datasheetFp8Tflops, copyGBps } };
 }

@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   console.log(
     `roofline: CPU read ${roofline.cpuReadGBps.toFixed(1)} GB/s, CPU f32 FMA ${roofline.cpuFmaGflops.toFixed(1)} GFLOP/s` +
       (roofline.gpu
-        ? `; ${roofline.gpu.name}: datasheet ${roofline.gpu.datasheetGBps ?? '?'} GB/s, measured copy ${roofline.gpu.copyGBps.toFixed(0)} GB/s`
+        ? `; ${roofline.gpu.name}: datasheet ${roofline.gpu.datasheetGBps ?? '?'} GB/s and ${roofline.gpu.datasheetFp8Tflops ?? '?'} dense FP8 TFLOP/s, measured copy ${roofline.gpu.copyGBps.toFixed(0)} GB/s`
         : '; no GPU'),
   );
   // BENCH_DEVICES=cuda:0 (the device check) limits the run to those devices.

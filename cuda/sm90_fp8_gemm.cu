@@ -1,10 +1,14 @@
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include "convert.cuh"
 #include "device_error.cuh"
 #include "launch_check.cuh"
 #include "math.cuh"  // DSN_UNROLL: fragment loops fully unrolled, so the fragments stay in registers
+#include "ptx/mbarrier.cuh"
 #include "ptx/mma.cuh"
+#include "ptx/tma.cuh"
+#include "ptx/wgmma.cuh"
 #include "sm90_fp8_gemm.cuh"
 
 namespace dsn::cuda {
@@ -150,11 +154,296 @@ __global__ void __launch_bounds__(kThreads) maskedGroupedFp8GemmKernel(MaskedGro
   fp8GemmTile(t, p.yType, p.N, p.K, As, Ws);
 }
 
+
+// ------------------------------------------------------------------------------------------------
+// The Hopper path (M > 64): DeepGEMM's scheme. A persistent grid of 128 x 128 output tiles; per
+// block one producer warpgroup (one thread issues the TMA loads of A's and W's 128 x 128 K blocks,
+// 128B-swizzled, into a kStages-deep shared-memory ring; `full` mbarriers count the bytes in,
+// `empty` mbarriers the consumers out) and two consumer warpgroups (64 rows each) that run
+// wgmma m64n128k32 e4m3 -> f32 over each K block, then add the block's sums times aScale · wScale
+// into f32 registers (two-level accumulation), and store the tile.
+// ------------------------------------------------------------------------------------------------
+namespace hopper {
+constexpr int BLOCK_M = 128, BLOCK_N = 128, BLOCK_K = 128;
+constexpr int kStages = 4;
+constexpr int kConsumerWarpgroups = 2, kThreads = 128 * (1 + kConsumerWarpgroups);
+constexpr int WGMMA_M = 64, WGMMA_N = BLOCK_N, WGMMA_K = 32;
+constexpr int kRasterGroup = 8;                                 // n-blocks per band of the tile order (L2 reuse of W)
+constexpr uint32_t kTileBytesA = BLOCK_M * BLOCK_K, kTileBytesW = BLOCK_N * BLOCK_K;  // e4m3: one byte per element
+constexpr uint32_t kStageBytes = kTileBytesA + kTileBytesW;
+constexpr uint32_t kSwizzleAtomBytes = 8 * 128;                 // 8 rows of 128 bytes (128B swizzle)
+constexpr size_t kSmemBytes = size_t(kStages) * kStageBytes + 2 * kStages * sizeof(uint64_t) + 1024;  // + alignment slack
+static_assert(BLOCK_K == 128, "one K block is one 128-wide scale block (two-level accumulation)");
+static_assert(BLOCK_K * 1 == 128, "a K block row of e4m3 is exactly one 128-byte swizzle atom row (TMA box inner extent <= 128 B)");
+static_assert(BLOCK_M == kConsumerWarpgroups * WGMMA_M, "each consumer warpgroup owns 64 rows of the tile");
+static_assert(BLOCK_N == 128 && BLOCK_N % 128 == 0, "a tile's columns share one 128-row block of wScales; wgmma n128");
+static_assert(BLOCK_K % WGMMA_K == 0, "a K block is a whole number of k32 steps");
+static_assert(kTileBytesA % kSwizzleAtomBytes == 0 && kTileBytesW % kSwizzleAtomBytes == 0, "stage tiles keep 1024-byte alignment for the 128B swizzle");
+static_assert(BLOCK_M <= 256 && BLOCK_N <= 256, "a TMA box has at most 256 rows");
+static_assert(kSmemBytes <= 227 * 1024, "the ring fits sm_90's 227 KiB of dynamic shared memory per block");
+constexpr int kProducerRegisters = 40, kConsumerRegisters = 232;  // setmaxnreg: the producer needs few, the accumulators many
+static_assert(128 * kProducerRegisters + 128 * kConsumerWarpgroups * kConsumerRegisters <= 65536, "the warpgroups' registers fit the SM's 64 K");
+
+/** What the kernel multiplies: rows of a (and aScales, y) in per-expert ranges, each expert with its
+ *  own [N, K] slice of w (rows e·N … of the 2D [E·N, K] view the W tensor map covers) and scales.
+ *  Dense: one expert, rows [0, M). Contiguous: rows [offsets[e], offsets[e+1]). Masked: rows
+ *  [e·M, e·M + counts[e]). Tiles never straddle experts. */
+struct WgmmaGemmArgs {
+  const float* aScales;    // [rows, K/128]
+  const float* wScales;    // [E, ceil(N/128), K/128]
+  void* y;                 // [rows, N], yType
+  DType yType;
+  int64_t N, K, E;
+  const int32_t* offsets;  // contiguous: [E + 1]; else nullptr
+  const int32_t* counts;   // masked: [E]; else nullptr
+  int64_t rows;            // dense: M; contiguous: R; masked: E·M
+  int64_t slots;           // masked: M (row slots per expert)
+};
+
+/** Expert e's rows [begin, end) (an empty range for a masked count outside [0, M]). */
+__device__ __forceinline__ void expertRows(const WgmmaGemmArgs& p, int64_t e, int64_t& begin, int64_t& end) {
+  if (p.offsets) {
+    begin = p.offsets[e];
+    end = p.offsets[e + 1];
+  } else if (p.counts) {
+    const int64_t c = p.counts[e];
+    begin = e * p.slots;
+    end = begin + (c >= 0 && c <= p.slots ? c : 0);
+  } else {
+    begin = 0;
+    end = p.rows;
+  }
+}
+
+/** One output tile: rows [row0, rowEnd) of a / y (capped at 128), columns [nb·128, +128), expert e. */
+struct TileRef {
+  int64_t row0, rowEnd, nb, e;
+};
+
+/** The tile order: bands of kRasterGroup n-blocks, each walked row tile by row tile, so the blocks
+ *  running at once share W's columns (and A's rows) in L2. Row tiles count expert by expert. */
+__device__ __forceinline__ TileRef tileAt(const WgmmaGemmArgs& p, int64_t tile, int64_t mTiles, int64_t nBlocks) {
+  const int64_t perBand = int64_t(kRasterGroup) * mTiles;
+  const int64_t band = tile / perBand, first = band * kRasterGroup;
+  const int64_t width = nBlocks - first < kRasterGroup ? nBlocks - first : kRasterGroup;
+  const int64_t r = tile % perBand;
+  TileRef t{0, 0, first + r % width, 0};
+  int64_t mt = r / width;
+  for (int64_t e = 0; e < p.E; ++e) {
+    int64_t begin, end;
+    expertRows(p, e, begin, end);
+    const int64_t n = (end - begin + BLOCK_M - 1) / BLOCK_M;
+    if (mt < n) {
+      t.e = e;
+      t.row0 = begin + mt * BLOCK_M;
+      t.rowEnd = end < t.row0 + BLOCK_M ? end : t.row0 + BLOCK_M;
+      break;
+    }
+    mt -= n;
+  }
+  return t;
+}
+
+__global__ void __launch_bounds__(kThreads, 1) fp8GemmWgmmaKernel(const __grid_constant__ CUtensorMap mapA, const __grid_constant__ CUtensorMap mapW,
+                                                                  WgmmaGemmArgs p, DeviceErrorWord* err, uint32_t op) {
+  // Check the routing (every thread reads the same words, so all agree) and count the row tiles.
+  if (p.offsets) {
+    bool ok = p.offsets[0] == 0 && p.offsets[p.E] == p.rows;
+    for (int64_t e = 0; ok && e < p.E; ++e) ok = p.offsets[e] <= p.offsets[e + 1];
+    if (!ok) {  // bad offsets: nothing is computed, one error is raised
+      if (blockIdx.x == 0 && threadIdx.x == 0) {
+        int64_t bad = p.offsets[0] != 0 ? p.offsets[0] : p.offsets[p.E];
+        for (int64_t e = 0; e < p.E; ++e)
+          if (p.offsets[e] > p.offsets[e + 1]) { bad = p.offsets[e + 1]; break; }
+        raiseDeviceError(err, op, DeviceErrorWhat::offsetOutOfRange, bad, p.rows + 1);
+      }
+      return;
+    }
+  }
+  if (p.counts && blockIdx.x == 0 && threadIdx.x == 0)
+    for (int64_t e = 0; e < p.E; ++e)  // a bad count: that expert computes nothing (expertRows), the error is raised
+      if (p.counts[e] < 0 || p.counts[e] > p.slots) raiseDeviceError(err, op, DeviceErrorWhat::rowCountOutOfRange, p.counts[e], p.slots + 1);
+  int64_t mTiles = 0;
+  for (int64_t e = 0; e < p.E; ++e) {
+    int64_t begin, end;
+    expertRows(p, e, begin, end);
+    mTiles += (end - begin + BLOCK_M - 1) / BLOCK_M;
+  }
+  const int64_t nBlocks = (p.N + BLOCK_N - 1) / BLOCK_N, tiles = mTiles * nBlocks;
+  const int64_t kBlocks = p.K / BLOCK_K, scaleBlocksN = nBlocks;  // wScales per expert: [ceil(N/128), K/128]
+
+  extern __shared__ __align__(1024) uint8_t smemRaw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smemRaw) + 1023) & ~uintptr_t(1023));
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + size_t(kStages) * kStageBytes);
+  uint64_t* empty = full + kStages;
+  const int warpgroup = threadIdx.x / 128, lane = threadIdx.x % 32;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      ptx::mbarrier_init(&full[s], 1);                                // the producer's arrive (+ the TMA bytes)
+      ptx::mbarrier_init(&empty[s], kConsumerWarpgroups * 4);         // one arrive per consumer warp
+    }
+    ptx::fence_mbarrier_init();
+  }
+  __syncthreads();
+
+  if (warpgroup == 0) {
+    // Producer: one thread walks the same tiles and K blocks as the consumers, up to kStages ahead.
+    ptx::setmaxnreg<kProducerRegisters, false>();
+    if (threadIdx.x == 0) {
+      ptx::tma_prefetch_descriptor(&mapA);
+      ptx::tma_prefetch_descriptor(&mapW);
+      int stage = 0;
+      uint32_t phase = 0;
+      for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const TileRef t = tileAt(p, tile, mTiles, nBlocks);
+        for (int64_t kb = 0; kb < kBlocks; ++kb) {
+          ptx::mbarrier_wait_parity(&empty[stage], phase ^ 1u);       // the consumers released this slot
+          uint8_t* sA = smem + size_t(stage) * kStageBytes;
+          ptx::mbarrier_arrive_expect_tx(&full[stage], kStageBytes);
+          // Rows past the tile's end (the next expert's, or past the tensor: zeros) are loaded but never stored.
+          ptx::tma_load_2d(sA, &mapA, &full[stage], int(kb * BLOCK_K), int(t.row0));
+          ptx::tma_load_2d(sA + kTileBytesA, &mapW, &full[stage], int(kb * BLOCK_K), int(t.e * p.N + t.nb * BLOCK_N));
+          if (++stage == kStages) stage = 0, phase ^= 1u;
+        }
+      }
+    }
+    return;
+  }
+
+  // Consumers.
+  ptx::setmaxnreg<kConsumerRegisters, true>();
+  const bool pairStores = p.N % 2 == 0 && (p.yType == DType::bf16 || p.yType == DType::f32) && reinterpret_cast<uintptr_t>(p.y) % 8 == 0;
+  const int consumer = warpgroup - 1, warpInGroup = (threadIdx.x / 32) % 4;
+  const int g = lane >> 2, q = lane & 3;                                // groupID, threadID_in_group (wgmma D fragment)
+  int stage = 0;
+  uint32_t phase = 0;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const TileRef t = tileAt(p, tile, mTiles, nBlocks);
+    const float* wScales = p.wScales + (t.e * scaleBlocksN + t.nb) * kBlocks;
+    // This thread's two rows of the tile: D rows 16 w + g and + 8 of its warpgroup's 64.
+    const int64_t row0 = t.row0 + consumer * WGMMA_M + warpInGroup * 16 + g, row1 = row0 + 8;
+    float acc[WGMMA_N / 2];
+    DSN_UNROLL
+    for (int i = 0; i < WGMMA_N / 2; ++i) acc[i] = 0.0f;
+    for (int64_t kb = 0; kb < kBlocks; ++kb) {
+      const float sw = wScales[kb];
+      const float sa0 = row0 < t.rowEnd ? p.aScales[row0 * kBlocks + kb] : 0.0f;
+      const float sa1 = row1 < t.rowEnd ? p.aScales[row1 * kBlocks + kb] : 0.0f;
+      ptx::mbarrier_wait_parity(&full[stage], phase);
+      const uint8_t* sA = smem + size_t(stage) * kStageBytes + consumer * (WGMMA_M * BLOCK_K);
+      const uint8_t* sW = smem + size_t(stage) * kStageBytes + kTileBytesA;
+      // K-major, 128B swizzle: 8-row atoms 1024 bytes apart (SBO); LBO unused; a k32 step moves
+      // the start address 32 bytes along the atom row.
+      const uint64_t descA = ptx::wgmma_desc(sA, 16, kSwizzleAtomBytes, ptx::WgmmaSwizzle::bytes128);
+      const uint64_t descW = ptx::wgmma_desc(sW, 16, kSwizzleAtomBytes, ptx::WgmmaSwizzle::bytes128);
+      float part[WGMMA_N / 2];  // the block's sums (the first k32 step overwrites them: scale-d 0)
+      DSN_UNROLL
+      for (int i = 0; i < WGMMA_N / 2; ++i) {
+        part[i] = 0.0f;
+        ptx::wgmma_fence_operand(part[i]);
+      }
+      ptx::wgmma_fence();
+      DSN_UNROLL
+      for (int k = 0; k < BLOCK_K / WGMMA_K; ++k)
+        ptx::wgmma_m64k32_e4m3<WGMMA_N>(part, descA + uint64_t(k * WGMMA_K / 16), descW + uint64_t(k * WGMMA_K / 16), k > 0);
+      ptx::wgmma_commit_group();
+      ptx::wgmma_wait_group<0>();
+      DSN_UNROLL
+      for (int i = 0; i < WGMMA_N / 2; ++i) ptx::wgmma_fence_operand(part[i]);
+      if (lane == 0) ptx::mbarrier_arrive(&empty[stage]);              // this warp is done with the slot
+      if (++stage == kStages) stage = 0, phase ^= 1u;
+      // Two-level accumulation: the block's tensor-core sums times aScale · wScale, added in f32.
+      const float s0 = __fmul_rn(sa0, sw), s1 = __fmul_rn(sa1, sw);
+      DSN_UNROLL
+      for (int i = 0; i < WGMMA_N / 2; ++i) acc[i] = __fadd_rn(acc[i], __fmul_rn(part[i], (i >> 1) & 1 ? s1 : s0));
+    }
+    // Epilogue: d[i] is D[16 w + g + 8 ((i >> 1) & 1)][8 (i >> 2) + 2 q + (i & 1)], so d[i], d[i + 1]
+    // (i even) are two adjacent columns of one row: one 4-byte bf16 pair or 8-byte f32 pair store
+    // when N is even (the pair's offset is then even: aligned), else element by element.
+    DSN_UNROLL
+    for (int i = 0; i < WGMMA_N / 2; i += 2) {
+      const int64_t m = (i >> 1) & 1 ? row1 : row0;
+      const int64_t n = t.nb * BLOCK_N + 8 * (i >> 2) + 2 * q;
+      if (m >= t.rowEnd) continue;
+      const int64_t at = m * p.N + n;
+      if (pairStores && n + 1 < p.N) {
+        if (p.yType == DType::bf16) reinterpret_cast<__nv_bfloat162*>(p.y)[at / 2] = __floats2bfloat162_rn(acc[i], acc[i + 1]);
+        else reinterpret_cast<float2*>(p.y)[at / 2] = make_float2(acc[i], acc[i + 1]);
+      } else {
+        if (n < p.N) storeFromF32(p.y, p.yType, at, acc[i]);
+        if (n + 1 < p.N) storeFromF32(p.y, p.yType, at + 1, acc[i + 1]);
+      }
+    }
+  }
+}
+
+using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*, const cuuint64_t*, const cuuint32_t*,
+                                   const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+/** The driver's cuTensorMapEncodeTiled (through the runtime's entry-point query: the addon links no
+ *  libcuda), or nullptr when the driver lacks it. */
+EncodeTiledFn encodeTiled() {
+#if defined(__CUDA_EMU__)
+  return &cuTensorMapEncodeTiled;
+#else
+  static const EncodeTiledFn fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess || q != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return EncodeTiledFn(nullptr);
+    }
+    return reinterpret_cast<EncodeTiledFn>(f);
+  }();
+  return fn;
+#endif
+}
+
+/** A 2D e4m3 tensor map over rows x K bytes (row stride K), boxes of boxRows x 128 bytes, 128B swizzle. */
+bool encodeOperandMap(CUtensorMap* map, const uint8_t* base, int64_t rows, int64_t K, uint32_t boxRows) {
+  const EncodeTiledFn encode = encodeTiled();
+  if (!encode) return false;
+  const cuuint64_t dims[2] = {cuuint64_t(K), cuuint64_t(rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(K)};
+  const cuuint32_t box[2] = {cuuint32_t(BLOCK_K), boxRows};
+  const cuuint32_t elementStrides[2] = {1, 1};
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<uint8_t*>(base), dims, strides, box, elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/** Launches the Hopper kernel over a ([rows, K]) and w ([wRows, K]); "" when launched, "fallback"
+ *  when the operands do not suit TMA (not 16-byte aligned, or a coordinate past int32), else the error. */
+std::string launch(const uint8_t* a, const uint8_t* w, int64_t wRows, const WgmmaGemmArgs& p, const CudaLaunch& l) {
+  const int64_t limit = int64_t(1) << 31;
+  if (reinterpret_cast<uintptr_t>(a) % 16 || reinterpret_cast<uintptr_t>(w) % 16 || p.rows >= limit || wRows >= limit || p.K >= limit) return "fallback";
+  if (p.rows == 0) return "";
+  CUtensorMap mapA, mapW;
+  if (!encodeOperandMap(&mapA, a, p.rows, p.K, BLOCK_M) || !encodeOperandMap(&mapW, w, wRows, p.K, BLOCK_N))
+    return "cuTensorMapEncodeTiled refused the operands' tensor maps (or the driver lacks it)";
+  if (cudaFuncSetAttribute(fp8GemmWgmmaKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes)) != cudaSuccess) return launchError();
+  int device = 0, sms = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms < 1) return launchError();
+  // Persistent: one block per SM at most; the tile count (routing-dependent when grouped) is
+  // bounded by the row tiles there can be, and found on the device.
+  const int64_t nBlocks = (p.N + BLOCK_N - 1) / BLOCK_N;
+  const int64_t maxRowTiles = p.offsets ? (p.rows + BLOCK_M - 1) / BLOCK_M + p.E : p.counts ? p.E * ((p.slots + BLOCK_M - 1) / BLOCK_M) : (p.rows + BLOCK_M - 1) / BLOCK_M;
+  const int64_t maxTiles = maxRowTiles * nBlocks;
+  const unsigned blocks = unsigned(maxTiles < sms ? maxTiles : sms);
+  fp8GemmWgmmaKernel<<<blocks, kThreads, kSmemBytes, static_cast<cudaStream_t>(l.stream)>>>(mapA, mapW, p, l.error, l.op);
+  return launchError();
+}
+}  // namespace hopper
+
 }  // namespace
 
 std::string fp8GemmLaunch(const Fp8GemmParams& p, const CudaLaunch& l) {
   if (p.M == 0 || p.N == 0) return "";
   if (p.K == 0) return "fp8Gemm: K = 0 is not supported on CUDA yet";
+  if (std::string(fp8GemmCudaPath(p.M, p.N, p.K)) == "wgmma") {
+    const hopper::WgmmaGemmArgs args{p.aScales, p.wScales, p.y, p.yType, p.N, p.K, 1, nullptr, nullptr, p.M, 0};
+    std::string r = hopper::launch(p.a, p.w, p.N, args, l);
+    if (r != "fallback") return r.empty() ? r : "fp8Gemm: " + r;
+  }
   const int64_t mTiles = (p.M + BLOCK_M - 1) / BLOCK_M;
   if (mTiles > 65535) return "fp8Gemm: more than 65535 row tiles (M > 4194240) in one launch";
   dim3 grid(unsigned((p.N + BLOCK_N - 1) / BLOCK_N), unsigned(mTiles));
@@ -165,6 +454,11 @@ std::string fp8GemmLaunch(const Fp8GemmParams& p, const CudaLaunch& l) {
 std::string groupedFp8GemmLaunch(const GroupedFp8GemmParams& p, const CudaLaunch& l) {
   if (p.N == 0) return "";
   if (p.K == 0) return "groupedFp8Gemm: K = 0 is not supported on CUDA yet";
+  if (std::string(groupedFp8GemmCudaPath(p.R, p.E, p.N, p.K)) == "wgmma") {
+    const hopper::WgmmaGemmArgs args{p.aScales, p.wScales, p.y, p.yType, p.N, p.K, p.E, p.offsets, nullptr, p.R, 0};
+    std::string r = hopper::launch(p.a, p.w, p.E * p.N, args, l);
+    if (r != "fallback") return r.empty() ? r : "groupedFp8Gemm: " + r;
+  }
   // At most ceil(R / 64) + E tiles, whatever the routing: each expert's rows start a new tile.
   const int64_t mTiles = (p.R + BLOCK_M - 1) / BLOCK_M + p.E;
   if (mTiles > 65535) return "groupedFp8Gemm: more than 65535 row tiles in one launch";
@@ -176,6 +470,11 @@ std::string groupedFp8GemmLaunch(const GroupedFp8GemmParams& p, const CudaLaunch
 std::string maskedGroupedFp8GemmLaunch(const MaskedGroupedFp8GemmParams& p, const CudaLaunch& l) {
   if (p.M == 0 || p.N == 0) return "";
   if (p.K == 0) return "maskedGroupedFp8Gemm: K = 0 is not supported on CUDA yet";
+  if (std::string(maskedGroupedFp8GemmCudaPath(p.E, p.M, p.N, p.K)) == "wgmma") {
+    const hopper::WgmmaGemmArgs args{p.aScales, p.wScales, p.y, p.yType, p.N, p.K, p.E, nullptr, p.counts, p.E * p.M, p.M};
+    std::string r = hopper::launch(p.a, p.w, p.E * p.N, args, l);
+    if (r != "fallback") return r.empty() ? r : "maskedGroupedFp8Gemm: " + r;
+  }
   const int64_t mTiles = (p.M + BLOCK_M - 1) / BLOCK_M;
   if (mTiles > 65535 || p.E > 65535) return "maskedGroupedFp8Gemm: more than 65535 row tiles or experts in one launch";
   dim3 grid(unsigned((p.N + BLOCK_N - 1) / BLOCK_N), unsigned(mTiles), unsigned(p.E));

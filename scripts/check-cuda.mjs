@@ -1,9 +1,10 @@
 // `npm run check:cuda`: the static gate on the real sm_90a build. Compiles every cuda/*.cu the way
 // CMakeLists.txt does (-gencode arch=compute_90a,code=sm_90a) with `-Xptxas -v`, and reports per
 // kernel: registers, barriers, shared memory, stack, spills, local memory, and whether ptxas
-// serialised wgmma (its C7510-C7517 "Potential Performance Loss" messages). Writes the table as
-// JSON to bench/results/cuda-kernels.json; fails on a spill, local memory, serialised wgmma or a
-// file that does not compile. Without nvcc it says so and exits 0.
+// serialised wgmma (its C7510-C7517 "Potential Performance Loss" messages), and checks the PTX of
+// the Hopper files for the instructions they exist for (REQUIRED_PTX). Writes the table as JSON to
+// bench/results/cuda-kernels.json; fails on a spill, local memory, serialised wgmma, a missing
+// required instruction or a file that does not compile. Without nvcc it says so and exits 0.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,21 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const SERIALISATION = /\bC75(1[0-7])\b/;
+
+/** Instructions a file's PTX (for the build's arch) must contain, so a Hopper pipeline cannot lose
+ *  its tensor-core or TMA path unnoticed (a preprocessor guard gone wrong compiles to nothing). */
+export const REQUIRED_PTX = {
+  'sm90_fp8_gemm.cu': [
+    ['wgmma.mma_async with e4m3 operands', /wgmma\.mma_async\.sync\.aligned\.m64n\d+k32\.f32\.e4m3\.e4m3/],
+    ['cp.async.bulk.tensor (TMA load)', /cp\.async\.bulk\.tensor\.2d\.shared::cluster\.global/],
+    ['mbarrier.try_wait.parity', /mbarrier\.try_wait\.parity/],
+  ],
+};
+
+/** The required instructions missing from `ptx` for `file` ([] when all are there). */
+export function missingPtx(file, ptx) {
+  return (REQUIRED_PTX[file] ?? []).filter(([, re]) => !re.test(ptx)).map(([what]) => what);
+}
 
 /** The -gencode value of the CUDA build, read from CMakeLists.txt. */
 export function buildGencode(cmakeText) {
@@ -108,6 +124,7 @@ function main() {
   const tmp = mkdtempSync(join(tmpdir(), 'dsn-check-cuda-'));
   const kernels = [];
   const compileErrors = [];
+  const ptxFailures = [];
   try {
     for (const f of files) {
       const args = ['-c', join('cuda', f), '-o', join(tmp, `${f}.o`), '-std=c++17', '--expt-relaxed-constexpr', '-gencode', gencode,
@@ -119,6 +136,16 @@ function main() {
         continue;
       }
       kernels.push(...parsePtxas(text, `cuda/${f}`));
+      if (REQUIRED_PTX[f]) {
+        // The PTX of the same arch (compute_90a keeps the arch-specific feature macros).
+        const ptxFile = join(tmp, `${f}.ptx`);
+        const arch = /arch=(compute_\w+)/.exec(gencode)?.[1] ?? 'compute_90a';
+        const p = spawnSync(nvcc, ['-ptx', join('cuda', f), '-o', ptxFile, '-std=c++17', '--expt-relaxed-constexpr', '-gencode', `arch=${arch},code=${arch}`, '-DDSN_WITH_CUDA'],
+          { cwd: root, encoding: 'utf8' });
+        const missing = p.status === 0 ? missingPtx(f, readFileSync(ptxFile, 'utf8')) : ['(the PTX did not compile)'];
+        for (const what of missing) ptxFailures.push(`cuda/${f}: the PTX lacks ${what}`);
+        if (!missing.length) console.log(`cuda/${f}: PTX has ${REQUIRED_PTX[f].map(([what]) => what).join(', ')}`);
+      }
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -126,7 +153,7 @@ function main() {
   const pretty = demangle(kernels.map((k) => k.kernel));
   kernels.forEach((k, i) => (k.name = (pretty[i] || k.kernel).replace(/\(anonymous namespace\)::/g, '')));
   const failures = kernels.flatMap((k) => gateFailures(k).map((w) => `${k.file} ${k.name}: ${w}`));
-  failures.push(...compileErrors.map((e) => `${e.file}: does not compile\n${e.output}`));
+  failures.push(...compileErrors.map((e) => `${e.file}: does not compile\n${e.output}`), ...ptxFailures);
   const report = {
     nvcc: version.stdout.trim().split('\n').pop(),
     gencode,

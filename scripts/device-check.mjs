@@ -167,7 +167,8 @@ Object.assign(CASES, {
     return caseOf(`fp8Dequant [${N}, ${K}] -> bf16`, 0, 0, (t) => [ops.fp8Dequant(t(w, { shape: [N, K], dtype: 'f8e4m3' }), t(s, { shape: [Math.ceil(N / 128), Math.ceil(K / 128)] }), 'bf16')]);
   }),
   // Summation order differs (tensor cores / fmaf chains): f32 error on the products' scale, one bf16 ulp.
-  fp8Gemm: () => (small ? [[8, 256, 512]] : [[1, 2112, 7168], [64, 7168, 2048], [1000, 4096, 7168]]).map(([M, N, K]) => {
+  // fp8Gemm: M <= 64 runs the mma.sync kernel, larger M the Hopper one (TMA + wgmma; N 2112 cuts a tile).
+  fp8Gemm: () => (small ? [[8, 256, 512], [130, 200, 256]] : [[1, 2112, 7168], [64, 7168, 2048], [1000, 4096, 7168], [513, 2112, 1536]]).map(([M, N, K]) => {
     const a = codes(M * K), sa = floats(M * K / 128).map(() => 2 ** -8), w = codes(N * K), sw = floats(Math.ceil(N / 128) * K / 128).map(() => 2 ** -8);
     return caseOf(`fp8Gemm [${M}, ${K}] x [${N}, ${K}]ᵀ -> bf16`, 2 ** -10 * Math.sqrt(K), 2 ** -7, (t) =>
       [ops.fp8Gemm(t(a, { shape: [M, K], dtype: 'f8e4m3' }), t(sa, { shape: [M, K / 128] }), t(w, { shape: [N, K], dtype: 'f8e4m3' }), t(sw, { shape: [Math.ceil(N / 128), K / 128] }), 'bf16', { exactBlockSums: true })]);

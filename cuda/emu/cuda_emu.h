@@ -241,6 +241,9 @@ void* dynamicShared();
 size_t dynamicSharedBytes();
 /** True when [p, p + bytes) lies in the running block's shared memory. */
 bool isShared(const void* p, size_t bytes);
+/** The start of the running block's shared-memory window (page-aligned): the shared-state-space
+ *  address 0 that 14-bit descriptor fields (wgmma) count from. */
+char* sharedWindow();
 /** True when [p, p + bytes) lies inside one live cudaMalloc allocation. */
 bool isGlobal(const void* p, size_t bytes);
 

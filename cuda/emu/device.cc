@@ -809,6 +809,11 @@ bool isShared(const void* p, size_t bytes) {
   return a >= B->smem && a + bytes <= B->smem + kSmemRegion && bytes <= kSmemRegion;
 }
 
+char* sharedWindow() {
+  Block* B = tlsBlock;
+  return B ? B->smem : nullptr;
+}
+
 void asyncProxy(void (*fn)(void*), std::shared_ptr<void> arg) {
   Block* B = tlsBlock;
   B->asyncQ.push_back({fn, std::move(arg)});

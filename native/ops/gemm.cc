@@ -233,12 +233,44 @@ static Napi::Value GemmSetBatchInvariant(const Napi::CallbackInfo& info) {
   });
 }
 
+/** fp8GemmPath(M, N, K) -> "wgmma" | "mma.sync": the CUDA kernel fp8Gemm runs for that shape
+ *  (native/params/gemm.h's fp8GemmCudaPath), so tests and benchmarks can say which one they
+ *  measured. Not part of the public ops list. */
+static Napi::Value Fp8GemmPath(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "fp8GemmPath");
+    const int64_t M = a.integer(0, "M", 0, int64_t(1) << 40), N = a.integer(1, "N", 0, int64_t(1) << 40), K = a.integer(2, "K", 0, int64_t(1) << 40);
+    return Napi::String::New(info.Env(), fp8GemmCudaPath(M, N, K));
+  });
+}
+
+/** groupedFp8GemmPath(R, E, N, K) and maskedGroupedFp8GemmPath(E, M, N, K): the same for the grouped
+ *  layouts. Not part of the public ops list. */
+template <const char* (*kRule)(int64_t, int64_t, int64_t, int64_t)>
+static Napi::Value GroupedPath(const Napi::CallbackInfo& info, const char* op, const char* const (&names)[4]) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, op);
+    int64_t v[4];
+    for (int i = 0; i < 4; ++i) v[i] = a.integer(i, names[i], 0, int64_t(1) << 40);
+    return Napi::String::New(info.Env(), kRule(v[0], v[1], v[2], v[3]));
+  });
+}
+static Napi::Value GroupedFp8GemmPath(const Napi::CallbackInfo& info) {
+  return GroupedPath<groupedFp8GemmCudaPath>(info, "groupedFp8GemmPath", {"R", "E", "N", "K"});
+}
+static Napi::Value MaskedGroupedFp8GemmPath(const Napi::CallbackInfo& info) {
+  return GroupedPath<maskedGroupedFp8GemmCudaPath>(info, "maskedGroupedFp8GemmPath", {"E", "M", "N", "K"});
+}
+
 DSN_OP("fp8Gemm", Fp8Gemm);
 DSN_OP("groupedFp8Gemm", GroupedFp8Gemm);
 DSN_OP("maskedGroupedFp8Gemm", MaskedGroupedFp8Gemm);
 DSN_OP("gemm", Gemm);
 DSN_OP("bmmHeads", BmmHeads);
 DSN_INTERNAL_OP("gemmSetBf16Dot", GemmSetBf16Dot);
+DSN_INTERNAL_OP("fp8GemmPath", Fp8GemmPath);
+DSN_INTERNAL_OP("groupedFp8GemmPath", GroupedFp8GemmPath);
+DSN_INTERNAL_OP("maskedGroupedFp8GemmPath", MaskedGroupedFp8GemmPath);
 DSN_INTERNAL_OP("gemmSetBatchInvariant", GemmSetBatchInvariant);
 
 }  // namespace dsn

@@ -18,6 +18,24 @@ struct Fp8GemmParams {
   bool exactBlockSums = false;       // see native/cpu/gemm_engine.h (CPU only: the CUDA kernels sum each 128-block on tensor cores)
 };
 
+/** Which CUDA kernel fp8Gemm runs for a [M, K] x [N, K]ᵀ product: "wgmma" (the Hopper pipeline of
+ *  cuda/sm90_fp8_gemm.cu: TMA, mbarriers, warp-specialised wgmma, 128 x 128 tiles) when M > 64,
+ *  "mma.sync" (64 x 64 tiles: the decode path, where W is the traffic) otherwise. The wgmma path
+ *  also needs 16-byte aligned operands (tensors the ops allocate always are) and falls back to
+ *  mma.sync without them. */
+inline const char* fp8GemmCudaPath(int64_t M, int64_t N, int64_t K) { return M > 64 && N > 0 && K >= 128 && K % 128 == 0 ? "wgmma" : "mma.sync"; }
+/** The same for groupedFp8Gemm (contiguous): the routing is not known on the host, so the choice
+ *  goes by the mean rows per expert: "wgmma" (128-row tiles) when R ≥ 64 · E (prefill), else
+ *  "mma.sync" (64-row tiles waste less on experts with few rows). */
+inline const char* groupedFp8GemmCudaPath(int64_t R, int64_t E, int64_t N, int64_t K) {
+  return E > 0 && R >= 64 * E && N > 0 && K >= 128 && K % 128 == 0 ? "wgmma" : "mma.sync";
+}
+/** The same for maskedGroupedFp8Gemm: "wgmma" when an expert has more than 64 row slots (row tiles
+ *  at or past its count cost nothing on either kernel). */
+inline const char* maskedGroupedFp8GemmCudaPath(int64_t E, int64_t M, int64_t N, int64_t K) {
+  return E > 0 && M > 64 && N > 0 && K >= 128 && K % 128 == 0 ? "wgmma" : "mma.sync";
+}
+
 struct GroupedFp8GemmParams {
   const uint8_t* a = nullptr;        // [R, K] f8e4m3, rows grouped by expert
   const float* aScales = nullptr;    // [R, K/128] f32

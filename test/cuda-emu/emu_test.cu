@@ -20,6 +20,7 @@
 #include "ptx/mbarrier.cuh"
 #include "ptx/mma.cuh"
 #include "ptx/tma.cuh"
+#include "ptx/wgmma.cuh"
 
 using namespace dsn::ptx;
 
@@ -693,6 +694,139 @@ TEST(tensor_map_encoding_validates_like_the_driver) {
   CHECK(cuTensorMapEncodeTiled(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, dg.p, big, strides, box64, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
                                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_ERROR_INVALID_VALUE,
         "a tensor larger than its allocation is refused");
+}
+
+// ------------------------------------------------------------------------------------------------
+// wgmma.mma_async m64nNk32 e4m3 against the PTX ISA: the host lays A [64, 32] and B [N, 32] out in
+// a shared-memory image by the ISA's K-major layout (written here as tables: 8-row atoms, core
+// matrices of 16 bytes without swizzle, 128/64/32-byte atom rows XOR-swizzled by tableSwizzle),
+// packs the descriptors' bit fields by hand, and reads D back through the ISA's fragment table:
+// warp w, lane l, register i hold D[16w + l/4 (+8 for i = 2, 3 mod 4)][8 (i/4) + 2 (l%4) + i%2].
+// ------------------------------------------------------------------------------------------------
+struct WgmmaCase {
+  int n;            // 64 or 128
+  int layout;       // descriptor field: 0 none, 1 128B, 2 64B, 3 32B
+  int kOffset;      // byte offset of the 32-byte K slice inside an atom row (swizzled layouts)
+  bool accumulate;  // scale-d: D = A·Bᵀ + C, else A·Bᵀ
+};
+
+constexpr int kWgmmaImageBytes = 32768;  // A at 0, B at 16384
+
+__global__ void wgmmaKernel(const uint8_t* image, const float* c, float* out, int n, uint64_t descAFields, uint64_t descBFields, int accumulate,
+                            uint64_t* descSeen) {
+  extern __shared__ __align__(1024) uint8_t smemRaw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smemRaw) + 1023) & ~uintptr_t(1023));
+  for (int i = threadIdx.x; i < kWgmmaImageBytes; i += 128) smem[i] = image[i];
+  fence_proxy_async_shared();
+  __syncthreads();
+  // The start-address field is the shared address >> 4; the rest was packed by the host.
+  const uint32_t base = uint32_t(reinterpret_cast<char*>(smem) - cuda_emu::sharedWindow());
+  const uint64_t descA = descAFields + ((base >> 4) & 0x3fff), descB = descBFields + (((base + 16384) >> 4) & 0x3fff);
+  if (threadIdx.x == 0) {  // what the wrapper's encoder makes of the same operand
+    descSeen[0] = descA;
+    descSeen[1] = wgmma_desc(smem + (descAFields & 0x3fff) * 16, uint32_t((descAFields >> 16) & 0x3fff) * 16, uint32_t((descAFields >> 32) & 0x3fff) * 16,
+                             WgmmaSwizzle(descAFields >> 62));
+  }
+  float d64[32], d128[64];
+  float* d = n == 64 ? d64 : d128;
+  for (int i = 0; i < n / 2; ++i) d[i] = c[threadIdx.x * (n / 2) + i];
+  wgmma_fence();
+  if (n == 64) wgmma_m64k32_e4m3<64>(d64, descA, descB, accumulate != 0);
+  else wgmma_m64k32_e4m3<128>(d128, descA, descB, accumulate != 0);
+  wgmma_commit_group();
+  wgmma_wait_group<0>();
+  for (int i = 0; i < n / 2; ++i) out[threadIdx.x * (n / 2) + i] = d[i];
+}
+
+/** Where the ISA puts byte k of row r of a K-major operand: none: core matrices (8 rows x 16 B,
+ *  rows 16 B apart), K-adjacent ones `lbo` apart, M/N-adjacent ones `sbo` apart; swizzled: atom
+ *  rows of `rowBytes`, 8-row atoms `sbo` apart, then the chunk XOR of the absolute address. */
+static uint32_t tableOperandOffset(int layout, int r, int k, uint32_t lbo, uint32_t sbo, int kOffset) {
+  if (layout == 0) return uint32_t(r / 8) * sbo + uint32_t(k / 16) * lbo + uint32_t(r % 8) * 16 + uint32_t(k % 16);
+  const int tmaMode = layout == 1 ? 3 : layout == 2 ? 2 : 1;  // the same patterns as TMA's 128B, 64B, 32B
+  const uint32_t rowBytes = layout == 1 ? 128 : layout == 2 ? 64 : 32;
+  return tableSwizzle(uint32_t(r / 8) * sbo + uint32_t(r % 8) * rowBytes + uint32_t(kOffset + k), tmaMode);
+}
+
+static uint32_t lcg(uint32_t& s) { return s = s * 1664525u + 1013904223u; }
+
+static bool wgmmaCase(WgmmaCase wc, int plantLayout, std::string* why) {
+  const int N = wc.n;
+  uint32_t seed = 12345u + uint32_t(N * 7 + wc.layout * 3 + wc.kOffset + (wc.accumulate ? 1 : 0));
+  // Random finite e4m3 codes (exponent field 0..14), and f32 accumulators.
+  std::vector<uint8_t> A(64 * 32), B(size_t(N) * 32);
+  for (auto& v : A) v = uint8_t((lcg(seed) >> 8) % 0x78u) | uint8_t((lcg(seed) >> 20) & 0x80u);
+  for (auto& v : B) v = uint8_t((lcg(seed) >> 8) % 0x78u) | uint8_t((lcg(seed) >> 20) & 0x80u);
+  std::vector<float> C(size_t(64) * N);
+  for (auto& v : C) v = float(int(lcg(seed) >> 16) % 2001 - 1000) / 64.0f;
+  // Layout parameters: without swizzle, the K-adjacent core matrices sit after all row groups (LBO),
+  // row groups 128 bytes apart (SBO); swizzled, 8-row atoms of 8 x rowBytes stored back to back.
+  const uint32_t rowBytes = wc.layout == 1 ? 128 : wc.layout == 2 ? 64 : wc.layout == 3 ? 32 : 16;
+  const uint32_t sbo = wc.layout == 0 ? 128 : 8 * rowBytes;
+  const uint32_t lboA = wc.layout == 0 ? 64 / 8 * 128 : 16, lboB = wc.layout == 0 ? uint32_t(N / 8 * 128) : 16;
+  std::vector<uint8_t> image(kWgmmaImageBytes, 0);
+  for (int r = 0; r < 64; ++r)
+    for (int k = 0; k < 32; ++k) image[tableOperandOffset(wc.layout, r, k, lboA, sbo, wc.kOffset)] = A[r * 32 + k];
+  for (int r = 0; r < N; ++r)
+    for (int k = 0; k < 32; ++k) image[16384 + tableOperandOffset(wc.layout, r, k, lboB, sbo, wc.kOffset)] = B[r * 32 + k];
+  // Descriptor fields by hand (start address added in the kernel): LBO bits 16-29, SBO 32-45,
+  // layout 62-63; the K slice starts kOffset bytes into the atom row.
+  const int layoutField = plantLayout >= 0 ? plantLayout : wc.layout;
+  const uint64_t fieldsA = (uint64_t(wc.kOffset >> 4)) | (uint64_t(lboA >> 4) << 16) | (uint64_t(sbo >> 4) << 32) | (uint64_t(layoutField) << 62);
+  const uint64_t fieldsB = (uint64_t(wc.kOffset >> 4)) | (uint64_t(lboB >> 4) << 16) | (uint64_t(sbo >> 4) << 32) | (uint64_t(layoutField) << 62);
+  // C in fragment order, by the ISA's table.
+  auto rowOf = [](int t, int i) { return (t / 32) * 16 + (t % 32) / 4 + ((i % 4) >= 2 ? 8 : 0); };
+  auto colOf = [](int t, int i) { return (i / 4) * 8 + (t % 32 % 4) * 2 + i % 2; };
+  std::vector<float> cFrag(size_t(128) * (N / 2));
+  for (int t = 0; t < 128; ++t)
+    for (int i = 0; i < N / 2; ++i) cFrag[t * (N / 2) + i] = C[rowOf(t, i) * N + colOf(t, i)];
+  Dev<uint8_t> dImage(image.size(), image.data());
+  Dev<float> dC(cFrag.size(), cFrag.data()), dOut(cFrag.size());
+  Dev<uint64_t> dDesc(2);
+  wgmmaKernel<<<1, 128, kWgmmaImageBytes + 1024>>>(dImage.p, dC.p, dOut.p, N, fieldsA, fieldsB, wc.accumulate ? 1 : 0, dDesc.p);
+  std::string e = finish();
+  if (!e.empty()) {
+    *why = e;
+    return false;
+  }
+  auto h = dOut.get();
+  for (int t = 0; t < 128; ++t)
+    for (int i = 0; i < N / 2; ++i) {
+      const int r = rowOf(t, i), col = colOf(t, i);
+      double want = wc.accumulate ? double(C[r * N + col]) : 0.0;
+      for (int k = 0; k < 32; ++k) want += double(cuda_emu::fp::fromE4m3(A[r * 32 + k])) * double(cuda_emu::fp::fromE4m3(B[col * 32 + k]));
+      if (h[t * (N / 2) + i] != float(want)) {
+        char b[200];
+        snprintf(b, sizeof b, "n%d layout %d kOffset %d: thread %d d[%d] = D[%d][%d] = %g, want %g", N, wc.layout, wc.kOffset, t, i, r, col, h[t * (N / 2) + i], want);
+        *why = b;
+        return false;
+      }
+    }
+  // The wrapper's descriptor encoder packs the same bits as the hand-packed fields.
+  auto seen = dDesc.get();
+  if (seen[0] != seen[1]) {
+    char b[160];
+    snprintf(b, sizeof b, "wgmma_desc packs %016llx, the ISA's fields give %016llx", (unsigned long long)seen[1], (unsigned long long)seen[0]);
+    *why = b;
+    return false;
+  }
+  return true;
+}
+
+TEST(wgmma_m64nNk32_e4m3_matches_the_isa_tables) {
+  const WgmmaCase cases[] = {{64, 0, 0, true}, {128, 0, 0, false}, {64, 1, 0, false}, {128, 1, 32, true}, {128, 1, 96, true},
+                             {64, 2, 32, true}, {128, 3, 0, true}};
+  for (auto c : cases) {
+    std::string why;
+    CHECK(wgmmaCase(c, -1, &why), "%s", why.c_str());
+  }
+}
+
+TEST(planted_wrong_wgmma_swizzle_fails) {
+  std::string why;
+  CHECK(wgmmaCase({128, 1, 32, true}, -1, &why), "the correct descriptor must pass: %s", why.c_str());
+  CHECK(!wgmmaCase({128, 1, 32, true}, 0, &why), "a 128B-swizzled operand read as unswizzled must give a wrong product");
+  CHECK(!wgmmaCase({64, 0, 0, true}, 1, &why), "an unswizzled operand read as 128B-swizzled must give a wrong product");
 }
 
 int main(int argc, char** argv) {

@@ -37,6 +37,8 @@ const CASES = [
   'tma_2d_loads_follow_the_swizzle_tables',
   'planted_unset_mbarrier_tx_count_fails',
   'tensor_map_encoding_validates_like_the_driver',
+  'wgmma_m64nNk32_e4m3_matches_the_isa_tables',
+  'planted_wrong_wgmma_swizzle_fails',
 ];
 
 describe('cuda_emu_test (the emulator and the PTX wrappers against the ISA tables)', () => {

@@ -12,6 +12,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { ops, tensor } from '../../lib/index.js';
+import { native } from '../../lib/runtime/native.js';
 import { e4m3Value, rng, roundTo, suiteDevices } from '../helpers.js';
 
 /** One ulp of the output dtype at v: two roundings of values a hair apart may land one ulp apart. */
@@ -54,8 +55,20 @@ for (const { device, skip } of suiteDevices('fp8Gemm', 'groupedFp8Gemm', 'masked
       };
     }
 
-    for (const [M, N, K, yType] of [[1, 1, 128, 'f32'], [67, 200, 384, 'bf16'], [130, 129, 256, 'f32'], [5, 64, 128, 'bf16']] as const)
-      it(`fp8Gemm [${M}, ${K}] x [${N}, ${K}]ᵀ -> ${yType} (seed ${r.seed})`, async () => {
+    // The CUDA kernel is chosen by M (native/params/gemm.h's fp8GemmCudaPath): M > 64 runs the Hopper
+    // pipeline (TMA, mbarriers, wgmma, 128 x 128 tiles), smaller M the mma.sync decode path. The
+    // shapes cover both, tiles cut by M and N (not multiples of 128), K at the 128 boundary, and
+    // more tiles than the emulated device's SMs (so the persistent blocks take several tiles each).
+    const fp8Shapes = [
+      [1, 1, 128, 'f32', 'mma.sync'], [5, 64, 128, 'bf16', 'mma.sync'], [64, 70, 256, 'f32', 'mma.sync'],
+      [65, 64, 128, 'f32', 'wgmma'], [67, 200, 384, 'bf16', 'wgmma'], [130, 129, 256, 'f32', 'wgmma'],
+      [256, 300, 512, 'bf16', 'wgmma'], [200, 136, 128, 'f32', 'wgmma'], [1280, 1800, 128, 'bf16', 'wgmma'],
+    ] as const;
+    it('fp8Gemm picks the wgmma kernel for M > 64 and the mma.sync kernel below', () => {
+      for (const [M, N, K, , path] of fp8Shapes) expect(`${M}x${N}x${K}: ${native().ops.fp8GemmPath(M, N, K)}`).toBe(`${M}x${N}x${K}: ${path}`);
+    });
+    for (const [M, N, K, yType, path] of fp8Shapes)
+      it(`fp8Gemm [${M}, ${K}] x [${N}, ${K}]ᵀ -> ${yType}, ${path} kernel (seed ${r.seed})`, async () => {
         const a = codes(M * K), w = codes(N * K);
         const sa = Float32Array.from({ length: M * (K / 128) }, () => 2 ** r.int(-12, -4));
         const sw = Float32Array.from({ length: Math.ceil(N / 128) * (K / 128) }, () => 2 ** r.int(-12, -4) * (1 + r.next()));
@@ -73,37 +86,46 @@ for (const { device, skip } of suiteDevices('fp8Gemm', 'groupedFp8Gemm', 'masked
         expect(ref.some((v) => v !== 0)).toBe(true);
       });
 
-    it(`groupedFp8Gemm: 6 experts, one with no rows, one with one row, one with 70 (seed ${r.seed})`, async () => {
-      const rowsPer = [3, 0, 1, 70, 2, 9], E = rowsPer.length, N = 96, K = 256, R = rowsPer.reduce((p, q) => p + q, 0);
-      const offsets = Int32Array.from({ length: E + 1 }, (_, e) => rowsPer.slice(0, e).reduce((p, q) => p + q, 0));
-      const a = codes(R * K), w = codes(E * N * K);
-      const sa = Float32Array.from({ length: R * 2 }, () => 2 ** r.int(-10, -5));
-      const sw = Float32Array.from({ length: E * 1 * 2 }, () => 2 ** r.int(-10, -5));
-      const run = async (d: string) => {
-        using at = tensor(a, { shape: [R, K], dtype: 'f8e4m3', device: d });
-        using st = tensor(sa, { shape: [R, 2], device: d });
-        using wt = tensor(w, { shape: [E, N, K], dtype: 'f8e4m3', device: d });
-        using swt = tensor(sw, { shape: [E, 1, 2], device: d });
-        using ot = tensor(offsets, { device: d });
-        using y = ops.groupedFp8Gemm(at, st, wt, swt, ot, 'bf16', { exactBlockSums: true });
-        return y.toFloat32Array();
-      };
-      const ref = await run('cpu');
-      const got = await run(device);
-      // Row r uses its expert's weights: bound each row against that expert's slice.
-      const expertOf = (row: number) => {
-        let e = 0;
-        while (offsets[e + 1] <= row) ++e;
-        return e;
-      };
-      const bounds = Array.from({ length: E }, (_, e) =>
-        fp8Bound(a.subarray(offsets[e] * K, offsets[e + 1] * K), sa.subarray(offsets[e] * 2, offsets[e + 1] * 2), w.subarray(e * N * K, (e + 1) * N * K),
-          sw.subarray(e * 2, (e + 1) * 2), rowsPer[e], N, K, ref.subarray(offsets[e] * N, offsets[e + 1] * N), 'bf16'));
-      expectWithin('groupedFp8Gemm', got, ref, (i) => {
-        const row = Math.floor(i / N), e = expertOf(row);
-        return bounds[e]((row - offsets[e]) * N + (i % N));
+    // groupedFp8Gemm takes the wgmma kernel when the mean rows per expert reach 64 (R ≥ 64·E), else
+    // mma.sync; both see experts with no rows, one row, and rows not a multiple of either tile.
+    const groupedCases: { rowsPer: number[]; N: number; path: string }[] = [
+      { rowsPer: [3, 0, 1, 70, 2, 9], N: 96, path: 'mma.sync' },
+      { rowsPer: [200, 0, 1, 130, 70], N: 200, path: 'wgmma' },
+    ];
+    for (const { rowsPer, N, path } of groupedCases)
+      it(`groupedFp8Gemm: experts with rows ${rowsPer.join(', ')}, N ${N}, ${path} kernel (seed ${r.seed})`, async () => {
+        const E = rowsPer.length, K = 256, KB = K / 128, NB = Math.ceil(N / 128), R = rowsPer.reduce((p, q) => p + q, 0);
+        expect(native().ops.groupedFp8GemmPath(R, E, N, K)).toBe(path);
+        const offsets = Int32Array.from({ length: E + 1 }, (_, e) => rowsPer.slice(0, e).reduce((p, q) => p + q, 0));
+        const a = codes(R * K), w = codes(E * N * K);
+        const sa = Float32Array.from({ length: R * KB }, () => 2 ** r.int(-10, -5));
+        const sw = Float32Array.from({ length: E * NB * KB }, () => 2 ** r.int(-10, -5));
+        const run = async (d: string) => {
+          using at = tensor(a, { shape: [R, K], dtype: 'f8e4m3', device: d });
+          using st = tensor(sa, { shape: [R, KB], device: d });
+          using wt = tensor(w, { shape: [E, N, K], dtype: 'f8e4m3', device: d });
+          using swt = tensor(sw, { shape: [E, NB, KB], device: d });
+          using ot = tensor(offsets, { device: d });
+          using y = ops.groupedFp8Gemm(at, st, wt, swt, ot, 'bf16', { exactBlockSums: true });
+          return y.toFloat32Array();
+        };
+        const ref = await run('cpu');
+        const got = await run(device);
+        // Row r uses its expert's weights: bound each row against that expert's slice.
+        const expertOf = (row: number) => {
+          let e = 0;
+          while (offsets[e + 1] <= row) ++e;
+          return e;
+        };
+        const bounds = Array.from({ length: E }, (_, e) =>
+          fp8Bound(a.subarray(offsets[e] * K, offsets[e + 1] * K), sa.subarray(offsets[e] * KB, offsets[e + 1] * KB), w.subarray(e * N * K, (e + 1) * N * K),
+            sw.subarray(e * NB * KB, (e + 1) * NB * KB), rowsPer[e], N, K, ref.subarray(offsets[e] * N, offsets[e + 1] * N), 'bf16'));
+        expectWithin('groupedFp8Gemm', got, ref, (i) => {
+          const row = Math.floor(i / N), e = expertOf(row);
+          return bounds[e]((row - offsets[e]) * N + (i % N));
+        });
+        expect(ref.some((v) => v !== 0)).toBe(true);
       });
-    });
 
     it('groupedFp8Gemm: bad offsets fail at the next sync point, and the device works on', async () => {
       using at = tensor(new Uint8Array(4 * 128), { shape: [4, 128], dtype: 'f8e4m3', device });
@@ -118,44 +140,65 @@ for (const { device, skip } of suiteDevices('fp8Gemm', 'groupedFp8Gemm', 'masked
       expect(Array.from(await y2.toFloat32Array()).every((v) => v === 0)).toBe(true);
     });
 
-    it(`maskedGroupedFp8Gemm: 4 experts of 70 row slots, counts 70, 0, 1, 65 (seed ${r.seed})`, async () => {
-      const counts = [70, 0, 1, 65], E = counts.length, M = 70, N = 72, K = 256;
-      const a = codes(E * M * K), w = codes(E * N * K);
-      const sa = Float32Array.from({ length: E * M * 2 }, () => 2 ** r.int(-10, -5));
-      const sw = Float32Array.from({ length: E * 2 }, () => 2 ** r.int(-10, -5));
-      const run = async (d: string) => {
-        using at = tensor(a, { shape: [E, M, K], dtype: 'f8e4m3', device: d });
-        using st = tensor(sa, { shape: [E, M, 2], device: d });
-        using wt = tensor(w, { shape: [E, N, K], dtype: 'f8e4m3', device: d });
-        using swt = tensor(sw, { shape: [E, 1, 2], device: d });
-        using ct = tensor(Int32Array.from(counts), { device: d });
-        using y = ops.maskedGroupedFp8Gemm(at, st, wt, swt, ct, 'f32', { exactBlockSums: true });
-        return y.toFloat32Array();
-      };
-      const ref = await run('cpu');
-      const got = await run(device);
-      for (let e = 0; e < E; ++e) {
-        if (counts[e] === 0) continue;
-        const rows = [e * M * N, (e * M + counts[e]) * N];
-        const bound = fp8Bound(a.subarray(e * M * K, (e * M + counts[e]) * K), sa.subarray(e * M * 2, (e * M + counts[e]) * 2),
-          w.subarray(e * N * K, (e + 1) * N * K), sw.subarray(e * 2, (e + 1) * 2), counts[e], N, K, ref.subarray(rows[0], rows[1]), 'f32');
-        expectWithin(`maskedGroupedFp8Gemm expert ${e}`, got.subarray(rows[0], rows[1]), ref.subarray(rows[0], rows[1]), bound);
-      }
+    it('groupedFp8Gemm on the wgmma kernel: bad offsets fail at the next sync point, and the device works on', async () => {
+      const R = 256, E = 2, N = 8, K = 128;
+      expect(native().ops.groupedFp8GemmPath(R, E, N, K)).toBe('wgmma');
+      using at = tensor(new Uint8Array(R * K), { shape: [R, K], dtype: 'f8e4m3', device });
+      using st = tensor(new Float32Array(R), { shape: [R, 1], device });
+      using wt = tensor(new Uint8Array(E * N * K), { shape: [E, N, K], dtype: 'f8e4m3', device });
+      using swt = tensor(new Float32Array(E), { shape: [E, 1, 1], device });
+      using bad = tensor(Int32Array.from([0, 300, 256]), { device }); // decreasing
+      using y = ops.groupedFp8Gemm(at, st, wt, swt, bad, 'f32');
+      await expect(y.read()).rejects.toThrow(/groupedFp8Gemm/);
+      using good = tensor(Int32Array.from([0, 100, 256]), { device });
+      using y2 = ops.groupedFp8Gemm(at, st, wt, swt, good, 'f32');
+      expect(Array.from(await y2.toFloat32Array()).every((v) => v === 0)).toBe(true);
     });
 
-    it('maskedGroupedFp8Gemm: a count outside [0, M] fails at the next sync point, and the device works on', async () => {
-      using at = tensor(new Uint8Array(2 * 4 * 128), { shape: [2, 4, 128], dtype: 'f8e4m3', device });
-      using st = tensor(new Float32Array(8), { shape: [2, 4, 1], device });
-      using wt = tensor(new Uint8Array(2 * 8 * 128), { shape: [2, 8, 128], dtype: 'f8e4m3', device });
-      using swt = tensor(new Float32Array(2), { shape: [2, 1, 1], device });
-      using bad = tensor(Int32Array.from([1, 5]), { device });
-      using y = ops.maskedGroupedFp8Gemm(at, st, wt, swt, bad, 'f32');
-      await expect(y.read()).rejects.toThrow('maskedGroupedFp8Gemm: row count 5 is out of range [0, 5)');
-      using good = tensor(Int32Array.from([4, 1]), { device });
-      using y2 = ops.maskedGroupedFp8Gemm(at, st, wt, swt, good, 'f32');
-      const out = await y2.toFloat32Array();
-      expect(Array.from(out.subarray(0, 4 * 8 + 8)).every((v) => v === 0)).toBe(true); // expert 0's 4 rows, expert 1's first
-    });
+    // maskedGroupedFp8Gemm takes the wgmma kernel when an expert has more than 64 row slots.
+    const maskedCases: { counts: number[]; M: number; path: string }[] = [{ counts: [70, 0, 1, 65], M: 70, path: 'wgmma' }, { counts: [40, 0, 3], M: 40, path: 'mma.sync' }];
+    for (const { counts, M, path } of maskedCases)
+      it(`maskedGroupedFp8Gemm: ${counts.length} experts of ${M} row slots, counts ${counts.join(', ')}, ${path} kernel (seed ${r.seed})`, async () => {
+        const E = counts.length, N = 72, K = 256;
+        expect(native().ops.maskedGroupedFp8GemmPath(E, M, N, K)).toBe(path);
+        const a = codes(E * M * K), w = codes(E * N * K);
+        const sa = Float32Array.from({ length: E * M * 2 }, () => 2 ** r.int(-10, -5));
+        const sw = Float32Array.from({ length: E * 2 }, () => 2 ** r.int(-10, -5));
+        const run = async (d: string) => {
+          using at = tensor(a, { shape: [E, M, K], dtype: 'f8e4m3', device: d });
+          using st = tensor(sa, { shape: [E, M, 2], device: d });
+          using wt = tensor(w, { shape: [E, N, K], dtype: 'f8e4m3', device: d });
+          using swt = tensor(sw, { shape: [E, 1, 2], device: d });
+          using ct = tensor(Int32Array.from(counts), { device: d });
+          using y = ops.maskedGroupedFp8Gemm(at, st, wt, swt, ct, 'f32', { exactBlockSums: true });
+          return y.toFloat32Array();
+        };
+        const ref = await run('cpu');
+        const got = await run(device);
+        for (let e = 0; e < E; ++e) {
+          if (counts[e] === 0) continue;
+          const rows = [e * M * N, (e * M + counts[e]) * N];
+          const bound = fp8Bound(a.subarray(e * M * K, (e * M + counts[e]) * K), sa.subarray(e * M * 2, (e * M + counts[e]) * 2),
+            w.subarray(e * N * K, (e + 1) * N * K), sw.subarray(e * 2, (e + 1) * 2), counts[e], N, K, ref.subarray(rows[0], rows[1]), 'f32');
+          expectWithin(`maskedGroupedFp8Gemm expert ${e}`, got.subarray(rows[0], rows[1]), ref.subarray(rows[0], rows[1]), bound);
+        }
+      });
+
+    for (const M of [4, 80])
+      it(`maskedGroupedFp8Gemm (${M} row slots, ${M > 64 ? 'wgmma' : 'mma.sync'} kernel): a count outside [0, M] fails at the next sync point, and the device works on`, async () => {
+        expect(native().ops.maskedGroupedFp8GemmPath(2, M, 8, 128)).toBe(M > 64 ? 'wgmma' : 'mma.sync');
+        using at = tensor(new Uint8Array(2 * M * 128), { shape: [2, M, 128], dtype: 'f8e4m3', device });
+        using st = tensor(new Float32Array(2 * M), { shape: [2, M, 1], device });
+        using wt = tensor(new Uint8Array(2 * 8 * 128), { shape: [2, 8, 128], dtype: 'f8e4m3', device });
+        using swt = tensor(new Float32Array(2), { shape: [2, 1, 1], device });
+        using bad = tensor(Int32Array.from([1, M + 1]), { device });
+        using y = ops.maskedGroupedFp8Gemm(at, st, wt, swt, bad, 'f32');
+        await expect(y.read()).rejects.toThrow(`maskedGroupedFp8Gemm: row count ${M + 1} is out of range [0, ${M + 1})`);
+        using good = tensor(Int32Array.from([M, 1]), { device });
+        using y2 = ops.maskedGroupedFp8Gemm(at, st, wt, swt, good, 'f32');
+        const out = await y2.toFloat32Array();
+        expect(Array.from(out.subarray(0, M * 8 + 8)).every((v) => v === 0)).toBe(true); // expert 0's M rows, expert 1's first
+      });
 
     for (const [M, N, K, xType, wType, yType] of [[1, 300, 77, 'bf16', 'bf16', 'f32'], [33, 65, 1024, 'f32', 'bf16', 'bf16'], [64, 64, 1, 'f32', 'f32', 'f32'], [3, 5, 0, 'bf16', 'f32', 'f32']] as const)
       it(`gemm [${M}, ${K}] ${xType} x [${N}, ${K}]ᵀ ${wType} -> ${yType} (seed ${r.seed})`, async () => {

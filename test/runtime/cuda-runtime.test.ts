@@ -17,7 +17,7 @@ import { CUDA_OPS, suiteDevices } from '../helpers.js';
 // @ts-expect-error plain ESM script without types
 import { sourceList, sourceStamp } from '../../scripts/cuda-sources.mjs';
 // @ts-expect-error plain ESM script without types
-import { gateFailures, parsePtxas } from '../../scripts/check-cuda.mjs';
+import { gateFailures, missingPtx, parsePtxas } from '../../scripts/check-cuda.mjs';
 
 const root = resolve(import.meta.dirname, '../..');
 
@@ -301,5 +301,19 @@ describe('the CUDA build scripts', () => {
     expect(gateFailures(ks[1])).toEqual(['spills (16 B stores, 16 B loads)']);
     expect(ks[2]).toMatchObject({ registers: 168, smemBytes: 200704, wgmmaSerialized: ['C7515'] });
     expect(gateFailures(ks[2])).toEqual(['wgmma serialised (C7515)']);
+  });
+
+  it('check:cuda requires wgmma e4m3, TMA loads and mbarrier waits in the PTX of the Hopper fp8Gemm', () => {
+    const hopper = [
+      'mbarrier.try_wait.parity.shared::cta.b64 p, [%r1], %r2;',
+      'cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%r3], [%rd1, {%r4, %r5}], [%r1];',
+      'wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {%f1, %f2}, %rd2, %rd3, p, 1, 1;',
+    ].join('\n');
+    expect(missingPtx('sm90_fp8_gemm.cu', hopper)).toEqual([]);
+    // The mma.sync kernel alone, or a bf16 wgmma, is not the Hopper FP8 pipeline.
+    expect(missingPtx('sm90_fp8_gemm.cu', 'mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32')).toEqual([
+      'wgmma.mma_async with e4m3 operands', 'cp.async.bulk.tensor (TMA load)', 'mbarrier.try_wait.parity']);
+    expect(missingPtx('sm90_fp8_gemm.cu', hopper.replace('e4m3.e4m3', 'bf16.bf16'))).toEqual(['wgmma.mma_async with e4m3 operands']);
+    expect(missingPtx('norm.cu', '')).toEqual([]);
   });
 });

@@ -7,6 +7,7 @@
 #include "ptx/mbarrier.cuh"
 #include "ptx/mma.cuh"
 #include "ptx/tma.cuh"
+#include "ptx/wgmma.cuh"
 using namespace dsn::ptx;
 __global__ void k(const __grid_constant__ CUtensorMap map, float* out, const float* in) {
   __shared__ __align__(1024) uint16_t tile[4096];
@@ -28,5 +29,14 @@ __global__ void k(const __grid_constant__ CUtensorMap map, float* out, const flo
   fence_proxy_async_shared();
   tma_store_2d(&map, tile, 0, 0); tma_store_commit_group(); tma_store_wait_group_read<0>(); tma_prefetch_descriptor(&map);
   mbarrier_arrive(&bar); mbarrier_inval(&bar);
-  out[threadIdx.x] = c[0] + a1[0] + a2[1];
+  float w64[32] = {}, w128[64] = {};
+  const uint64_t da = wgmma_desc(tile, 16, 1024, WgmmaSwizzle::bytes128), db = wgmma_desc(tile + 512, 128, 256, WgmmaSwizzle::none);
+  setmaxnreg<232, true>();
+  wgmma_fence();
+  wgmma_m64k32_e4m3<64>(w64, da, db, false);
+  wgmma_m64k32_e4m3<128>(w128, da, db, true);
+  wgmma_commit_group(); wgmma_wait_group<0>();
+  wgmma_fence_operand(w64[0]);
+  setmaxnreg<40, false>();
+  out[threadIdx.x] = c[0] + a1[0] + a2[1] + w64[0] + w128[63];
 }
