@@ -1,6 +1,6 @@
 // Device-side E4M3 (fn) conversions and actQuant's group scale, bit-identical to
-// native/runtime/dtype.h and native/cpu/quant.cc: shared by actQuant / fp8Dequant (cuda/quant.cu)
-// and the FP8 latent cache (cuda/cache.cu).
+// native/runtime/dtype.h and native/cpu/quant.cc: shared by actQuant / fp8Dequant (cuda/quant.cu),
+// the FP8 latent cache (cuda/cache.cu) and the fused quantised outputs of rmsNorm and swiglu.
 #pragma once
 #include <cstdint>
 
@@ -63,5 +63,21 @@ __device__ __forceinline__ float blockMax(float m, float* warpMax) {
 
 /** The code of x in a group of scale s: e4m3(clamp(x / s, ±448)), an f32 division; NaN -> -448 as fmaxf does. */
 __device__ __forceinline__ uint8_t fp8Code(float x, float s) { return toE4m3(fminf(fmaxf(x / s, -kFp8Max), kFp8Max)); }
+
+/**
+ * One warp quantises one group of 128 values (the fused epilogues of rmsNorm and swiglu): lane l holds
+ * elements l, l + 32, l + 64, l + 96 of the group in v, already rounded to the dtype they are stored
+ * in. amax by fmaxf over the warp (NaN skipped; max is order-free, so this is actQuantKernel's amax),
+ * fp8GroupScale, fp8Code: the bits actQuant gives for those values. Lane 0 writes *scale.
+ */
+__device__ __forceinline__ void warpQuantGroup128(const float (&v)[4], uint8_t* codes, float* scale, bool ue8m0) {
+  float m = 0.0f;
+  for (int j = 0; j < 4; ++j) m = fmaxf(m, fabsf(v[j]));
+  for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+  const float s = fp8GroupScale(m, ue8m0);
+  const int lane = threadIdx.x & 31;
+  if (lane == 0) *scale = s;
+  for (int j = 0; j < 4; ++j) codes[lane + 32 * j] = fp8Code(v[j], s);
+}
 
 }  // namespace dsn::cuda

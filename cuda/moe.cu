@@ -4,6 +4,7 @@
 
 #include "convert.cuh"
 #include "device_error.cuh"
+#include "fp8.cuh"
 #include "launch_check.cuh"
 #include "math.cuh"
 #include "moe.cuh"
@@ -212,6 +213,26 @@ __global__ void swigluKernel(SwigluParams p) {
   }
 }
 
+/** swiglu with the fused actQuant: one warp per (row, group of 128); each lane writes its 4 outputs,
+ *  reads them back as stored (rounded to outType, its own writes) and the warp quantises the group. */
+__global__ void swigluQuantKernel(SwigluParams p) {
+  static_assert(kQuantBlock == 128, "warpQuantGroup128 quantises groups of 128");
+  const int64_t groups = p.inter / kQuantBlock, warps = p.rows * groups;
+  const int lane = threadIdx.x & 31;
+  for (int64_t wg = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; wg < warps; wg += (int64_t(gridDim.x) * blockDim.x) >> 5) {
+    const int64_t r = wg / groups, c0 = (wg % groups) * kQuantBlock;
+    float v[4];
+    for (int j = 0; j < 4; ++j) {
+      const int64_t c = c0 + lane + 32 * j;
+      const float g = loadAsF32(p.gateUp, p.inType, r * 2 * p.inter + c);
+      const float u = loadAsF32(p.gateUp, p.inType, r * 2 * p.inter + p.inter + c);
+      storeFromF32(p.out, p.outType, r * p.inter + c, __fmul_rn(siluRef(g), u));
+      v[j] = loadAsF32(p.out, p.outType, r * p.inter + c);
+    }
+    warpQuantGroup128(v, p.codes + r * p.inter + c0, p.scales + wg, p.ue8m0);
+  }
+}
+
 // ---- moeCombine: one block per token; each thread owns columns; the k terms in ascending expert id ----
 
 __global__ void moeCombineKernel(MoeCombineParams p, DeviceErrorWord* err, uint32_t op) {
@@ -282,7 +303,13 @@ std::string embeddingLaunch(const EmbeddingParams& p, const CudaLaunch& l) {
 
 std::string swigluLaunch(const SwigluParams& p, const CudaLaunch& l) {
   if (p.rows == 0 || p.inter == 0) return "";
-  swigluKernel<<<blocksFor(p.rows * p.inter), kThreads, 0, static_cast<cudaStream_t>(l.stream)>>>(p);
+  if (p.codes) {
+    if (p.inter % kQuantBlock != 0 || !p.scales) return "swiglu: the fused actQuant needs inter a multiple of 128 and scales";
+    static_assert(kThreads % 32 == 0, "whole warps");
+    swigluQuantKernel<<<blocksFor(p.rows * (p.inter / kQuantBlock) * 32), kThreads, 0, static_cast<cudaStream_t>(l.stream)>>>(p);
+  } else {
+    swigluKernel<<<blocksFor(p.rows * p.inter), kThreads, 0, static_cast<cudaStream_t>(l.stream)>>>(p);
+  }
   return launchError();
 }
 

@@ -1,6 +1,7 @@
 #include <cuda_runtime.h>
 
 #include "convert.cuh"
+#include "fp8.cuh"
 #include "launch_check.cuh"
 #include "norm.cuh"
 
@@ -37,6 +38,20 @@ __global__ void rmsNormKernel(RmsNormParams p) {
     float v = loadAsF32(p.x, p.xType, base + i);
     if (p.residual) v += loadAsF32(p.residual, p.xType, base + i);
     storeFromF32(p.out, p.xType, base + i, loadAsF32(p.weight, p.wType, i) * (v * inv));
+  }
+  if (p.codes) {
+    // The fused actQuant of the row just written (read back as stored, so rounded to xType): one
+    // warp per group of 128.
+    static_assert(kQuantBlock == 128, "warpQuantGroup128 quantises groups of 128");
+    __syncthreads();
+    const int64_t groups = p.dim / kQuantBlock;
+    const int lane = threadIdx.x & 31;
+    for (int64_t g = threadIdx.x >> 5; g < groups; g += kThreads / 32) {
+      const int64_t at = base + g * kQuantBlock;
+      float v[4];
+      for (int j = 0; j < 4; ++j) v[j] = loadAsF32(p.out, p.xType, at + lane + 32 * j);
+      warpQuantGroup128(v, p.codes + at, p.scales + row * groups + g, p.ue8m0);
+    }
   }
 }
 
@@ -93,6 +108,7 @@ std::string layerNormLaunch(const LayerNormParams& p, const CudaLaunch& l) {
 std::string rmsNormLaunch(const RmsNormParams& p, const CudaLaunch& l) {
   if (p.rows == 0) return "";
   if (p.rows > 0x7fffffff) return "too many rows for one launch";
+  if (p.codes && (p.dim % kQuantBlock != 0 || !p.scales)) return "rmsNorm: the fused actQuant needs dim a multiple of 128 and scales";
   rmsNormKernel<<<unsigned(p.rows), kThreads, 0, static_cast<cudaStream_t>(l.stream)>>>(p);
   return launchError();
 }

@@ -1,5 +1,7 @@
 // CUDA RMSNorm over the last dimension (optionally fused with the residual add): one block per row,
-// f32 math, output rounded to x's dtype; and LayerNorm. Same params and contract as native/cpu/norm.h.
+// f32 math, output rounded to x's dtype, and with p.codes set the output's actQuant (1×128 groups,
+// cuda/fp8.cuh's warpQuantGroup128) in the same block: the bytes actQuantLaunch gives for that output.
+// And LayerNorm. Same params and contract as native/cpu/norm.h.
 #pragma once
 #include <string>
 

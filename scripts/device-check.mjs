@@ -98,6 +98,31 @@ const CASES = {
             },
           });
         }
+    // The fused actQuant (rmsNormQuant): on each device, the bytes of rmsNorm then actQuant on that
+    // device; the case returns how many bytes differ (0 on both).
+    for (const [rows, dim] of small ? [[3, 256]] : [[1, 128], [64, 7168], [7, 1536]])
+      for (const scaleFmt of [null, 'ue8m0']) {
+        const x = floats(rows * dim, 3), w = floats(dim).map((v) => v + 1);
+        out.push({
+          name: `rmsNormQuant bf16 [${rows}, ${dim}] scaleFmt ${scaleFmt} = rmsNorm then actQuant`,
+          atol: 0, rtol: 0,
+          async run(device) {
+            const xt = tensor(x, { shape: [rows, dim], dtype: 'bf16', device });
+            const wt = tensor(w, { dtype: 'bf16', device });
+            const f = ops.rmsNormQuant(xt, wt, 1e-6, { scaleFmt });
+            const y = ops.rmsNorm(xt, wt, 1e-6);
+            const q = ops.actQuant(y, { scaleFmt });
+            const differ = [];
+            for (const [a, b] of [[f.out, y], [f.codes, q.codes], [f.scales, q.scales]]) {
+              const [u, v] = [await a.read(), await b.read()];
+              const [bu, bv] = [new Uint8Array(u.buffer, u.byteOffset, u.byteLength), new Uint8Array(v.buffer, v.byteOffset, v.byteLength)];
+              differ.push(bu.length === bv.length ? bu.reduce((n, c, i) => n + (c !== bv[i] ? 1 : 0), 0) : -1);
+            }
+            for (const t of [xt, wt, f.out, f.codes, f.scales, y, q.codes, q.scales]) t.dispose();
+            return [Float32Array.from(differ)];
+          },
+        });
+      }
     return out;
   },
 };
@@ -148,7 +173,14 @@ Object.assign(CASES, {
   swiglu: () => (small ? [[4, 256]] : [[1, 1], [64, 2048], [300, 4096]]).map(([R, I]) => {
     const x = floats(R * 2 * I, 4);
     return caseOf(`swiglu [${R}, ${2 * I}] bf16`, 0, 0, (t) => [ops.swiglu(t(x, { shape: [R, 2 * I], dtype: 'bf16' }))]);
-  }),
+  }).concat((small ? [[4, 256]] : [[1, 128], [64, 2048]]).map(([R, I]) => {
+    // The fused actQuant: swiglu is the CPU's bits on the device, so its codes and scales are too.
+    const x = floats(R * 2 * I, 4);
+    return caseOf(`swigluQuant [${R}, ${2 * I}] bf16 ue8m0`, 0, 0, (t) => {
+      const r = ops.swigluQuant(t(x, { shape: [R, 2 * I], dtype: 'bf16' }), { scaleFmt: 'ue8m0' });
+      return [r.out, r.codes, r.scales];
+    });
+  })),
   moeCombine: () => (small ? [[4, 8, 64]] : [[1, 1, 1], [64, 8, 7168], [512, 8, 2048]]).map(([T, k, D]) => {
     const eo = floats(T * k * D), ros = Int32Array.from({ length: T * k }, (_, i) => i), w = floats(T * k), ids = ints(T * k, 256), sh = floats(T * D);
     return caseOf(`moeCombine T ${T} k ${k} D ${D} bf16`, 0, 0, (t) =>

@@ -7,6 +7,7 @@
 import { invalidArgument } from '../runtime/errors.js';
 import { type DType, handleOf, type Tensor, wrap } from '../runtime/tensor.js';
 import { native } from '../runtime/native.js';
+import { type FusedQuantOptions, fusedQuantArg } from './quant.js';
 
 export interface MoeRouteOptions {
   /** Experts chosen per token (8 in DeepSeek-V3). */
@@ -82,6 +83,19 @@ export function gatherRows(x: Tensor, index: Tensor): Tensor {
  */
 export function swiglu(gateUp: Tensor, outDtype?: DType): Tensor {
   return wrap(native().ops.swiglu(handleOf(gateUp, 'swiglu', 'gateUp'), outDtype));
+}
+
+/**
+ * SwiGLU whose kernel also quantises its output for the down projection: the same `out` as
+ * `swiglu(gateUp, outDtype)`, and `codes` / `scales` with the bits of
+ * `actQuant(out, { blockSize: 128, scaleFmt })`, in one pass.
+ * @param gateUp `[R, 2I]` bf16 | f32, I a multiple of 128
+ * @returns `out` `[R, I]` (outDtype, default gateUp's dtype), `codes` `[R, I]` f8e4m3, `scales` `[R, I / 128]` f32
+ */
+export function swigluQuant(gateUp: Tensor, options: FusedQuantOptions & { outDtype?: DType } = {}): { out: Tensor; codes: Tensor; scales: Tensor } {
+  const ue8m0 = fusedQuantArg('swigluQuant', options);
+  const [out, codes, scales] = native().ops.swiglu(handleOf(gateUp, 'swigluQuant', 'gateUp'), options.outDtype, ue8m0);
+  return { out: wrap(out), codes: wrap(codes), scales: wrap(scales) };
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import { handleOf, type Tensor, wrap } from '../runtime/tensor.js';
 import { native } from '../runtime/native.js';
+import { type FusedQuantOptions, fusedQuantArg } from './quant.js';
 
 /**
  * RMSNorm.
@@ -30,6 +31,45 @@ export function addRmsNorm(x: Tensor, residual: Tensor, weight: Tensor, eps: num
     handleOf(residual, 'addRmsNorm', 'residual'),
   );
   return { out: wrap(out), residual: wrap(sum) };
+}
+
+/**
+ * RMSNorm whose kernel also quantises its output for the FP8 linears that read it: the same `out`
+ * as `rmsNorm`, and `codes` / `scales` with the bits of `actQuant(out, { blockSize: 128, scaleFmt })`,
+ * in one pass over the rows.
+ * @param x `[..., dim]` f32 | bf16, dim a multiple of 128
+ * @param weight `[dim]` f32 | bf16
+ * @returns `out` `[..., dim]` (x's dtype), `codes` `[..., dim]` f8e4m3, `scales` `[..., dim / 128]` f32
+ */
+export function rmsNormQuant(x: Tensor, weight: Tensor, eps: number, options: FusedQuantOptions = {}): { out: Tensor; codes: Tensor; scales: Tensor } {
+  const ue8m0 = fusedQuantArg('rmsNormQuant', options);
+  const [out, codes, scales] = native().ops.rmsNorm(handleOf(x, 'rmsNormQuant', 'x'), handleOf(weight, 'rmsNormQuant', 'weight'), eps, undefined, ue8m0);
+  return { out: wrap(out), codes: wrap(codes), scales: wrap(scales) };
+}
+
+/**
+ * `addRmsNorm` whose kernel also quantises `out` as `rmsNormQuant` does.
+ * @param x `[..., dim]` f32 | bf16, dim a multiple of 128
+ * @param residual `[..., dim]`, dtype of x
+ * @param weight `[dim]` f32 | bf16
+ * @returns `out`, `residual` (as addRmsNorm), `codes` `[..., dim]` f8e4m3, `scales` `[..., dim / 128]` f32
+ */
+export function addRmsNormQuant(
+  x: Tensor,
+  residual: Tensor,
+  weight: Tensor,
+  eps: number,
+  options: FusedQuantOptions = {},
+): { out: Tensor; residual: Tensor; codes: Tensor; scales: Tensor } {
+  const ue8m0 = fusedQuantArg('addRmsNormQuant', options);
+  const [out, sum, codes, scales] = native().ops.rmsNorm(
+    handleOf(x, 'addRmsNormQuant', 'x'),
+    handleOf(weight, 'addRmsNormQuant', 'weight'),
+    eps,
+    handleOf(residual, 'addRmsNormQuant', 'residual'),
+    ue8m0,
+  );
+  return { out: wrap(out), residual: wrap(sum), codes: wrap(codes), scales: wrap(scales) };
 }
 
 /**

@@ -30,6 +30,21 @@ export function actQuant(x: Tensor, options: ActQuantOptions = {}): { codes: Ten
   return { codes: wrap(codes), scales: wrap(scales) };
 }
 
+/** The quantised output rmsNorm and swiglu can produce in their own kernel (`rmsNormQuant`,
+ *  `addRmsNormQuant`, `swigluQuant`): actQuant of the op's output with blockSize 128. */
+export interface FusedQuantOptions {
+  /** 'ue8m0': scales rounded up to a power of two, as actQuant's. Default null. */
+  scaleFmt?: 'ue8m0' | null;
+}
+
+/** @internal The native ops' `quant` argument (ue8m0) from the options, checked as actQuant checks them. */
+export function fusedQuantArg(op: string, options: FusedQuantOptions): boolean {
+  if (typeof options !== 'object' || options === null) throw invalidArgument(op, 'options', 'an object', options);
+  const scaleFmt = options.scaleFmt ?? null;
+  if (scaleFmt !== null && scaleFmt !== 'ue8m0') throw invalidArgument(op, 'scaleFmt', "'ue8m0' or null", scaleFmt);
+  return scaleFmt === 'ue8m0';
+}
+
 /**
  * Dequantises a block-scaled FP8 weight: out[n, k] = f32(w[n, k]) · wScales[⌊n/128⌋, ⌊k/128⌋],
  * rounded once to outDtype.

@@ -8,6 +8,7 @@
 #include "../runtime/errors.h"
 #include "convert.h"
 #include "elementwise.h"
+#include "quant.h"
 
 namespace dsn::cpu {
 
@@ -285,13 +286,19 @@ void gatherRows(const GatherRowsParams& p, ThreadPool& pool) {
 
 void swiglu(const SwigluParams& p, ThreadPool& pool) {
   const int64_t I = p.inter;
-  const bool stream = p.rows * I * int64_t(dtypeSize(p.outType)) >= kStreamBytes;
+  // With the fused actQuant, out is read back at once: keep it in cache rather than streaming it.
+  const bool stream = !p.codes && p.rows * I * int64_t(dtypeSize(p.outType)) >= kStreamBytes;
   const int64_t grain = I > 0 ? (16384 + I - 1) / I : 1;
+  const Simd level = simdLevel();
+  ActQuantParams quant;  // actQuant of out, a row at a time right after the row is written
+  quant.x = p.out; quant.xType = p.outType; quant.codes = p.codes; quant.scales = p.scales;
+  quant.rows = p.rows; quant.K = I; quant.blockSize = kQuantBlock; quant.ue8m0 = p.ue8m0;
   pool.parallelFor(p.rows, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const void* gate = at(p.gateUp, p.inType, r * 2 * I);
       const void* up = at(p.gateUp, p.inType, r * 2 * I + I);
       map2(gate, p.inType, up, p.inType, at(p.out, p.outType, r * I), p.outType, I, SwigluOp{}, stream);
+      if (p.codes) actQuantRows(quant, r, r + 1, level);
     }
   }, grain);
 }

@@ -22,7 +22,8 @@ void moeDispatch(const MoeDispatchParams& p, ThreadPool& pool);
 
 void gatherRows(const GatherRowsParams& p, ThreadPool& pool);
 
-/** out = silu(gate) · up = gate / (1 + e^−gate) · up in f32, rounded once. */
+/** out = silu(gate) · up = gate / (1 + e^−gate) · up in f32, rounded once. With p.codes, each row is
+ *  quantised right after it is written, by actQuant's own routine (actQuantRows). */
 void swiglu(const SwigluParams& p, ThreadPool& pool);
 
 /** out[t] = (Σ_j w[t,j] · expertOut[rowOfSlot[t·k+j]] in ascending expert id) + shared[t], in f32

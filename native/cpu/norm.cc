@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "convert.h"
+#include "quant.h"
 
 namespace dsn::cpu {
 
@@ -211,16 +212,28 @@ DSN_TARGET_AVX512 void rmsNormRowsAvx512(const RmsNormParams& p, int64_t r0, int
 
 void rmsNorm(const RmsNormParams& p, ThreadPool& pool) {
   const Simd level = simdLevel();
-  const bool stream = p.rows * p.dim * int64_t(dtypeSize(p.xType)) >= kStreamBytes;
+  // With the fused actQuant, out is read back at once: keep it in cache rather than streaming it.
+  const bool stream = !p.codes && p.rows * p.dim * int64_t(dtypeSize(p.xType)) >= kStreamBytes;
+  ActQuantParams quant;  // actQuant of out, a row at a time right after the row is written
+  quant.x = p.out; quant.xType = p.xType; quant.codes = p.codes; quant.scales = p.scales;
+  quant.rows = p.rows; quant.K = p.dim; quant.blockSize = kQuantBlock; quant.ue8m0 = p.ue8m0;
   pool.parallelFor(p.rows, [&](int64_t r0, int64_t r1) {
     std::vector<float> sum(p.residual ? size_t(p.dim) : 0);
     withFloatType(p.xType, [&](auto xt) {
       withFloatType(p.wType, [&](auto wt) {
         constexpr DType XT = decltype(xt)::value, WT = decltype(wt)::value;
         if constexpr ((XT == DType::f32 || XT == DType::bf16 || XT == DType::f16) && (WT == DType::f32 || WT == DType::bf16)) {
-          if (level == Simd::Avx512) rmsNormRowsAvx512<XT, WT>(p, r0, r1, sum.data(), stream);
-          else if (level == Simd::Avx2) rmsNormRowsAvx2<XT, WT>(p, r0, r1, sum.data(), stream);
-          else rmsNormRowsScalar<XT, WT>(p, r0, r1, sum.data());
+          auto rows = [&](int64_t a, int64_t b) {
+            if (level == Simd::Avx512) rmsNormRowsAvx512<XT, WT>(p, a, b, sum.data(), stream);
+            else if (level == Simd::Avx2) rmsNormRowsAvx2<XT, WT>(p, a, b, sum.data(), stream);
+            else rmsNormRowsScalar<XT, WT>(p, a, b, sum.data());
+          };
+          if (!p.codes) rows(r0, r1);
+          else
+            for (int64_t r = r0; r < r1; ++r) {
+              rows(r, r + 1);
+              actQuantRows(quant, r, r + 1, level);
+            }
           if (stream) _mm_sfence();  // order the non-temporal stores before the op completes
         }
       });

@@ -9,7 +9,8 @@
 namespace dsn::cpu {
 
 /** out = weight · (x · 1/sqrt(mean(x²) + eps)); the sum of squares runs in a fixed order (64
- *  interleaved partial sums, then a fixed tree), so every SIMD path gives the same bits. */
+ *  interleaved partial sums, then a fixed tree), so every SIMD path gives the same bits. With p.codes,
+ *  each row is quantised right after it is written, by actQuant's own routine (actQuantRows). */
 void rmsNorm(const RmsNormParams& p, ThreadPool& pool);
 
 /** out = (x − mean) · 1/sqrt(var + eps) · weight + bias, mean and biased variance in f32. */

@@ -169,15 +169,17 @@ void groupsScalar(const ActQuantParams& p, int64_t r0, int64_t r1) {
 
 }  // namespace
 
+void actQuantRows(const ActQuantParams& p, int64_t r0, int64_t r1, Simd level) {
+  if (level == Simd::Avx512 && p.blockSize % 16 == 0) groupsAvx512(p, r0, r1);
+  else if (level >= Simd::Avx2 && p.blockSize % 8 == 0) groupsAvx2(p, r0, r1);
+  else groupsScalar(p, r0, r1);
+}
+
 void actQuant(const ActQuantParams& p, ThreadPool& pool) {
   if (p.rows <= 0 || p.K <= 0) return;
   Simd level = simdLevel();
   int64_t grain = std::max<int64_t>(1, 16384 / p.K);
-  pool.parallelFor(p.rows, [&](int64_t r0, int64_t r1) {
-    if (level == Simd::Avx512 && p.blockSize % 16 == 0) groupsAvx512(p, r0, r1);
-    else if (level >= Simd::Avx2 && p.blockSize % 8 == 0) groupsAvx2(p, r0, r1);
-    else groupsScalar(p, r0, r1);
-  }, grain);
+  pool.parallelFor(p.rows, [&](int64_t r0, int64_t r1) { actQuantRows(p, r0, r1, level); }, grain);
 }
 
 const float* e4m3Values() {

@@ -5,6 +5,7 @@
 
 #include "../params/quant.h"
 #include "../runtime/threadpool.h"
+#include "simd.h"
 
 namespace dsn::cpu {
 
@@ -21,6 +22,10 @@ using dsn::Fp8DequantParams;
  * element codes -448 (fmaxf(NaN, -448)); a group of only NaN gets the floor scale 1e-4/448.
  */
 void actQuant(const ActQuantParams& p, ThreadPool& pool);
+
+/** actQuant of rows [r0, r1) on the calling thread, on SIMD path `level`: the routine the fused
+ *  epilogues of rmsNorm and swiglu call on the rows they have just written. */
+void actQuantRows(const ActQuantParams& p, int64_t r0, int64_t r1, Simd level);
 
 /** The value of every E4M3 code, f32 (256 entries): the dequantising kernels' lookup table. */
 const float* e4m3Values();

@@ -1,6 +1,7 @@
 #include "args.h"
 
 #include "dispatch.h"
+#include "../params/quant.h"
 
 #include <cmath>
 #include <map>
@@ -204,6 +205,22 @@ void registerOps(Napi::Env env, Napi::Object exports) {
     devices.Set(kv.first, a);
   }
   exports.Set("opDevices", devices);
+}
+
+bool OpArgs::quantOutputs(int i, DType outType, const std::vector<int64_t>& outShape, const DeviceId& device,
+                          TensorRef* codes, TensorRef* scales, bool* ue8m0) const {
+  if (!has(i)) return false;
+  *ue8m0 = boolean(i, "quant");
+  if (outType != DType::f32 && outType != DType::bf16)
+    throwType(op_, ": the quantised output needs an f32 or bf16 output but it is ", dtypeName(outType));
+  const int64_t K = outShape.back();
+  if (K % kQuantBlock != 0)
+    throwRange(op_, ": the quantised output needs a last dimension that is a multiple of ", kQuantBlock, " but it is ", K);
+  std::vector<int64_t> scaleShape = outShape;
+  scaleShape.back() = K / kQuantBlock;
+  *codes = newTensor(DType::f8e4m3, outShape, device);
+  *scales = newTensor(DType::f32, scaleShape, device);
+  return true;
 }
 
 }  // namespace dsn

@@ -6,6 +6,7 @@
 
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "../runtime/errors.h"
 #include "../runtime/tensor.h"
@@ -58,6 +59,14 @@ class OpArgs {
   /** An output dtype argument (default `fallback` when absent and fallback is given), one of
    *  `allowed`: "<op>: outDtype must be f32 or bf16 but received f16". */
   DType outDtype(int i, std::initializer_list<DType> allowed, const DType* fallback = nullptr) const;
+  /**
+   * The optional fused-actQuant argument `quant` of rmsNorm and swiglu: absent (undefined, null) for
+   * none, else a boolean, ue8m0. When present, allocates the quantised form of the op's output `out`
+   * ([.., K], dtype outType): codes [.., K] f8e4m3 and scales [.., K / 128] f32 on its device, after
+   * checking "<op>: the quantised output needs ...". Returns false when absent.
+   */
+  bool quantOutputs(int i, DType outType, const std::vector<int64_t>& outShape, const DeviceId& device, TensorRef* codes,
+                    TensorRef* scales, bool* ue8m0) const;
 
  private:
   const Napi::CallbackInfo& info_;

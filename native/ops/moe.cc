@@ -104,7 +104,8 @@ static Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   });
 }
 
-/** swiglu(gateUp [R, 2I] f32 | bf16, outDtype?) -> [R, I] */
+/** swiglu(gateUp [R, 2I] f32 | bf16, outDtype?, quant? (ue8m0: boolean)) -> out [R, I] | with quant
+ *  [out, codes [R, I] f8e4m3, scales [R, I / 128] f32]: actQuant of out (as stored) fused into the kernel. */
 static Napi::Value Swiglu(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "swiglu");
@@ -114,11 +115,17 @@ static Napi::Value Swiglu(const Napi::CallbackInfo& info) {
     expectKernelFor(kSwiglu, x->device, "gateUp");
     DType outType = a.outDtype(1, {DType::f32, DType::bf16}, &x->dtype);
     TensorRef out = newTensor(outType, {x->shape[0], x->shape[1] / 2}, x->device);
+    TensorRef codes, scales;
+    bool ue8m0 = false;
+    const bool quant = a.quantOutputs(2, outType, out->shape, x->device, &codes, &scales, &ue8m0);
     SwigluParams p;
     p.gateUp = x->data(); p.inType = x->dtype; p.rows = x->shape[0]; p.inter = x->shape[1] / 2;
     p.out = out->data(); p.outType = outType;
-    launch(kSwiglu, x->device, p, {x, out});
-    return NativeTensor::Wrap(info.Env(), out);
+    if (quant) {
+      p.codes = codes->ptr<uint8_t>(); p.scales = scales->ptr<float>(); p.ue8m0 = ue8m0;
+    }
+    launch(kSwiglu, x->device, p, {x, out, codes, scales});
+    return quant ? wrapAll(info.Env(), {out, codes, scales}) : NativeTensor::Wrap(info.Env(), out);
   });
 }
 

@@ -16,7 +16,11 @@ DSN_KERNELS(kRmsNorm);
 static const Kernels<LayerNormParams> kLayerNorm{"layerNorm", cpu::layerNorm, DSN_CUDA_KERNEL(cuda::layerNormLaunch)};
 DSN_KERNELS(kLayerNorm);
 
-/** rmsNorm(x [.., dim], weight [dim], eps, residual? [.., dim]) -> out | [out, residualOut] */
+/**
+ * rmsNorm(x [.., dim], weight [dim], eps, residual? [.., dim], quant? (ue8m0: boolean)) -> out |
+ * [out, residualOut], then with quant codes [.., dim] f8e4m3 and scales [.., dim / 128] f32 appended:
+ * actQuant of out (as stored) fused into the kernel.
+ */
 static Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "rmsNorm");
@@ -39,6 +43,9 @@ static Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
     expectKernelFor(kRmsNorm, x->device);
     TensorRef out = newTensor(x->dtype, x->shape, x->device);
     TensorRef resOut = res ? newTensor(x->dtype, x->shape, x->device) : nullptr;
+    TensorRef codes, scales;
+    bool ue8m0 = false;
+    const bool quant = a.quantOutputs(4, x->dtype, x->shape, x->device, &codes, &scales, &ue8m0);
 
     RmsNormParams p;
     p.x = x->data(); p.xType = x->dtype;
@@ -47,7 +54,11 @@ static Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
     p.out = out->data();
     p.residualOut = resOut ? resOut->data() : nullptr;
     p.rows = x->numel() / dim; p.dim = dim; p.eps = float(eps);
-    launch(kRmsNorm, x->device, p, {x, w, res, out, resOut});
+    if (quant) {
+      p.codes = codes->ptr<uint8_t>(); p.scales = scales->ptr<float>(); p.ue8m0 = ue8m0;
+    }
+    launch(kRmsNorm, x->device, p, {x, w, res, out, resOut, codes, scales});
+    if (quant) return res ? wrapAll(info.Env(), {out, resOut, codes, scales}) : wrapAll(info.Env(), {out, codes, scales});
     return res ? wrapAll(info.Env(), {out, resOut}) : NativeTensor::Wrap(info.Env(), out);
   });
 }

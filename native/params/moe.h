@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "../runtime/dtype.h"
+#include "quant.h"
 
 namespace dsn {
 
@@ -48,6 +49,10 @@ struct SwigluParams {
   int64_t rows = 0, inter = 0;
   void* out = nullptr;            // [rows, inter], dtype outType (f32, bf16)
   DType outType = DType::bf16;
+  uint8_t* codes = nullptr;       // optional fused actQuant of out (inter a multiple of kQuantBlock):
+                                  // [rows, inter] f8e4m3 of out as rounded to outType; null for none
+  float* scales = nullptr;        // [rows, inter / 128] f32; set exactly when codes is
+  bool ue8m0 = false;             // scales rounded up to a power of two
 };
 
 /** The weighted sum of each token's expert rows, plus the shared expert's output. */

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "../runtime/dtype.h"
+#include "quant.h"
 
 namespace dsn {
 
@@ -30,6 +31,13 @@ struct RmsNormParams {
   int64_t dim = 0;
   /** Added to mean(x²) before the reciprocal square root, >= 0. */
   float eps = 1e-6f;
+  /** Optional fused actQuant of out (dim a multiple of kQuantBlock): [rows, dim] f8e4m3 codes of
+   *  out as rounded to xType, per 1×kQuantBlock group; null for none. */
+  uint8_t* codes = nullptr;
+  /** [rows, dim / 128] f32, the groups' scales; set exactly when codes is. */
+  float* scales = nullptr;
+  /** Scales rounded up to a power of two (actQuant's ue8m0). */
+  bool ue8m0 = false;
 };
 
 /** LayerNorm over the last dimension (mean and biased variance in f32). */

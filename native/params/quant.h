@@ -7,6 +7,9 @@
 
 namespace dsn {
 
+/** Elements per group of the quantised outputs rmsNorm and swiglu can fuse (actQuant's default block). */
+constexpr int64_t kQuantBlock = 128;
+
 /** Per-group FP8 quantisation of activations (the reference's act_quant). */
 struct ActQuantParams {
   const void* x = nullptr;    // [rows, K], dtype xType (f32 | bf16)
