@@ -38,7 +38,7 @@ export function disposeParts(parts: readonly ops.Fp8WeightPart[]): void {
   }
 }
 
-/** Parts `[rows_p, K]` (and their scales) stacked by rows into one `[Σ rows_p, K]` copy. */
+/** Parts `[rows_p, K]` (and their scales) stacked by rows into one `[Σ rows_p, K]` copy (one part: views of it, which the caller disposes as its own). */
 export function stackParts(parts: readonly ops.Fp8WeightPart[]): ops.Fp8WeightPart {
   if (parts.length === 1) return { weight: parts[0].weight.reshape(parts[0].weight.shape), scale: parts[0].scale.reshape(parts[0].scale.shape) };
   const weight = ops.concat(parts.map((p) => p.weight), 0);
