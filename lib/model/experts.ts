@@ -1,13 +1,15 @@
 /**
- * The routed experts of one MoE layer, as one bank: every expert's SwiGLU MLP stacked, run as two
- * grouped FP8 GEMMs over the token rows sorted by expert (the reference loops over its `Expert`s;
- * the arithmetic per row is the same).
+ * The routed experts of one MoE layer, as one bank: every expert's SwiGLU MLP run as two grouped FP8
+ * GEMMs over the token rows sorted by expert (the reference loops over its `Expert`s; the arithmetic
+ * per row is the same). On the CPU the GEMMs read each expert's weights where the checkpoint holds
+ * them (weight sets: nothing copied, so the weights stay file-backed pages shared with the page
+ * cache); on a device the experts are stacked into `[E, N, K]` weights (the upload copies anyway).
  */
 import * as ops from '../ops/index.js';
 import type { Act, Tensor } from '../runtime/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { WeightSource } from './linear.js';
-import { stackGateUp } from './mlp.js';
+import { disposeParts, fp8Part, gateUpParts, stackParts } from './mlp.js';
 
 /** What the experts computed, one row per (token, choice), in expert order. */
 export interface ExpertRows {
@@ -17,35 +19,62 @@ export interface ExpertRows {
   rowOfSlot: Tensor;
 }
 
+/** One grouped weight of the bank: a weight set (CPU) or the stacked `[E, N, K]` FP8 weight with its
+ *  `[E, ⌈N/128⌉, K/128]` f32 scales (a device). */
+type ExpertWeights = ops.Fp8WeightSet | ops.Fp8WeightPart;
+
+/** Expert e's parts `experts[e]` as one grouped weight (see ExpertWeights). */
+function expertWeights(experts: readonly (readonly ops.Fp8WeightPart[])[]): ExpertWeights {
+  if (experts[0][0].weight.device === 'cpu') return ops.fp8WeightSet(experts);
+  const w: Tensor[] = [], s: Tensor[] = [];
+  try {
+    for (const parts of experts) {
+      const one = stackParts(parts); //                                              [N, K]
+      w.push(one.weight.reshape([1, ...one.weight.shape])); //                       [1, N, K]
+      s.push(one.scale.reshape([1, ...one.scale.shape]));
+      disposeParts([one]);
+    }
+    const weight = ops.concat(w, 0); //                                               [E, N, K]
+    try {
+      return { weight, scale: ops.concat(s, 0) };
+    } catch (e) {
+      weight.dispose();
+      throw e;
+    }
+  } finally {
+    for (const t of [...w, ...s]) t.dispose();
+  }
+}
+
+function disposeWeights(w: ExpertWeights | undefined): void {
+  if (w instanceof ops.Fp8WeightSet) w.dispose();
+  else if (w) disposeParts([w]);
+}
+
 export class Experts {
-  /** gate+up `[E, 2I, dim]` FP8 and its block scales `[E, 2I/128, dim/128]` f32. */
-  readonly w13: Tensor;
-  readonly w13Scale: Tensor;
-  /** down `[E, dim, I]` FP8 and its block scales `[E, dim/128, I/128]` f32. */
-  readonly w2: Tensor;
-  readonly w2Scale: Tensor;
+  /** gate+up: `[E, 2I, dim]` FP8 (gate rows, then up rows) with `[E, 2I/128, dim/128]` scales. */
+  readonly w13: ExpertWeights;
+  /** down: `[E, dim, I]` FP8 with `[E, dim/128, I/128]` scales. */
+  readonly w2: ExpertWeights;
 
   /** prefix: the layer's `….mlp`; expert e's tensors are `….mlp.experts.e.*`. */
   constructor(src: WeightSource, prefix: string, readonly cfg: ModelConfig) {
-    const w13: Tensor[] = [], w13s: Tensor[] = [], w2: Tensor[] = [], w2s: Tensor[] = [];
+    const w13: ops.Fp8WeightPart[][] = [], w2: ops.Fp8WeightPart[][] = [];
+    let gateUp: ExpertWeights | undefined;
     try {
       for (let e = 0; e < cfg.nRoutedExperts; ++e) {
         const p = `${prefix}.experts.${e}`;
-        const gu = stackGateUp(src, p, cfg.scaleFmt);
-        w13.push(gu.weight.reshape([1, ...gu.weight.shape]));
-        w13s.push(gu.scale.reshape([1, ...gu.scale.shape]));
-        gu.dispose();
-        using d = src.tensor(`${p}.down_proj.weight`);
-        using ds = src.tensor(`${p}.down_proj.weight_scale_inv`);
-        w2.push(d.reshape([1, ...d.shape]));
-        w2s.push(ds.reshape([1, ...ds.shape]));
+        w13.push(gateUpParts(src, p));
+        w2.push([fp8Part(src, `${p}.down_proj`)]);
       }
-      this.w13 = ops.concat(w13, 0);
-      this.w13Scale = ops.concat(w13s, 0);
-      this.w2 = ops.concat(w2, 0);
-      this.w2Scale = ops.concat(w2s, 0);
+      this.w13 = gateUp = expertWeights(w13);
+      this.w2 = expertWeights(w2);
+    } catch (e) {
+      disposeWeights(gateUp);
+      throw e;
     } finally {
-      for (const t of [...w13, ...w13s, ...w2, ...w2s]) t.dispose();
+      // The weight sets hold what they read; the stacked copies are new tensors.
+      for (const parts of [...w13, ...w2]) disposeParts(parts);
     }
   }
 
@@ -55,18 +84,22 @@ export class Experts {
     const d = ops.moeDispatch(ids, this.cfg.nRoutedExperts);
     using tokenOfRow = d.tokenOfRow;
     using offsets = d.offsets;
+    const exact = { exactBlockSums: act === 'f32' }; // see Fp8Linear.forward
+    const gemm = (codes: Tensor, scales: Tensor, w: ExpertWeights): Tensor =>
+      w instanceof ops.Fp8WeightSet
+        ? ops.groupedFp8Gemm(codes, scales, w, offsets, act, exact)
+        : ops.groupedFp8Gemm(codes, scales, w.weight, w.scale, offsets, act, exact);
     try {
       using xs = ops.gatherRows(x, tokenOfRow); //                                    [R, dim]
       const q1 = ops.actQuant(xs, { scaleFmt });
       using q1c = q1.codes;
       using q1s = q1.scales;
-      const exact = { exactBlockSums: act === 'f32' }; // see Fp8Linear.forward
-      using h = ops.groupedFp8Gemm(q1c, q1s, this.w13, this.w13Scale, offsets, act, exact); // [R, 2I]
+      using h = gemm(q1c, q1s, this.w13); //                                          [R, 2I]
       using g = ops.swiglu(h, act); //                                                [R, I]
       const q2 = ops.actQuant(g, { scaleFmt });
       using q2c = q2.codes;
       using q2s = q2.scales;
-      return { out: ops.groupedFp8Gemm(q2c, q2s, this.w2, this.w2Scale, offsets, act, exact), rowOfSlot: d.rowOfSlot }; // [R, dim]
+      return { out: gemm(q2c, q2s, this.w2), rowOfSlot: d.rowOfSlot }; //            [R, dim]
     } catch (e) {
       d.rowOfSlot.dispose();
       throw e;
@@ -74,6 +107,7 @@ export class Experts {
   }
 
   dispose(): void {
-    for (const t of [this.w13, this.w13Scale, this.w2, this.w2Scale]) t.dispose();
+    disposeWeights(this.w13);
+    disposeWeights(this.w2);
   }
 }

@@ -8,7 +8,8 @@
  * They sum in their own order, so they match the CPU within f32 summation error, not bit for bit
  * (`exactBlockSums` is a CPU option; the CUDA kernels ignore it).
  */
-import { type Act, handleOf, type Tensor, wrap } from '../runtime/tensor.js';
+import { DisposedError, invalidArgument } from '../runtime/errors.js';
+import { type Act, handleOf, Tensor, wrap } from '../runtime/tensor.js';
 import { native } from '../runtime/native.js';
 
 export type GemmOutDtype = Act;
@@ -24,6 +25,81 @@ export interface Fp8GemmOptions {
   exactBlockSums?: boolean;
 }
 
+/** One FP8 weight `[rows, K]` f8e4m3 and its `[⌈rows/128⌉, K/128]` f32 block scales. */
+export interface Fp8WeightPart {
+  weight: Tensor;
+  scale: Tensor;
+}
+
+/**
+ * FP8 weights read where they lie, on the CPU: E experts, each the row-concatenation of the same P
+ * parts (a SwiGLU's gate and up weights: P = 2), for fp8Gemm (E = 1) and groupedFp8Gemm in place of a
+ * stacked weight. Nothing is copied: the set holds its tensors (a checkpoint's mapped bytes stay
+ * mapped while the set, or an op reading it, lives). The product equals the one over the stacked
+ * copy `[E, Σ rows, K]` bit for bit when every part but the last has a multiple of 128 rows (then the
+ * stacked copy's scale rows are the parts' own). The GPU path stacks instead (`ops.concat`).
+ */
+export class Fp8WeightSet {
+  #handle: unknown;
+  /** E. */
+  readonly experts: number;
+  /** Σ rows of the parts: an expert's output width. */
+  readonly outFeatures: number;
+  /** K. */
+  readonly inFeatures: number;
+
+  /** @internal Use fp8WeightSet(). */
+  constructor(handle: unknown, experts: number, outFeatures: number, inFeatures: number) {
+    this.#handle = handle;
+    this.experts = experts;
+    this.outFeatures = outFeatures;
+    this.inFeatures = inFeatures;
+  }
+
+  /** @internal The native handle; throws DisposedError after dispose(). */
+  handle(where: string): unknown {
+    if (this.#handle === undefined) throw new DisposedError(`${where}: the weight set was disposed and cannot be used`);
+    return this.#handle;
+  }
+
+  get disposed(): boolean {
+    return this.#handle === undefined;
+  }
+
+  /** Lets go of the tensors (ops already queued keep them until they have run). Safe twice. */
+  dispose(): void {
+    if (this.#handle !== undefined) native().ops.fp8WeightSetRelease(this.#handle);
+    this.#handle = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/**
+ * The weight set of `experts[e][p]` (part p of expert e): every expert has the same number of parts,
+ * part p the same shape in every expert, all on the CPU. The set holds the tensors: the caller may
+ * dispose its own handles at once.
+ */
+export function fp8WeightSet(experts: readonly (readonly Fp8WeightPart[])[]): Fp8WeightSet {
+  const op = 'fp8WeightSet';
+  if (!Array.isArray(experts) || experts.length === 0) throw invalidArgument(op, 'experts', 'a non-empty array of experts', experts);
+  const parts = experts[0].length;
+  const weights: unknown[] = [], scales: unknown[] = [];
+  experts.forEach((ex, e) => {
+    if (!Array.isArray(ex) || ex.length !== parts || parts === 0)
+      throw invalidArgument(op, `experts[${e}]`, `an array of ${parts || 'at least 1'} part(s) (as experts[0])`, ex);
+    ex.forEach((part: Fp8WeightPart, p) => {
+      weights.push(handleOf(part?.weight, op, `experts[${e}][${p}].weight`));
+      scales.push(handleOf(part?.scale, op, `experts[${e}][${p}].scale`));
+    });
+  });
+  const handle = native().ops.fp8WeightSet(weights, scales, parts);
+  const rows = experts[0].reduce((n: number, part: Fp8WeightPart) => n + part.weight.shape[0], 0);
+  return new Fp8WeightSet(handle, experts.length, rows, experts[0][0].weight.shape[1]);
+}
+
 /**
  * FP8 linear with 1×128 activation and 128×128 weight scales (DeepSeek's `fp8_gemm`):
  * y[m, n] = Σ_kb (Σ_{k∈kb} a[m, k]·w[n, k]) · aScales[m, kb] · wScales[⌊n/128⌋, kb].
@@ -31,22 +107,22 @@ export interface Fp8GemmOptions {
  * aScales·wScales (one f32 product) and added to the f32 total, rounded once to outDtype.
  * @param a `[..., K]` f8e4m3 (codes from actQuant), K a multiple of 128
  * @param aScales `[..., K/128]` f32
- * @param w `[N, K]` f8e4m3, any N ≥ 1
+ * @param w `[N, K]` f8e4m3, any N ≥ 1 — or a weight set of 1 expert (CPU; N = its outFeatures), then
+ *   without wScales
  * @param wScales `[⌈N/128⌉, K/128]` f32
  * @returns `[..., N]` of outDtype
  */
-export function fp8Gemm(a: Tensor, aScales: Tensor, w: Tensor, wScales: Tensor, outDtype: GemmOutDtype, options: Fp8GemmOptions = {}): Tensor {
+export function fp8Gemm(a: Tensor, aScales: Tensor, w: Tensor, wScales: Tensor, outDtype: GemmOutDtype, options?: Fp8GemmOptions): Tensor;
+export function fp8Gemm(a: Tensor, aScales: Tensor, w: Fp8WeightSet, outDtype: GemmOutDtype, options?: Fp8GemmOptions): Tensor;
+export function fp8Gemm(a: Tensor, aScales: Tensor, w: Tensor | Fp8WeightSet, ...rest: unknown[]): Tensor {
   const op = 'fp8Gemm';
-  return wrap(
-    native().ops.fp8Gemm(
-      handleOf(a, op, 'a'),
-      handleOf(aScales, op, 'aScales'),
-      handleOf(w, op, 'w'),
-      handleOf(wScales, op, 'wScales'),
-      outDtype,
-      options.exactBlockSums ?? false,
-    ),
-  );
+  const ha = handleOf(a, op, 'a'), hs = handleOf(aScales, op, 'aScales');
+  if (w instanceof Fp8WeightSet) {
+    const [outDtype, options = {}] = rest as [GemmOutDtype, Fp8GemmOptions?];
+    return wrap(native().ops.fp8Gemm(ha, hs, w.handle(op), outDtype, options.exactBlockSums ?? false));
+  }
+  const [wScales, outDtype, options = {}] = rest as [Tensor, GemmOutDtype, Fp8GemmOptions?];
+  return wrap(native().ops.fp8Gemm(ha, hs, handleOf(w, op, 'w'), handleOf(wScales, op, 'wScales'), outDtype, options.exactBlockSums ?? false));
 }
 
 /**
@@ -56,7 +132,8 @@ export function fp8Gemm(a: Tensor, aScales: Tensor, w: Tensor, wScales: Tensor, 
  * "groupedFp8Gemm: offsets …".
  * @param a `[R, K]` f8e4m3, K a multiple of 128
  * @param aScales `[R, K/128]` f32
- * @param w `[E, N, K]` f8e4m3
+ * @param w `[E, N, K]` f8e4m3 — or a weight set of E experts (CPU; N = its outFeatures), then without
+ *   wScales
  * @param wScales `[E, ⌈N/128⌉, K/128]` f32
  * @param offsets `[E + 1]` i32
  * @returns `[R, N]` of outDtype
@@ -68,13 +145,21 @@ export function groupedFp8Gemm(
   wScales: Tensor,
   offsets: Tensor,
   outDtype: GemmOutDtype,
-  options: Fp8GemmOptions = {},
-): Tensor {
+  options?: Fp8GemmOptions,
+): Tensor;
+export function groupedFp8Gemm(a: Tensor, aScales: Tensor, w: Fp8WeightSet, offsets: Tensor, outDtype: GemmOutDtype, options?: Fp8GemmOptions): Tensor;
+export function groupedFp8Gemm(a: Tensor, aScales: Tensor, w: Tensor | Fp8WeightSet, ...rest: unknown[]): Tensor {
   const op = 'groupedFp8Gemm';
+  const ha = handleOf(a, op, 'a'), hs = handleOf(aScales, op, 'aScales');
+  if (w instanceof Fp8WeightSet) {
+    const [offsets, outDtype, options = {}] = rest as [Tensor, GemmOutDtype, Fp8GemmOptions?];
+    return wrap(native().ops.groupedFp8Gemm(ha, hs, w.handle(op), handleOf(offsets, op, 'offsets'), outDtype, options.exactBlockSums ?? false));
+  }
+  const [wScales, offsets, outDtype, options = {}] = rest as [Tensor, Tensor, GemmOutDtype, Fp8GemmOptions?];
   return wrap(
     native().ops.groupedFp8Gemm(
-      handleOf(a, op, 'a'),
-      handleOf(aScales, op, 'aScales'),
+      ha,
+      hs,
       handleOf(w, op, 'w'),
       handleOf(wScales, op, 'wScales'),
       handleOf(offsets, op, 'offsets'),

@@ -2,7 +2,19 @@
 export { cast } from './cast.js';
 export { transpose } from './layout.js';
 export { actQuant, type ActQuantOptions, fp8Dequant, type FusedQuantOptions } from './quant.js';
-export { bmmHeads, fp8Gemm, type Fp8GemmOptions, gemm, type GemmOutDtype, groupedFp8Gemm, maskedGroupedFp8Gemm, setBatchInvariant } from './gemm.js';
+export {
+  bmmHeads,
+  fp8Gemm,
+  type Fp8GemmOptions,
+  type Fp8WeightPart,
+  Fp8WeightSet,
+  fp8WeightSet,
+  gemm,
+  type GemmOutDtype,
+  groupedFp8Gemm,
+  maskedGroupedFp8Gemm,
+  setBatchInvariant,
+} from './gemm.js';
 export { rope, ropeTables } from './rope.js';
 export type { RopeOptions, RopeTableParams } from './rope.js';
 export { hadamard } from './hadamard.js';
