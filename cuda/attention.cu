@@ -1,9 +1,9 @@
 // mlaPrefill and mlaDecode on CUDA. mlaPrefill (SIMT, and mma.sync for bf16 at the model's widths)
 // is described with its kernels below. mlaDecode (SIMT; tensor cores are future work): the contract
-// is the CPU kernel's
-// (native/cpu/attention.h): per query t and head h, s_k = (qLatent·c_k + qPe·pe_k) · scale in f32
-// (or bf16(bf16(bf16(qLatent·c) + bf16(qPe·pe)) · scale) with bf16Scores), m = max_k s_k,
-// sum = Σ_k e^(s_k − m), P_k = dtype(e^(s_k − m) / sum), out = dtype(Σ_k P_k c_k) with f32 sums.
+// is the CPU kernel's (native/cpu/attention.h): per query t and head h,
+// s_k = (qLatent·c_k + qPe·pe_k) · scale in f32 (or bf16(bf16(bf16(qLatent·c) + bf16(qPe·pe)) · scale)
+// with bf16Scores), m = max_k s_k, sum = Σ_k e^(s_k − m), P_k = dtype(e^(s_k − m) / sum),
+// out = dtype(Σ_k P_k c_k) with f32 sums.
 //
 // Work split. One block runs one query, a group of up to 16 heads (kHeads) and one split of the
 // query's key positions: each cached row is read from global memory once per block, dequantised
