@@ -5,7 +5,7 @@ import { defineConfig } from 'vitest/config';
 /** Test files whose suites run per device (they call suiteDevices()): the CUDA suites. */
 function deviceSuites(): string[] {
   const out: string[] = [];
-  for (const dir of ['test/ops', 'test/runtime'])
+  for (const dir of ['test/ops', 'test/runtime', 'test/model'])
     for (const f of readdirSync(dir))
       if (f.endsWith('.test.ts') && readFileSync(join(dir, f), 'utf8').includes('suiteDevices(')) out.push(`${dir}/${f}`);
   return out;

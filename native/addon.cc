@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 
 #include "cpu/probe.h"
 #include "cpu/simd.h"
@@ -18,6 +19,7 @@ Napi::Value deferredOnWorker(Napi::Env env, const std::function<void(std::functi
 std::string cudaArchitectures();
 std::string cudaCopyBandwidth(int index, size_t bytes, double* gbPerSecond);
 std::string cudaVersionString(int version);
+std::map<std::string, uint64_t> cudaLaunchCounts(const DeviceId& device, bool reset);
 #endif
 
 namespace {
@@ -232,17 +234,36 @@ Napi::Value SetSimdCap(const Napi::CallbackInfo& info) {
   });
 }
 
-/** profile(reset?) -> { op: { runs, ms } }: time the CPU stream spent in each op. */
+/**
+ * profile(reset?, device = 'cpu') -> { op: { runs, ms? } }: on the CPU, the runs of each op and the
+ * time the stream spent in it; on a CUDA device, how many times each op was launched on its stream
+ * (kernel time is not measured there). reset starts the counts again after reading them.
+ */
 Napi::Value Profile(const Napi::CallbackInfo& info) {
-  bool reset = info.Length() > 0 && info[0].ToBoolean();
-  Napi::Object o = Napi::Object::New(info.Env());
-  for (auto& kv : CpuBackend::get().worker().profile(reset)) {
-    Napi::Object e = Napi::Object::New(info.Env());
-    e.Set("runs", double(kv.second.first));
-    e.Set("ms", double(kv.second.second) / 1e6);
-    o.Set(kv.first, e);
-  }
-  return o;
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "profile");
+    const bool reset = a.has(0) && info[0].ToBoolean();
+    const DeviceId device = a.has(1) ? deviceArg(a, 1) : DeviceId{DeviceType::CPU, 0};
+    backendFor(device);  // a device that does not exist here is a RangeError
+    Napi::Object o = Napi::Object::New(info.Env());
+    if (device.type == DeviceType::CPU) {
+      for (auto& kv : CpuBackend::get().worker().profile(reset)) {
+        Napi::Object e = Napi::Object::New(info.Env());
+        e.Set("runs", double(kv.second.first));
+        e.Set("ms", double(kv.second.second) / 1e6);
+        o.Set(kv.first, e);
+      }
+      return o;
+    }
+#ifdef DSN_WITH_CUDA
+    for (auto& kv : cudaLaunchCounts(device, reset)) {
+      Napi::Object e = Napi::Object::New(info.Env());
+      e.Set("runs", double(kv.second));
+      o.Set(kv.first, e);
+    }
+#endif
+    return o;
+  });
 }
 
 }  // namespace

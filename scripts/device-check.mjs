@@ -341,6 +341,24 @@ Object.assign(CASES, {
     const x = floats(B * V, 3);
     return caseOf(`argmax [${B}, ${V}]`, 0, 0, (t) => [ops.argmax(t(x, { shape: [B, V] }))]);
   }),
+  // The CPU's ids for the same seeds (cuda/sampling.cuh: only a draw within ~1e-15 of a cumulative
+  // boundary could differ); log-probabilities within an f32 ulp, which leaves ids exact (>= 1 apart).
+  sample: () => (small ? [[4, 129280]] : [[1, 1], [8, 129280], [64, 129280]]).map(([B, V]) => {
+    const x = floats(B * V, 3), seed = Math.floor(random() * 2 ** 40);
+    return caseOf(`sample [${B}, ${V}] T 0.8, topK 50, topP 0.9`, 0, 0, (t) => [ops.sample(t(x, { shape: [B, V] }), { temperature: 0.8, topK: 50, topP: 0.9, seed })]);
+  }),
+  sampleRows: () => (small ? [[4, 129280]] : [[1, 1], [8, 129280], [64, 129280]]).map(([B, V]) => {
+    const x = floats(B * V, 3);
+    const rows = Array.from({ length: B }, (_, b) => ({
+      temperature: b % 4 === 0 ? 0 : 0.7 + random(), topK: [0, 1, 40, V + 1][b % 4], topP: b % 3 ? 0.9 : 1, minP: b % 2 ? 0.05 : 0,
+      presencePenalty: 0.5, frequencyPenalty: 0.25, repetitionPenalty: 1.2, seed: Math.floor(random() * 2 ** 40), step: b * 7,
+      history: new Map(Array.from(ints(Math.min(V, 300), V), (id, k) => [id, k % 3])),
+    }));
+    return caseOf(`sampleRows [${B}, ${V}] penalties, topK/topP/minP, topLogprobs 20`, 1e-6, 2 ** -22, (t) => {
+      const r = ops.sampleRows(t(x, { shape: [B, V] }), rows, 20);
+      return [r.ids, r.topIds, r.logprobs];
+    });
+  }),
   layerNorm: () => (small ? [[64, 128]] : [[1, 1], [64, 128], [4096, 128], [3, 1000]]).map(([R, D]) => {
     const x = floats(R * D, 3), w = floats(D).map((v) => 1 + 0.1 * v), b = floats(D, 0.1);
     return caseOf(`layerNorm [${R}, ${D}] bf16 + bias`, 0, 0, (t) => [ops.layerNorm(t(x, { shape: [R, D], dtype: 'bf16' }), t(w), t(b), 1e-6)]);

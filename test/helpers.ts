@@ -134,7 +134,7 @@ export const CUDA_OPS = [
   'actQuant', 'add', 'argmax', 'bmmHeads', 'cast', 'concat', 'embedding', 'fp8Dequant', 'fp8Gemm', 'gatherRows',
   'gemm', 'groupedFp8Gemm', 'hadamard', 'indexerScores', 'latentCacheRead', 'latentCacheWrite', 'layerNorm',
   'maskedGroupedFp8Gemm', 'mlaDecode', 'mlaPrefill', 'moeCombine', 'moeDispatch', 'moeRoute', 'mul', 'pagedGather',
-  'pagedWrite', 'rmsNorm', 'rope', 'scale', 'silu', 'slice', 'swiglu', 'topK', 'transpose',
+  'pagedWrite', 'rmsNorm', 'rope', 'sample', 'sampleRows', 'scale', 'silu', 'slice', 'swiglu', 'topK', 'transpose',
 ];
 
 /** The value of an E4M3 (fn) code, decoded independently of the addon (NaN for 0x7f / 0xff). */

@@ -6,7 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 
 import { DisposedError, invalidArgument, isPositiveInteger } from '../runtime/errors.js';
-import { opDevices } from '../runtime/device.js';
+import { devices, opsMissingOn } from '../runtime/device.js';
 import { type Act, tensor, type Tensor } from '../runtime/tensor.js';
 import { CheckpointChangedError, openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { type ModelConfig, parseConfig } from './config.js';
@@ -27,7 +27,7 @@ export interface LoadProgress {
 }
 
 export interface LoadOptions {
-  /** 'cpu' (default). CUDA devices are refused until the model's kernels have CUDA versions. */
+  /** 'cpu' (default) or a CUDA device ('cuda:0') of a CUDA build: weights are copied to it once, the KV cache lives there. */
   device?: string;
   /** Activation dtype: 'bf16' (default, as the reference) or 'f32' (the accuracy yardstick). */
   activations?: Act;
@@ -300,15 +300,36 @@ export class Model {
   }
 }
 
+/**
+ * Every op a forward step calls (lib/model) and the serving loop samples with (lib/serve): a device
+ * runs the model when its backend has a kernel for each. test/model/model-ops.test.ts keeps this list
+ * equal to the calls in those folders.
+ */
+export const MODEL_OPS: readonly string[] = [
+  'actQuant', 'bmmHeads', 'cast', 'concat', 'embedding', 'fp8Dequant', 'fp8Gemm', 'gatherRows', 'gemm', 'groupedFp8Gemm',
+  'hadamard', 'indexerScores', 'latentCacheRead', 'latentCacheWrite', 'layerNorm', 'mlaDecode', 'mlaPrefill', 'moeCombine',
+  'moeDispatch', 'moeRoute', 'mul', 'pagedWrite', 'rmsNorm', 'rope', 'sampleRows', 'scale', 'slice', 'swiglu', 'topK',
+  'transpose',
+];
+
+/** Throws a clear error unless `device` exists in this process and runs every op of the model. */
+function checkModelDevice(device: unknown): asserts device is string {
+  const known = devices().map((d) => d.name);
+  if (typeof device !== 'string' || !known.includes(device))
+    throw invalidArgument('loadModel', 'device', `one of this process's devices (${known.join(', ')})`, device);
+  const info = devices().find((d) => d.name === device)!;
+  if (info.supported === false) throw new TypeError(`loadModel: device '${device}' cannot run this build: ${info.unsupported}`);
+  const missing = opsMissingOn(info.kind, MODEL_OPS);
+  if (missing.length)
+    throw new TypeError(`loadModel: device '${device}' cannot run the model: ${missing.join(', ')} ${missing.length > 1 ? 'have' : 'has'} no ${info.kind} kernel in this build; use device: 'cpu'`);
+}
+
 /** Loads a DeepSeek-V3.2 (or V3) checkpoint folder: config.json, safetensors shards and their index. */
 export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
   if (typeof dir !== 'string' || !dir) throw invalidArgument('loadModel', 'dir', 'a model folder path', dir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`loadModel: ${dir} is not a folder`);
   const device = options.device ?? 'cpu';
-  if (device !== 'cpu') {
-    const cudaOps = Object.entries(opDevices()).filter(([, d]) => d.includes('cuda')).map(([op]) => op);
-    throw new TypeError(`loadModel: device '${device}' is not supported yet: the model's kernels run on the CPU backend (ops with a CUDA kernel in this build: ${cudaOps.join(', ') || 'none'}); use device: 'cpu'`);
-  }
+  checkModelDevice(device);
   const act = options.activations ?? 'bf16';
   if (act !== 'bf16' && act !== 'f32') throw invalidArgument('loadModel', 'activations', "'bf16' or 'f32'", act);
   const scoreDtype = options.attentionScores ?? 'f32';

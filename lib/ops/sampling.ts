@@ -1,4 +1,4 @@
-/** Token selection from logits: greedy (argmax, also on CUDA) and seeded sampling (CPU only so far). */
+/** Token selection from logits: greedy (argmax) and seeded sampling, on the CPU or CUDA (the same ids on both). */
 import { invalidArgument } from '../runtime/errors.js';
 import { handleOf, type Tensor, wrap } from '../runtime/tensor.js';
 import { native } from '../runtime/native.js';

@@ -80,7 +80,8 @@ export interface NativeAddon {
   /** Caps the CPU SIMD path (tests); returns the path now in use. */
   setSimdCap(level: 'scalar' | 'avx2' | 'avx512'): string;
   /** Time the CPU stream spent in each op since the start or the last reset. */
-  profile(reset?: boolean): Record<string, { runs: number; ms: number }>;
+  /** CPU: runs and stream time of each op; a CUDA device: launches of each op on its stream (no ms). */
+  profile(reset?: boolean, device?: string): Record<string, { runs: number; ms?: number }>;
   ops: Record<string, NativeOp>;
   /** Each kernel op and the device kinds it runs on in this build ('cpu', 'cuda'). */
   opDevices: Record<string, string[]>;

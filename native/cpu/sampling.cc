@@ -85,14 +85,6 @@ int32_t argmaxRow(const float* x, int64_t n, Simd level) {
   return argmaxRowScalar(x, n);
 }
 
-uint64_t mix64(uint64_t x) {
-  // splitmix64 (Vigna): a Weyl step and an avalanche of the state.
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 /** e^((x − shift)/t)-style weights: e^(x/t − m), x/t rounded to f32 first. */
 struct TempExpOp {
   float temperature, shift;
@@ -106,8 +98,6 @@ struct TempExpOp {
 };
 
 }  // namespace
-
-double sampleUniform(uint64_t seed, uint64_t row) { return double(mix64(mix64(seed) + row) >> 11) * 0x1.0p-53; }
 
 void argmax(const ArgmaxParams& p, ThreadPool& pool) {
   const Simd level = simdLevel();

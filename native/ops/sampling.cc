@@ -1,6 +1,7 @@
-// argmax, sample and sampleRows: token ids from logits (sample and sampleRows: CPU only so far).
+// argmax, sample and sampleRows: token ids (and log-probabilities) from logits, on the CPU or a CUDA device.
 #include "../cpu/sampling.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -17,6 +18,20 @@ namespace dsn {
 
 static const Kernels<ArgmaxParams> kArgmax{"argmax", cpu::argmax, DSN_CUDA_KERNEL(cuda::argmaxLaunch)};
 DSN_KERNELS(kArgmax);
+// sample with temperature 0 is the argmax, reported under sample's name.
+static const Kernels<ArgmaxParams> kSampleGreedy{"sample", cpu::argmax, DSN_CUDA_KERNEL(cuda::argmaxLaunch)};
+static const Kernels<SampleParams> kSample{"sample", cpu::sample, DSN_CUDA_KERNEL(cuda::sampleLaunch)};
+DSN_KERNELS(kSample);
+static const Kernels<SampleRowsParams> kSampleRows{"sampleRows", cpu::sampleRows, DSN_CUDA_KERNEL(cuda::sampleRowsLaunch)};
+DSN_KERNELS(kSampleRows);
+
+/** A device copy of `bytes` of host data, queued in stream order (staged, so the host may reuse
+ *  `src` at once). */
+static TensorRef deviceCopy(const void* src, size_t bytes, const DeviceId& device) {
+  TensorRef t = newTensor(DType::u8, {int64_t(bytes > 0 ? bytes : 1)}, device);
+  if (bytes) t->backend().copyFromHost(t->data(), src, bytes);
+  return t;
+}
 
 static TensorRef logitsArg(OpArgs& a) {
   TensorRef x = a.tensor(0, "logits");
@@ -47,7 +62,7 @@ static Napi::Value Sample(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "sample");
     TensorRef x = logitsArg(a);
-    a.requireCpu(*x, "logits");
+    expectKernelFor(kSample, x->device, "logits");
     const double temperature = a.number(1, "temperature");
     if (temperature < 0) throwRange("sample: temperature must be >= 0 but received ", temperature);
     const int64_t topK = a.integer(2, "topK", 0, std::numeric_limits<int32_t>::max());
@@ -59,13 +74,18 @@ static Napi::Value Sample(const Napi::CallbackInfo& info) {
     if (float(temperature) == 0.0f) {
       ArgmaxParams p;
       p.logits = x->ptr<float>(); p.rows = x->shape[0]; p.vocab = x->shape[1]; p.out = out->ptr<int32_t>();
-      enqueueCpu("sample", {x, out}, [p](ThreadPool& pool) { cpu::argmax(p, pool); });
+      launch(kSampleGreedy, x->device, p, {x, out});
     } else {
-      cpu::SampleParams p;
+      SampleParams p;
       p.logits = x->ptr<float>(); p.rows = x->shape[0]; p.vocab = x->shape[1];
       p.temperature = float(temperature); p.topK = topK; p.topP = float(topP); p.seed = uint64_t(seed);
       p.out = out->ptr<int32_t>();
-      enqueueCpu("sample", {x, out}, [p](ThreadPool& pool) { cpu::sample(p, pool); });
+      TensorRef workspace;  // CUDA: the rows' softmax weights (freed in stream order)
+      if (x->device.type == DeviceType::CUDA) {
+        workspace = newTensor(DType::f32, {std::max<int64_t>(p.rows * p.vocab, 1)}, x->device);
+        p.workspace = workspace->ptr<float>();
+      }
+      launch(kSample, x->device, p, {x, out});
     }
     return NativeTensor::Wrap(info.Env(), out);
   });
@@ -92,7 +112,7 @@ static Napi::Value SampleRows(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "sampleRows");
     TensorRef x = logitsArg(a);
-    a.requireCpu(*x, "logits");
+    expectKernelFor(kSampleRows, x->device, "logits");
     const int64_t B = x->shape[0], V = x->shape[1];
     const auto params = typedArg<float>(info, a, 1, "params", napi_float32_array, "Float32Array", size_t(B * 7));
     const auto seeds = typedArg<double>(info, a, 2, "seeds", napi_float64_array, "Float64Array", size_t(B * 2));
@@ -105,11 +125,20 @@ static Napi::Value SampleRows(const Napi::CallbackInfo& info) {
       if (offsets[size_t(r + 1)] < offsets[size_t(r)]) throwRange("sampleRows: historyOffsets must not decrease");
     for (size_t k = 0; k < ids.size(); ++k)
       if (ids[k] < 0 || ids[k] >= V) throwRange("sampleRows: historyIds[", k, "] is ", ids[k], ", outside [0, ", V, ")");
-    std::vector<cpu::RowSampling> rows(static_cast<size_t>(B));
+    if (!ids.empty()) {
+      // Each id at most once per row (the penalties of an id are applied once, by one thread on CUDA).
+      std::vector<int32_t> lastRow(static_cast<size_t>(V), -1);
+      for (int64_t r = 0; r < B; ++r)
+        for (int32_t k = offsets[size_t(r)]; k < offsets[size_t(r + 1)]; ++k) {
+          if (lastRow[size_t(ids[size_t(k)])] == r) throwRange("sampleRows: historyIds[", k, "] repeats id ", ids[size_t(k)], " of row ", r);
+          lastRow[size_t(ids[size_t(k)])] = r;
+        }
+    }
+    std::vector<RowSampling> rows(static_cast<size_t>(B));
     constexpr double kSafe = double((int64_t(1) << 53) - 1);
     for (int64_t r = 0; r < B; ++r) {
       const float* q = params.data() + r * 7;
-      cpu::RowSampling& s = rows[size_t(r)];
+      RowSampling& s = rows[size_t(r)];
       s.temperature = q[0];
       if (!(s.temperature >= 0) || !std::isfinite(s.temperature)) throwRange("sampleRows: row ", r, ": temperature must be >= 0 but is ", s.temperature);
       if (!(q[1] >= 0) || q[1] != std::floor(q[1])) throwRange("sampleRows: row ", r, ": topK must be an integer >= 0 but is ", q[1]);
@@ -132,21 +161,36 @@ static Napi::Value SampleRows(const Napi::CallbackInfo& info) {
     TensorRef out = newTensor(DType::i32, {B}, x->device);
     TensorRef lp = topN >= 0 ? newTensor(DType::f32, {B, 1 + topN}, x->device) : nullptr;
     TensorRef top = topN >= 0 ? newTensor(DType::i32, {B, topN}, x->device) : nullptr;
-    auto hold = std::make_shared<std::tuple<std::vector<cpu::RowSampling>, std::vector<int32_t>, std::vector<int32_t>, std::vector<int32_t>>>(
-        std::move(rows), std::move(offsets), std::vector<int32_t>(ids), std::vector<int32_t>(counts));
-    cpu::SampleRowsParams p;
+    SampleRowsParams p;
     p.logits = x->ptr<float>(); p.rows = B; p.vocab = V;
-    p.params = std::get<0>(*hold).data();
-    p.historyOffsets = std::get<1>(*hold).data();
-    p.historyIds = std::get<2>(*hold).data();
-    p.historyCounts = std::get<3>(*hold).data();
     p.out = out->ptr<int32_t>();
     p.topLogprobs = topN < 0 ? 0 : topN;
     p.logprobs = lp ? lp->ptr<float>() : nullptr;
     p.topIds = top ? top->ptr<int32_t>() : nullptr;
-    std::vector<TensorRef> keep{x, out};
-    if (lp) keep.push_back(lp), keep.push_back(top);
-    enqueueCpu("sampleRows", keep, [p, hold](ThreadPool& pool) { cpu::sampleRows(p, pool); });
+    if (x->device.type == DeviceType::CUDA) {
+      // The settings and histories go to the device in stream order; the rows' scratch stays there.
+      TensorRef rowsD = deviceCopy(rows.data(), rows.size() * sizeof(RowSampling), x->device);
+      TensorRef offsetsD = deviceCopy(offsets.data(), offsets.size() * sizeof(int32_t), x->device);
+      TensorRef idsD = deviceCopy(ids.data(), ids.size() * sizeof(int32_t), x->device);
+      TensorRef countsD = deviceCopy(counts.data(), counts.size() * sizeof(int32_t), x->device);
+      TensorRef workspace = newTensor(DType::f32, {std::max<int64_t>(2 * B * V, 1)}, x->device);
+      p.params = rowsD->ptr<RowSampling>();
+      p.historyOffsets = offsetsD->ptr<int32_t>();
+      p.historyIds = idsD->ptr<int32_t>();
+      p.historyCounts = countsD->ptr<int32_t>();
+      p.workspace = workspace->ptr<float>();
+      launch(kSampleRows, x->device, p, {});
+    } else {
+      auto hold = std::make_shared<std::tuple<std::vector<RowSampling>, std::vector<int32_t>, std::vector<int32_t>, std::vector<int32_t>>>(
+          std::move(rows), std::move(offsets), std::vector<int32_t>(ids), std::vector<int32_t>(counts));
+      p.params = std::get<0>(*hold).data();
+      p.historyOffsets = std::get<1>(*hold).data();
+      p.historyIds = std::get<2>(*hold).data();
+      p.historyCounts = std::get<3>(*hold).data();
+      std::vector<TensorRef> keep{x, out};
+      if (lp) keep.push_back(lp), keep.push_back(top);
+      enqueueCpu("sampleRows", keep, [p, hold](ThreadPool& pool) { cpu::sampleRows(p, pool); });
+    }
     if (!lp) return wrapAll(info.Env(), {out});
     return wrapAll(info.Env(), {out, lp, top});
   });

@@ -187,8 +187,20 @@ class CudaBackend : public Backend {
     l.device = index_;
     return l;
   }
-  void noteOp(const char* op) { lastOp_.store(op); }
+  void noteOp(const char* op) {
+    lastOp_.store(op);
+    std::lock_guard<std::mutex> lock(launchesMu_);
+    ++launches_[op];
+  }
   const char* lastOp() const { return lastOp_.load(); }
+  /** How many times each op (and "tensor" uploads, "zeros" fills, "read" and "synchronize" sync
+   *  points) was queued on this device's stream since the last reset: a decode step's launch count. */
+  std::map<std::string, uint64_t> launches(bool reset) {
+    std::lock_guard<std::mutex> lock(launchesMu_);
+    auto out = launches_;
+    if (reset) launches_.clear();
+    return out;
+  }
 
  private:
   void unstage(PinnedBlock* b) {
@@ -205,6 +217,10 @@ class CudaBackend : public Backend {
    *  copy of the error word next to it, clearing the word, and an event. The host worker waits for
    *  the event and calls done exactly once. */
   void queueSyncPoint(const char* what, const void* src, size_t bytes, ReadDone done) {
+    {
+      std::lock_guard<std::mutex> lock(launchesMu_);
+      ++launches_[what];  // "read" / "synchronize": a forward step should queue one, at its end
+    }
     const size_t wordAt = (bytes + 15) / 16 * 16;
     PinnedBlock block;
     block.data = pinned().allocate(wordAt + sizeof(DeviceErrorWord), &block.blockBytes);
@@ -264,6 +280,8 @@ class CudaBackend : public Backend {
   void* stream_ = nullptr;
   DeviceErrorWord* errorWord_ = nullptr;
   std::atomic<const char*> lastOp_{"(none)"};
+  std::mutex launchesMu_;
+  std::map<std::string, uint64_t> launches_;
 };
 
 namespace {
@@ -339,6 +357,8 @@ void cudaEndLaunch(const DeviceId& device, const char* op, const std::string& er
   b.noteOp(op);
   if (!error.empty()) throwError(op, ": CUDA error on ", device.name(), ": ", error);
 }
+
+std::map<std::string, uint64_t> cudaLaunchCounts(const DeviceId& device, bool reset) { return backendOf(device).launches(reset); }
 
 std::string cudaArchitectures() { return cuda::compiledArchitectures(); }
 

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadModel, type Model } from '../../lib/index.js';
 import { GOLDEN } from '../golden-dir.js';
-import { median, relL2 } from '../helpers.js';
+import { MODEL_OPS } from '../../lib/model/model.js';
+import { median, relL2, suiteDevices } from '../helpers.js';
 
 
 interface Run {
@@ -46,130 +47,135 @@ const F32_BOUNDS = {
   'tiny-sparse': { median: 1e-5, exactShare: 0.75, maxRow: 0.8 },
 } as const;
 
-for (const name of ['tiny-dense', 'tiny-sparse'] as const) {
-  const golden = JSON.parse(readFileSync(join(GOLDEN, `${name}.v32.logits.json`), 'utf8')) as { runs: Run[] };
-  const bounds = F32_BOUNDS[name];
+// The same tests and bounds on every device that runs the model: the CPU, and cuda:0 (in CI the
+// emulated device of the cuda-emu build; a real GPU when the addon finds one).
+for (const { device, skip } of suiteDevices(...MODEL_OPS)) {
+  const on = device === 'cpu' ? '' : ` on ${device}${skip ? ` (skipped: ${skip})` : ''}`;
+  for (const name of ['tiny-dense', 'tiny-sparse'] as const) {
+    const golden = JSON.parse(readFileSync(join(GOLDEN, `${name}.v32.logits.json`), 'utf8')) as { runs: Run[] };
+    const bounds = F32_BOUNDS[name];
 
-  describe(`${name}: f32 activations match the reference's f32 logits`, () => {
+    describe.skipIf(skip)(`${name}: f32 activations match the reference's f32 logits${on}`, () => {
+      let model: Model;
+      beforeAll(async () => {
+        model = await loadModel(join(GOLDEN, name), { device, activations: 'f32', maxSequences: 4, maxContext: 192 });
+      });
+      afterAll(async () => model?.dispose());
+
+      it(`median relative L2 < ${bounds.median}, ≥ ${bounds.exactShare * 100} % of rows < 1e-4, every row < ${bounds.maxRow}`, async () => {
+        const errs: number[] = [];
+        for (const run of golden.runs) {
+          const got = await runGolden(model, run);
+          got.forEach((rows, s) => rows.forEach((row, r) => errs.push(relL2(row, run.logits_f32[s][r]))));
+        }
+        const exact = errs.filter((e) => e < 1e-4).length / errs.length;
+        console.log(`${name} f32: median rel L2 ${median(errs).toExponential(2)}, max ${Math.max(...errs).toExponential(2)}, ${(exact * 100).toFixed(1)} % < 1e-4 (${errs.length} rows)`);
+        expect(errs.length).toBe(51);
+        expect(median(errs)).toBeLessThan(bounds.median);
+        expect(exact).toBeGreaterThanOrEqual(bounds.exactShare);
+        for (const e of errs) expect(e).toBeLessThan(bounds.maxRow);
+      });
+    });
+
+    describe.skipIf(skip)(`${name}: bf16 activations are as close to the reference's bf16 logits as its own f32 run${on}`, () => {
+      /** Per run: [our mean rel L2 to logits_bf16, the reference's f32-vs-bf16 mean]. */
+      async function distances(model: Model, label: string): Promise<[number, number][]> {
+        const out: [number, number][] = [];
+        for (const [k, run] of golden.runs.entries()) {
+          const got = await runGolden(model, run);
+          const ours: number[] = [], refF32: number[] = [];
+          got.forEach((rows, s) =>
+            rows.forEach((row, r) => {
+              ours.push(relL2(row, run.logits_bf16[s][r]));
+              refF32.push(relL2(run.logits_f32[s][r], run.logits_bf16[s][r]));
+            }),
+          );
+          const mean = (a: number[]) => a.reduce((p, q) => p + q, 0) / a.length;
+          console.log(`${name} bf16 (${label}) run ${k}: mean rel L2 ${mean(ours).toFixed(4)} (reference f32 vs bf16: ${mean(refF32).toFixed(4)}), max ${Math.max(...ours).toFixed(4)}`);
+          if (name === 'tiny-dense') for (const e of ours) expect(e).toBeLessThan(0.15);
+          out.push([mean(ours), mean(refF32)]);
+        }
+        return out;
+      }
+
+      it("with the reference's bf16 scores (attentionScores: 'bf16'): run by run no further than logits_f32", async () => {
+        await using model = await loadModel(join(GOLDEN, name), { device, maxSequences: 4, maxContext: 192, attentionScores: 'bf16' });
+        for (const [ours, ref] of await distances(model, 'bf16 scores')) expect(ours).toBeLessThanOrEqual(ref);
+      });
+
+      it('with f32 scores (the default, as FlashMLA): what keeping the scores in f32 costs', async () => {
+        // Measured: tiny-dense 0.055–0.073 against the reference's 0.066–0.090 gap; tiny-sparse within
+        // 0.53–1.09× of its gap run by run (one short run above it, at 0.664 against 0.607).
+        await using model = await loadModel(join(GOLDEN, name), { device, maxSequences: 4, maxContext: 192 });
+        const d = await distances(model, 'f32 scores');
+        const sum = (i: 0 | 1) => d.reduce((p, q) => p + q[i], 0);
+        expect(sum(0)).toBeLessThanOrEqual(sum(1));
+        for (const [ours, ref] of d) expect(ours).toBeLessThanOrEqual(1.2 * ref);
+      });
+    });
+  }
+
+  describe.skipIf(skip)(`tiny-sparse: the batch forms agree (f32 activations)${on}`, () => {
     let model: Model;
+    const prompt = [5, 17, 33, 2, 9, 100, 200, 300, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52];
     beforeAll(async () => {
-      model = await loadModel(join(GOLDEN, name), { activations: 'f32', maxSequences: 4, maxContext: 192 });
+      model = await loadModel(join(GOLDEN, 'tiny-sparse'), { device, activations: 'f32', maxSequences: 4, maxContext: 64 });
     });
     afterAll(async () => model?.dispose());
 
-    it(`median relative L2 < ${bounds.median}, ≥ ${bounds.exactShare * 100} % of rows < 1e-4, every row < ${bounds.maxRow}`, async () => {
-      const errs: number[] = [];
-      for (const run of golden.runs) {
-        const got = await runGolden(model, run);
-        got.forEach((rows, s) => rows.forEach((row, r) => errs.push(relL2(row, run.logits_f32[s][r]))));
-      }
-      const exact = errs.filter((e) => e < 1e-4).length / errs.length;
-      console.log(`${name} f32: median rel L2 ${median(errs).toExponential(2)}, max ${Math.max(...errs).toExponential(2)}, ${(exact * 100).toFixed(1)} % < 1e-4 (${errs.length} rows)`);
-      expect(errs.length).toBe(51);
-      expect(median(errs)).toBeLessThan(bounds.median);
-      expect(exact).toBeGreaterThanOrEqual(bounds.exactShare);
-      for (const e of errs) expect(e).toBeLessThan(bounds.maxRow);
+    it('chunked prefill matches one-shot prefill', async () => {
+      const [full] = await model.logits([{ tokens: prompt }]);
+      using seq = model.createSequence();
+      await model.forward([{ sequence: seq, tokens: prompt.slice(0, 7) }]);
+      await model.forward([{ sequence: seq, tokens: prompt.slice(7, 15) }]);
+      const [last] = await model.forward([{ sequence: seq, tokens: prompt.slice(15) }]);
+      expect(relL2(last, full)).toBeLessThan(1e-5);
+    });
+
+    it('sequences of different lengths in one batch give what each gives alone', async () => {
+      const a = prompt.slice(0, 9), b = prompt.slice(3, 20), c = [77];
+      const together = await model.logits([{ tokens: a }, { tokens: b }, { tokens: c }]);
+      const alone = [(await model.logits([{ tokens: a }]))[0], (await model.logits([{ tokens: b }]))[0], (await model.logits([{ tokens: c }]))[0]];
+      for (let i = 0; i < 3; ++i) expect(relL2(together[i], alone[i])).toBeLessThan(1e-5);
+    });
+
+    it('a batch mixing decode and prefill gives what each gives alone', async () => {
+      using s1 = model.createSequence();
+      using s2 = model.createSequence();
+      await model.forward([{ sequence: s1, tokens: prompt.slice(0, 10) }]);
+      const [mixedDecode, mixedPrefill] = await model.forward([
+        { sequence: s1, tokens: [prompt[10]] },
+        { sequence: s2, tokens: prompt.slice(0, 6) },
+      ]);
+      using r1 = model.createSequence();
+      await model.forward([{ sequence: r1, tokens: prompt.slice(0, 10) }]);
+      const [aloneDecode] = await model.forward([{ sequence: r1, tokens: [prompt[10]] }]);
+      const [alonePrefill] = await model.logits([{ tokens: prompt.slice(0, 6) }]);
+      expect(relL2(mixedDecode, aloneDecode)).toBeLessThan(1e-5);
+      expect(relL2(mixedPrefill, alonePrefill)).toBeLessThan(1e-5);
     });
   });
 
-  describe(`${name}: bf16 activations are as close to the reference's bf16 logits as its own f32 run`, () => {
-    /** Per run: [our mean rel L2 to logits_bf16, the reference's f32-vs-bf16 mean]. */
-    async function distances(model: Model, label: string): Promise<[number, number][]> {
-      const out: [number, number][] = [];
-      for (const [k, run] of golden.runs.entries()) {
-        const got = await runGolden(model, run);
-        const ours: number[] = [], refF32: number[] = [];
-        got.forEach((rows, s) =>
-          rows.forEach((row, r) => {
-            ours.push(relL2(row, run.logits_bf16[s][r]));
-            refF32.push(relL2(run.logits_f32[s][r], run.logits_bf16[s][r]));
-          }),
-        );
-        const mean = (a: number[]) => a.reduce((p, q) => p + q, 0) / a.length;
-        console.log(`${name} bf16 (${label}) run ${k}: mean rel L2 ${mean(ours).toFixed(4)} (reference f32 vs bf16: ${mean(refF32).toFixed(4)}), max ${Math.max(...ours).toFixed(4)}`);
-        if (name === 'tiny-dense') for (const e of ours) expect(e).toBeLessThan(0.15);
-        out.push([mean(ours), mean(refF32)]);
-      }
-      return out;
-    }
-
-    it("with the reference's bf16 scores (attentionScores: 'bf16'): run by run no further than logits_f32", async () => {
-      await using model = await loadModel(join(GOLDEN, name), { maxSequences: 4, maxContext: 192, attentionScores: 'bf16' });
-      for (const [ours, ref] of await distances(model, 'bf16 scores')) expect(ours).toBeLessThanOrEqual(ref);
+  describe.skipIf(skip)(`tiny-dense: prefill and decode forms agree (f32 activations)${on}`, () => {
+    let model: Model;
+    const prompt = [11, 22, 33, 44, 55, 66, 77, 88, 99, 110, 121, 132, 143, 154, 165, 176];
+    beforeAll(async () => {
+      model = await loadModel(join(GOLDEN, 'tiny-dense'), { device, activations: 'f32', maxSequences: 2, maxContext: 64 });
     });
+    afterAll(async () => model?.dispose());
 
-    it('with f32 scores (the default, as FlashMLA): what keeping the scores in f32 costs', async () => {
-      // Measured: tiny-dense 0.055–0.073 against the reference's 0.066–0.090 gap; tiny-sparse within
-      // 0.53–1.09× of its gap run by run (one short run above it, at 0.664 against 0.607).
-      await using model = await loadModel(join(GOLDEN, name), { maxSequences: 4, maxContext: 192 });
-      const d = await distances(model, 'f32 scores');
-      const sum = (i: 0 | 1) => d.reduce((p, q) => p + q[i], 0);
-      expect(sum(0)).toBeLessThanOrEqual(sum(1));
-      for (const [ours, ref] of d) expect(ours).toBeLessThanOrEqual(1.2 * ref);
+    it('prefill of n tokens ≈ prefill of k then n − k decode steps', async () => {
+      const [full] = await model.logits([{ tokens: prompt }]);
+      using seq = model.createSequence();
+      const k = 9;
+      let last = (await model.forward([{ sequence: seq, tokens: prompt.slice(0, k) }]))[0];
+      for (const id of prompt.slice(k)) last = (await model.forward([{ sequence: seq, tokens: [id] }]))[0];
+      const err = relL2(last, full);
+      console.log(`prefill vs prefill+decode: rel L2 ${err.toExponential(2)}`);
+      // Both MLA forms read the latent back from the FP8 cache (the corrected reference's round trip), so
+      // prefill's up-projection and decode's absorbed form see the same values and agree to summation
+      // order (measured 1.4e-7; before the FP8 cache the two forms quantised at different places: 0.075).
+      expect(err).toBeLessThan(1e-5);
     });
   });
 }
-
-describe('tiny-sparse: the batch forms agree (f32 activations)', () => {
-  let model: Model;
-  const prompt = [5, 17, 33, 2, 9, 100, 200, 300, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52];
-  beforeAll(async () => {
-    model = await loadModel(join(GOLDEN, 'tiny-sparse'), { activations: 'f32', maxSequences: 4, maxContext: 64 });
-  });
-  afterAll(async () => model?.dispose());
-
-  it('chunked prefill matches one-shot prefill', async () => {
-    const [full] = await model.logits([{ tokens: prompt }]);
-    using seq = model.createSequence();
-    await model.forward([{ sequence: seq, tokens: prompt.slice(0, 7) }]);
-    await model.forward([{ sequence: seq, tokens: prompt.slice(7, 15) }]);
-    const [last] = await model.forward([{ sequence: seq, tokens: prompt.slice(15) }]);
-    expect(relL2(last, full)).toBeLessThan(1e-5);
-  });
-
-  it('sequences of different lengths in one batch give what each gives alone', async () => {
-    const a = prompt.slice(0, 9), b = prompt.slice(3, 20), c = [77];
-    const together = await model.logits([{ tokens: a }, { tokens: b }, { tokens: c }]);
-    const alone = [(await model.logits([{ tokens: a }]))[0], (await model.logits([{ tokens: b }]))[0], (await model.logits([{ tokens: c }]))[0]];
-    for (let i = 0; i < 3; ++i) expect(relL2(together[i], alone[i])).toBeLessThan(1e-5);
-  });
-
-  it('a batch mixing decode and prefill gives what each gives alone', async () => {
-    using s1 = model.createSequence();
-    using s2 = model.createSequence();
-    await model.forward([{ sequence: s1, tokens: prompt.slice(0, 10) }]);
-    const [mixedDecode, mixedPrefill] = await model.forward([
-      { sequence: s1, tokens: [prompt[10]] },
-      { sequence: s2, tokens: prompt.slice(0, 6) },
-    ]);
-    using r1 = model.createSequence();
-    await model.forward([{ sequence: r1, tokens: prompt.slice(0, 10) }]);
-    const [aloneDecode] = await model.forward([{ sequence: r1, tokens: [prompt[10]] }]);
-    const [alonePrefill] = await model.logits([{ tokens: prompt.slice(0, 6) }]);
-    expect(relL2(mixedDecode, aloneDecode)).toBeLessThan(1e-5);
-    expect(relL2(mixedPrefill, alonePrefill)).toBeLessThan(1e-5);
-  });
-});
-
-describe('tiny-dense: prefill and decode forms agree (f32 activations)', () => {
-  let model: Model;
-  const prompt = [11, 22, 33, 44, 55, 66, 77, 88, 99, 110, 121, 132, 143, 154, 165, 176];
-  beforeAll(async () => {
-    model = await loadModel(join(GOLDEN, 'tiny-dense'), { activations: 'f32', maxSequences: 2, maxContext: 64 });
-  });
-  afterAll(async () => model?.dispose());
-
-  it('prefill of n tokens ≈ prefill of k then n − k decode steps', async () => {
-    const [full] = await model.logits([{ tokens: prompt }]);
-    using seq = model.createSequence();
-    const k = 9;
-    let last = (await model.forward([{ sequence: seq, tokens: prompt.slice(0, k) }]))[0];
-    for (const id of prompt.slice(k)) last = (await model.forward([{ sequence: seq, tokens: [id] }]))[0];
-    const err = relL2(last, full);
-    console.log(`prefill vs prefill+decode: rel L2 ${err.toExponential(2)}`);
-    // Both MLA forms read the latent back from the FP8 cache (the corrected reference's round trip), so
-    // prefill's up-projection and decode's absorbed form see the same values and agree to summation
-    // order (measured 1.4e-7; before the FP8 cache the two forms quantised at different places: 0.075).
-    expect(err).toBeLessThan(1e-5);
-  });
-});

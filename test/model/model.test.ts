@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { DisposedError, loadModel, type Model } from '../../lib/index.js';
+import { DisposedError, devices, loadModel, type Model } from '../../lib/index.js';
 import { GOLDEN } from '../golden-dir.js';
 import { relL2 } from '../helpers.js';
 
@@ -60,8 +60,10 @@ describe('loadModel errors', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('refuses devices the model cannot run on yet, naming why', async () => {
-    await expect(loadModel(join(GOLDEN, 'tiny-dense'), { device: 'cuda:0' })).rejects.toThrow("loadModel: device 'cuda:0' is not supported yet");
+  it('refuses a device this process does not have, naming the ones it has', async () => {
+    const names = devices().map((d) => d.name).join(', ');
+    await expect(loadModel(join(GOLDEN, 'tiny-dense'), { device: 'cuda:7' })).rejects.toThrow(`expected one of this process's devices (${names}) for device`);
+    await expect(loadModel(join(GOLDEN, 'tiny-dense'), { device: 'gpu' })).rejects.toThrow(`(${names})`);
   });
 
   it('names a missing folder', async () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import { ops, synchronize, tensor } from '../../lib/index.js';
 import { native } from '../../lib/runtime/native.js';
+import { handleOf, wrap } from '../../lib/runtime/tensor.js';
 import { rng } from '../helpers.js';
 
 const PATHS = ['avx512', 'avx2', 'scalar'] as const;
@@ -203,5 +204,19 @@ describe('sample on cpu', () => {
     expect(() => ops.sample(x, { temperature: 1 })).toThrow('sample: expected an integer for seed but received undefined');
     // @ts-expect-error not an object
     expect(() => ops.sample(x, 1)).toThrow('sample: expected an object for options but received 1 of type number');
+  });
+});
+
+describe('sampleRows histories on cpu', () => {
+  it("rejects an id listed twice in one row's history (its penalties would apply twice), allows it across rows", async () => {
+    using x = tensor(new Float32Array([0, 1, 2, 3, 3, 2, 1, 0]), { shape: [2, 4] });
+    // Greedy rows with a repetition penalty of 4: a listed id's positive logit is divided by 4.
+    const params = new Float32Array([0, 0, 1, 0, 0, 0, 4, 0, 0, 1, 0, 0, 0, 4]);
+    const call = (ids: number[], offsets: number[]) =>
+      native().ops.sampleRows(handleOf(x, 'test', 'x'), params, new Float64Array(4), Int32Array.from(offsets), Int32Array.from(ids), new Int32Array(ids.length), -1);
+    expect(() => call([1, 3, 1], [0, 3, 3])).toThrow('sampleRows: historyIds[2] repeats id 1 of row 0');
+    using ids = wrap(call([3, 0], [0, 1, 2])[0]);
+    // Row 0: 3 → 0.75 leaves 2 the largest; row 1: 3 → 0.75 leaves 2 (id 1) the largest.
+    expect(Array.from(await ids.read<'i32'>())).toEqual([2, 1]);
   });
 });

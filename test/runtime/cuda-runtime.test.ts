@@ -90,6 +90,21 @@ for (const { device, skip } of suiteDevices()) {
       await expect(x.read()).rejects.toThrow('debugRaiseDevice: offset 9 is out of range [0, 8)');
     });
 
+    it("profile(reset, device) counts each op queued on the device's stream", async () => {
+      using x = tensor(new Float32Array(256).map((_, i) => i - 100), { device });
+      native().profile(true, device);
+      const n = 2 + Math.floor(Math.random() * 4);
+      for (let i = 0; i < n; ++i) ops.scale(x, 0.5).dispose();
+      using y = ops.add(x, x);
+      await y.read();
+      const counts = native().profile(true, device);
+      expect(counts.scale?.runs).toBe(n);
+      expect(counts.add?.runs).toBe(1);
+      if (device !== 'cpu') expect(counts.read?.runs).toBe(1);  // CUDA counts its sync points too
+      expect(native().profile(false, device).scale).toBeUndefined();  // reset by the read before
+      expect(() => native().profile(false, 'cuda:9')).toThrow(/cuda:9/);
+    });
+
     it('a read whose host buffer cannot be allocated rejects instead of hanging', async () => {
       using x = tensor(new Float32Array([1, 2, 3]), { device });
       debug().debugFailHostAllocations(1);
@@ -112,14 +127,20 @@ describe('where each op runs (the addon\'s opDevices list)', () => {
     const cudaBuilt = runtimeInfo().backends.includes('cuda');
     expect(list.rmsNorm.includes('cuda')).toBe(cudaBuilt);
     expect(list.cast.includes('cuda')).toBe(cudaBuilt);
-    expect(list.sample).toEqual(['cpu']);
+    expect(list.sample.includes('cuda')).toBe(cudaBuilt);
+    expect(list.sampleRows.includes('cuda')).toBe(cudaBuilt);
     expect(runtimeInfo().cudaOps).toEqual(cudaBuilt ? CUDA_OPS : []);
   });
 
   const gpu = devices().find((d) => d.kind === 'cuda' && d.supported !== false);
-  it.skipIf(!gpu)(`an op without a CUDA kernel says so${gpu ? '' : ' (skipped: no CUDA GPU)'}`, () => {
-    using logits = zeros([2, 4], { device: gpu!.name });
-    expect(() => ops.sample(logits, { temperature: 1, seed: 1 })).toThrow(new TypeError(`sample: logits is on ${gpu!.name} but this op has only a CPU kernel so far`));
+  const cpuOnly = !(opDevices().mlaPrefill ?? ['cuda']).includes('cuda');
+  it.skipIf(!gpu || !cpuOnly)(`an op without a CUDA kernel says so${!gpu ? ' (skipped: no CUDA GPU)' : cpuOnly ? '' : ' (skipped: mlaPrefill, the last op without one, has one now)'}`, () => {
+    // mlaPrefill [T 2, H 1, Dn 4 + Dr 2] over 3 keys, vHeadDim 4: valid but for the device.
+    using q = zeros([2, 1, 6], { device: gpu!.name });
+    using kv = zeros([3, 1, 8], { device: gpu!.name });
+    using kPe = zeros([3, 2], { device: gpu!.name });
+    using qPos = zeros([2], { dtype: 'i32', device: gpu!.name });
+    expect(() => ops.mlaPrefill(q, kv, kPe, qPos, { scale: 1, vHeadDim: 4 })).toThrow(new TypeError(`mlaPrefill: q is on ${gpu!.name} but this op has only a CPU kernel so far`));
   });
 });
 
