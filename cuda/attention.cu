@@ -1,8 +1,9 @@
-// mlaPrefill and mlaDecode on CUDA (SIMT; tensor cores are future work). mlaPrefill is described
-// with its kernel below. mlaDecode's contract is the CPU kernel's
-// (native/cpu/attention.h): per query t and head h, s_k = (qLatent·c_k + qPe·pe_k) · scale in f32
-// (or bf16(bf16(bf16(qLatent·c) + bf16(qPe·pe)) · scale) with bf16Scores), m = max_k s_k,
-// sum = Σ_k e^(s_k − m), P_k = dtype(e^(s_k − m) / sum), out = dtype(Σ_k P_k c_k) with f32 sums.
+// mlaPrefill and mlaDecode on CUDA. mlaPrefill (SIMT, and mma.sync for bf16 at the model's widths)
+// is described with its kernels below. mlaDecode (SIMT; tensor cores are future work): the contract
+// is the CPU kernel's (native/cpu/attention.h): per query t and head h,
+// s_k = (qLatent·c_k + qPe·pe_k) · scale in f32 (or bf16(bf16(bf16(qLatent·c) + bf16(qPe·pe)) · scale)
+// with bf16Scores), m = max_k s_k, sum = Σ_k e^(s_k − m), P_k = dtype(e^(s_k − m) / sum),
+// out = dtype(Σ_k P_k c_k) with f32 sums.
 //
 // Work split. One block runs one query, a group of up to 16 heads (kHeads) and one split of the
 // query's key positions: each cached row is read from global memory once per block, dequantised
@@ -41,6 +42,7 @@
 #include "launch_check.cuh"
 #include "math.cuh"
 #include "paged.cuh"
+#include "ptx/mma.cuh"
 
 namespace dsn::cuda {
 namespace {
@@ -468,6 +470,183 @@ __global__ void __launch_bounds__(kThreads) mlaPrefillKernel(PrefillArgs a) {
   }
 }
 
+
+// ---- mlaPrefill on tensor cores: bf16, dense, Dn + Dr = 192 and Dv = 128 (the model's widths) ----
+//
+// The same two passes with mma.sync m16n8k16 (bf16 × bf16 products, exact; f32 accumulators;
+// cuda/ptx/mma.cuh). A block of 4 warps runs 64 consecutive queries of one head, a warp 16 of
+// them (the MMA's rows), over tiles of 64 keys held in shared memory as bf16: S = Q·Kᵀ from the
+// warp's Q fragments (in registers for the whole block) and the key tile; pass 0 folds each row's
+// max and sum (the quad of lanes holding a row shares its max and adds the four partial sums at
+// the end); pass 1 computes S again, rounds P = bf16(e^(s − m) / sum) as the SIMT kernel does,
+// repacks it from the S accumulators into A fragments (the C and A fragment maps put the same
+// (row, key) pairs in the same lane) and accumulates O += P·V with V transposed in shared memory.
+
+constexpr int kMmaQSteps = 12;                    // (Dn + Dr) / 16: k-steps of S = Q·Kᵀ
+constexpr int kMmaVTiles = 16;                    // Dv / 8: n-tiles of O = P·V
+constexpr int kMmaDq = 16 * kMmaQSteps, kMmaDv = 8 * kMmaVTiles;
+constexpr int kMmaWarps = 4;
+constexpr int kMmaQueries = 16 * kMmaWarps;       // queries a block
+constexpr int kMmaKeys = 64;                      // keys a tile
+constexpr int kMmaKStride = kMmaDq + 8;           // padded rows: the fragment reads hit 32 different banks
+constexpr int kMmaVStride = kMmaKeys + 8;
+
+/** Two bf16 bit patterns in one register, `lo` in the low half (the fragments' element order). */
+__device__ __forceinline__ uint32_t bf16Pair(uint16_t lo, uint16_t hi) { return uint32_t(lo) | uint32_t(hi) << 16; }
+__device__ __forceinline__ uint16_t bf16Bits(float v) { return __bfloat16_as_ushort(__float2bfloat16_rn(v)); }
+
+__global__ void __launch_bounds__(32 * kMmaWarps) mlaPrefillMmaKernel(MlaPrefillParams p) {
+  __shared__ __align__(16) uint16_t kS[kMmaKeys * kMmaKStride];  // [key][Dq] the tile's keys: k_nope, then kPe
+  __shared__ __align__(16) uint16_t vS[kMmaDv * kMmaVStride];    // [Dv][key] the tile's values, transposed
+  __shared__ int warpLast[kMmaWarps];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, tig = lane & 3;
+  const int64_t T = p.tokens, H = p.heads, h = blockIdx.y, Dn = p.dn, Dr = p.dr, Dkv = p.dn + p.dv;
+  const auto* q = static_cast<const uint16_t*>(p.q);
+  const auto* kv = static_cast<const uint16_t*>(p.kv);
+  const auto* kPe = static_cast<const uint16_t*>(p.kPe);
+  for (int64_t t0 = int64_t(blockIdx.x) * kMmaQueries; t0 < T; t0 += int64_t(gridDim.x) * kMmaQueries) {
+    // This lane's rows of the warp's 16: g and g + 8 (the C fragment's rows).
+    int64_t rowT[2];
+    int rowPos[2];
+    DSN_UNROLL
+    for (int ri = 0; ri < 2; ++ri) {
+      rowT[ri] = t0 + warp * 16 + g + 8 * ri;
+      const int32_t pos = rowT[ri] < T ? p.qPos[rowT[ri]] : -1;
+      rowPos[ri] = pos >= 0 && pos < p.keys ? pos : -1;  // a bad qPos is raised by the check kernel
+    }
+    // A fragments of Q: register r holds row g + 8 (r & 1), columns 16 ks + 2 tig + 8 (r >> 1) and + 1.
+    uint32_t qa[kMmaQSteps][4];
+    DSN_UNROLL
+    for (int ks = 0; ks < kMmaQSteps; ++ks)
+      DSN_UNROLL
+      for (int r = 0; r < 4; ++r) {
+        const int64_t t = rowT[r & 1];
+        const uint16_t* e = q + (t * H + h) * kMmaDq + 16 * ks + 2 * tig + 8 * (r >> 1);
+        qa[ks][r] = t < T ? bf16Pair(e[0], e[1]) : 0u;
+      }
+    int last = rowPos[0] > rowPos[1] ? rowPos[0] : rowPos[1];
+    for (int o = 16; o > 0; o >>= 1) {
+      const int other = __shfl_xor_sync(0xffffffffu, last, o);
+      last = other > last ? other : last;
+    }
+    if (lane == 0) warpLast[warp] = last;
+    __syncthreads();
+    for (int w = 0; w < kMmaWarps; ++w) last = warpLast[w] > last ? warpLast[w] : last;
+    const int64_t n = int64_t(last) + 1;  // keys 0..n-1 are seen by some query of the block
+
+    float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};
+    float o[kMmaVTiles][4];
+    DSN_UNROLL
+    for (int vt = 0; vt < kMmaVTiles; ++vt)
+      DSN_UNROLL
+      for (int i = 0; i < 4; ++i) o[vt][i] = 0.0f;
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int64_t k0 = 0; k0 < n; k0 += kMmaKeys) {
+        __syncthreads();  // the previous tile has been read
+        for (int e = tid; e < kMmaKeys * kMmaDq; e += 32 * kMmaWarps) {
+          const int j = e / kMmaDq, d = e - j * kMmaDq;
+          const int64_t s = k0 + j;
+          uint16_t v = 0;
+          if (s < n) v = d < Dn ? kv[(s * H + h) * Dkv + d] : kPe[s * Dr + (d - Dn)];
+          kS[j * kMmaKStride + d] = v;
+        }
+        if (pass == 1)
+          for (int e = tid; e < kMmaKeys * kMmaDv; e += 32 * kMmaWarps) {
+            const int j = e / kMmaDv, c = e - j * kMmaDv;
+            const int64_t s = k0 + j;
+            vS[c * kMmaVStride + j] = s < n ? kv[(s * H + h) * Dkv + Dn + c] : uint16_t(0);
+          }
+        __syncthreads();
+
+        // S of the warp's 16 rows × 64 keys: n-tile nt holds keys k0 + 8 nt + (2 tig, 2 tig + 1) in
+        // c[0], c[1] (row g) and c[2], c[3] (row g + 8). B register r: key 8 nt + g, dims 16 ks + 2 tig + 8 r.
+        float sc[kMmaKeys / 8][4];
+        DSN_UNROLL
+        for (int nt = 0; nt < kMmaKeys / 8; ++nt)
+          DSN_UNROLL
+          for (int i = 0; i < 4; ++i) sc[nt][i] = 0.0f;
+        DSN_UNROLL
+        for (int ks = 0; ks < kMmaQSteps; ++ks)
+          DSN_UNROLL
+          for (int nt = 0; nt < kMmaKeys / 8; ++nt) {
+            const uint16_t* kr = kS + (8 * nt + g) * kMmaKStride + 16 * ks + 2 * tig;
+            const uint32_t b[2] = {bf16Pair(kr[0], kr[1]), bf16Pair(kr[8], kr[9])};
+            ptx::mma_m16n8k16_bf16(sc[nt], qa[ks], b, sc[nt]);
+          }
+        DSN_UNROLL
+        for (int nt = 0; nt < kMmaKeys / 8; ++nt)
+          DSN_UNROLL
+          for (int i = 0; i < 4; ++i) {
+            const int64_t key = k0 + 8 * nt + 2 * tig + (i & 1);
+            const float dot = sc[nt][i];
+            const float s = p.bf16Scores ? roundTo(DType::bf16, __fmul_rn(roundTo(DType::bf16, dot), p.scale)) : __fmul_rn(dot, p.scale);
+            sc[nt][i] = key <= rowPos[i >> 1] ? s : kNegInf;
+          }
+
+        if (pass == 0) {
+          DSN_UNROLL
+          for (int ri = 0; ri < 2; ++ri) {
+            float tileMax = kNegInf;
+            DSN_UNROLL
+            for (int nt = 0; nt < kMmaKeys / 8; ++nt)
+              DSN_UNROLL
+              for (int i = 2 * ri; i < 2 * ri + 2; ++i) tileMax = sc[nt][i] > tileMax ? sc[nt][i] : tileMax;
+            for (int x = 1; x < 4; x <<= 1) {  // the quad's max
+              const float other = __shfl_xor_sync(0xffffffffu, tileMax, x);
+              tileMax = other > tileMax ? other : tileMax;
+            }
+            if (tileMax != kNegInf) {
+              const float mNew = m[ri] > tileMax ? m[ri] : tileMax;
+              float sum = m[ri] == kNegInf ? 0.0f : l[ri] * expf(m[ri] - mNew);
+              DSN_UNROLL
+              for (int nt = 0; nt < kMmaKeys / 8; ++nt)
+                DSN_UNROLL
+                for (int i = 2 * ri; i < 2 * ri + 2; ++i) sum += expf(sc[nt][i] - mNew);
+              m[ri] = mNew;
+              l[ri] = sum;
+            }
+          }
+        } else {
+          // P as A fragments of 16 keys (k-step j = n-tiles 2j, 2j + 1): registers
+          // (row g, tile 2j), (row g + 8, tile 2j), (row g, tile 2j + 1), (row g + 8, tile 2j + 1).
+          DSN_UNROLL
+          for (int j = 0; j < kMmaKeys / 16; ++j) {
+            uint16_t pb[2][4];
+            DSN_UNROLL
+            for (int half = 0; half < 2; ++half)
+              DSN_UNROLL
+              for (int i = 0; i < 4; ++i) {
+                const float s = sc[2 * j + half][i], mr = m[i >> 1], lr = l[i >> 1];
+                pb[half][i] = bf16Bits(s == kNegInf || !(lr > 0.0f) ? 0.0f : expf(s - mr) / lr);
+              }
+            const uint32_t a[4] = {bf16Pair(pb[0][0], pb[0][1]), bf16Pair(pb[0][2], pb[0][3]), bf16Pair(pb[1][0], pb[1][1]), bf16Pair(pb[1][2], pb[1][3])};
+            DSN_UNROLL
+            for (int vt = 0; vt < kMmaVTiles; ++vt) {  // B register r: column 8 vt + g, keys 16 j + 2 tig + 8 r
+              const uint16_t* vr = vS + (8 * vt + g) * kMmaVStride + 16 * j + 2 * tig;
+              const uint32_t b[2] = {bf16Pair(vr[0], vr[1]), bf16Pair(vr[8], vr[9])};
+              ptx::mma_m16n8k16_bf16(o[vt], a, b, o[vt]);
+            }
+          }
+        }
+      }
+      if (pass == 0)
+        DSN_UNROLL
+        for (int ri = 0; ri < 2; ++ri)
+          for (int x = 1; x < 4; x <<= 1) l[ri] += __shfl_xor_sync(0xffffffffu, l[ri], x);  // the quad's sum
+    }
+
+    auto* out = static_cast<uint16_t*>(p.out);
+    DSN_UNROLL
+    for (int vt = 0; vt < kMmaVTiles; ++vt)
+      DSN_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        const int64_t t = rowT[i >> 1];
+        if (t < T) out[(t * H + h) * kMmaDv + 8 * vt + 2 * tig + (i & 1)] = bf16Bits(o[vt][i]);
+      }
+    __syncthreads();  // warpLast is written again by the next group
+  }
+}
+
 }  // namespace
 
 std::string mlaDecodeLaunch(const MlaDecodeParams& p, const CudaLaunch& l) {
@@ -518,6 +697,13 @@ std::string mlaPrefillLaunch(const MlaPrefillParams& p, const CudaLaunch& l) {
   mlaPrefillCheckKernel<<<gridOf(p.tokens), 128, 0, stream>>>(p, l.error, l.op);
   std::string e = launchError();
   if (!e.empty() || p.heads == 0) return e;
+
+  if (p.type == DType::bf16 && !p.indices && p.dn + p.dr == kMmaDq && p.dv == kMmaDv && p.heads <= 65535) {
+    const int64_t groups = (p.tokens + kMmaQueries - 1) / kMmaQueries;
+    const dim3 grid(unsigned(std::min<int64_t>(groups, INT_MAX)), unsigned(p.heads));
+    mlaPrefillMmaKernel<<<grid, 32 * kMmaWarps, 0, stream>>>(p);
+    return launchError();
+  }
 
   PrefillArgs a;
   a.p = p;

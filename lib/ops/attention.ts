@@ -5,6 +5,9 @@
  * rounded to the activation dtype. The bf16 reference's einsums also round the scores to bf16 before
  * the softmax; these ops keep them in f32 by default (as FlashMLA does), and reproduce the reference's
  * rounding with `scoreDtype: 'bf16'` (bf16 activations only). A query that sees no key outputs zeros.
+ * CPU and CUDA kernels (cuda/attention.cu; mlaPrefill in bf16 at the model's widths on tensor cores)
+ * follow the same contract; they differ only in f32 summation order (and P one bf16 ulp apart where
+ * the exact P lies within f32 noise of a rounding midpoint).
  */
 import { invalidArgument } from '../runtime/errors.js';
 import { handleOf, type Tensor, wrap } from '../runtime/tensor.js';
@@ -35,7 +38,8 @@ function bf16Scores(op: string, v: unknown): boolean {
  * @param q `[T, H, Dn + Dr]` bf16 | f32: no-PE part, then RoPE part
  * @param kv `[S, H, Dn + Dv]`, q's dtype: k_nope then v per head (as the kv_b projection returns it)
  * @param kPe `[S, Dr]`, q's dtype: the RoPE key shared by the heads
- * @param qPos `[T]` i32: query t sees keys s ≤ qPos[t] (checked when the op runs: qPos[t] < S)
+ * @param qPos `[T]` i32: query t sees keys s ≤ qPos[t] (checked when the op runs: 0 ≤ qPos[t] < S, and
+ *   −1 ≤ indices < S; on CUDA through the stream's error word: "mlaPrefill: position … / key index … is out of range")
  * @returns `[T, H, Dv]`, q's dtype
  */
 export function mlaPrefill(q: Tensor, kv: Tensor, kPe: Tensor, qPos: Tensor, options: MlaPrefillOptions): Tensor {

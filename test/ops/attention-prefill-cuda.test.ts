@@ -7,6 +7,9 @@
  * T = 3), S not a multiple of the 8-key tile, the model's widths (128 + 64 / 128) and odd ones,
  * Dn = 0 / Dr = 0, causal chunks against cached keys (T < S), shuffled positions, index lists with
  * -1 padding, repeats, keys beyond qPos and more entries than a warp, and bf16 score rounding.
+ * Dense bf16 at Dn + Dr = 192, Dv = 128 runs the tensor-core kernel (64 queries, 64-key tiles: T = 70
+ * and S = 135 cross both, Dn = 150 moves the k_nope / kPe seam, shuffled positions vary the causal
+ * mask inside a tile); everything else the SIMT one.
  *
  * Bounds: `tolerance` bounds |kernel − float64 reference| for any kernel computing the contract in
  * f32 (summation order, the output's rounding, P's bf16 rounding flips where P lies within f32 noise
@@ -27,6 +30,8 @@ for (const { device, skip } of suiteDevices('mlaPrefill')) {
       { name: 'T=1 H=20 (two head groups), a chunk against 44 cached keys', T: 1, H: 20, S: 45, Dn: 12, Dr: 6, Dv: 10, k: 9, qPos: () => 44 },
       { name: 'causal T=S=17, odd dims (a last block of one query)', T: 17, H: 2, S: 17, Dn: 13, Dr: 5, Dv: 11, k: 6, qPos: (t: number) => t },
       { name: 'model widths Dn=128 Dr=64 Dv=128, chunked T=21 S=50', T: 21, H: 2, S: 50, Dn: 128, Dr: 64, Dv: 128, k: 37, qPos: (t: number) => 29 + t },
+      { name: 'model widths, T=70 (two blocks of 64 queries) S=135 (three tiles of 64 keys)', T: 70, H: 2, S: 135, Dn: 128, Dr: 64, Dv: 128, k: 20, qPos: (t: number) => 65 + t },
+      { name: 'Dn=150 Dr=42 Dv=128 (the tensor-core widths split otherwise), shuffled positions', T: 40, H: 1, S: 100, Dn: 150, Dr: 42, Dv: 128, k: 12, qPos: () => -1 },
       { name: 'T=3 H=16 (5 heads a block, a last group of one head)', T: 3, H: 16, S: 23, Dn: 16, Dr: 8, Dv: 12, k: 6, qPos: (t: number) => 20 + t },
       { name: 'shuffled positions', T: 9, H: 5, S: 30, Dn: 6, Dr: 2, Dv: 7, k: 6, qPos: () => -1 },
       { name: 'Dn=0 (RoPE part only)', T: 5, H: 3, S: 12, Dn: 0, Dr: 8, Dv: 5, k: 4, qPos: () => -1 },
@@ -80,21 +85,22 @@ for (const { device, skip } of suiteDevices('mlaPrefill')) {
             expectClose(got, Float64Array.from(await cpu.toFloat32Array()), (w, i) => 2 * tol(want[i], i), { device, vs: 'cpu' });
           });
 
-    it(`scoreDtype 'bf16': s = bf16(bf16(q·k) · scale) (seed ${r.seed})`, async () => {
-      // Small integers make every dot exact in f32, so the bf16 rounding points are deterministic;
-      // dots reach the hundreds, where bf16 (8 significant bits) drops bits.
-      const [T, H, S, Dn, Dr, Dv] = [11, 3, 14, 48, 16, 8];
-      const ints = (n: number) => Float32Array.from({ length: n }, () => r.int(-8, 9));
-      const x: PrefillProblem = { T, H, S, Dn, Dr, Dv, k: 0, q: ints(T * H * (Dn + Dr)), kv: ints(S * H * (Dn + Dv)), kPe: ints(S * Dr), qPos: Int32Array.from({ length: T }, (_, t) => t + 3) };
-      const scale = 2 ** -6;
-      const rne = (v: number) => roundTo('bf16', v);
-      const { want, flip } = prefillRef(x, 'bf16', scale, (dot) => rne(rne(dot) * scale));
-      const plain = prefillRef(x, 'bf16', scale).want;
-      const tol = tolerance('bf16', 8, flip);
-      expect(want.some((v, i) => Math.abs(v - plain[i]) > tol(v, i))).toBe(true); // the rounding matters here
-      using out = run(x, 'bf16', device, { scale, scoreDtype: 'bf16' });
-      expectClose(await out.toFloat32Array(), want, tol, { device });
-    });
+    for (const [T, H, S, Dn, Dr, Dv] of [[11, 3, 14, 48, 16, 8], [20, 2, 70, 128, 64, 128]]) {
+      it(`scoreDtype 'bf16': s = bf16(bf16(q·k) · scale), T=${T} H=${H} S=${S} Dn=${Dn} Dr=${Dr} Dv=${Dv} (seed ${r.seed})`, async () => {
+        // Small integers make every dot exact in f32, so the bf16 rounding points are deterministic;
+        // dots reach the hundreds, where bf16 (8 significant bits) drops bits.
+        const ints = (n: number) => Float32Array.from({ length: n }, () => r.int(-8, 9));
+        const x: PrefillProblem = { T, H, S, Dn, Dr, Dv, k: 0, q: ints(T * H * (Dn + Dr)), kv: ints(S * H * (Dn + Dv)), kPe: ints(S * Dr), qPos: Int32Array.from({ length: T }, (_, t) => S - T + t) };
+        const scale = 2 ** -6;
+        const rne = (v: number) => roundTo('bf16', v);
+        const { want, flip } = prefillRef(x, 'bf16', scale, (dot) => rne(rne(dot) * scale));
+        const plain = prefillRef(x, 'bf16', scale).want;
+        const tol = tolerance('bf16', 8, flip);
+        expect(want.some((v, i) => Math.abs(v - plain[i]) > tol(v, i))).toBe(true); // the rounding matters here
+        using out = run(x, 'bf16', device, { scale, scoreDtype: 'bf16' });
+        expectClose(await out.toFloat32Array(), want, tol, { device });
+      });
+    }
 
     it('gives zeros to a query that sees no key, and handles no queries and no heads', async () => {
       using q = tensor(r.floats(2 * 3 * 6), { shape: [2, 3, 6], device });
