@@ -11,10 +11,10 @@
 import { existsSync, mkdirSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { loadModel, type Model, type ModelConfig, releaseCache, synchronize } from '../lib/index.js';
+import { loadModel, type Model, type ModelConfig, ops, releaseCache, synchronize } from '../lib/index.js';
 import { KvCache } from '../lib/model/kv-cache.js';
 import { makeTinyCheckpoint } from '../lib/tools/make-tiny/writer.js';
-import { packageRoot } from '../lib/runtime/native.js';
+import { native, packageRoot } from '../lib/runtime/native.js';
 import type { BenchResult } from './harness.js';
 import type { Roofline } from './roofline.js';
 
@@ -103,6 +103,30 @@ async function decodeStepSeconds(model: Model, batch: number): Promise<number[]>
   return times;
 }
 
+/**
+ * A decode step on a CUDA device as the serving loop runs it (`forwardWith`, argmax on the device,
+ * only the ids read back): the host time until every op of the step is queued (the step's launch
+ * overhead; the device runs behind it), and the number of ops queued on the device's stream
+ * (`profile`: kernel launches, uploads of the step's indices, and the one read at the end).
+ */
+async function decodeStepHostCost(model: Model, batch: number): Promise<{ hostMs: number; launches: number }> {
+  const seqs = Array.from({ length: batch }, () => model.createSequence());
+  await model.forward(seqs.map((sequence, i) => ({ sequence, tokens: Array.from({ length: PROMPT }, (_, j) => (j * 3 + i) % 1000) })));
+  const host: number[] = [], launches: number[] = [];
+  for (let step = 0; step < DECODE_STEPS; ++step) {
+    native().profile(true, model.device);
+    const t0 = performance.now();
+    await model.forwardWith(seqs.map((sequence, i) => ({ sequence, tokens: [(step * 17 + i) % 1000] })), async (logits) => {
+      host.push(performance.now() - t0);
+      using ids = ops.argmax(logits);
+      return ids.read();
+    });
+    launches.push(Object.values(native().profile(true, model.device)).reduce((n, e) => n + e.runs, 0));
+  }
+  for (const s of seqs) s.dispose();
+  return { hostMs: median(host), launches: median(launches) };
+}
+
 export async function modelBenchmarks(roofline: Roofline, device: string): Promise<BenchResult[]> {
   const dir = await ensureCheckpoint();
   const bytes = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
@@ -145,13 +169,21 @@ export async function modelBenchmarks(roofline: Roofline, device: string): Promi
     `pool ${m.cacheBlocks} blocks of 64 tokens`);
   const loadS = median(loadTimes);
   results.push({ name: 'model load', shape, device, median: bytes / 1e9 / loadS, unit: 'GB/s', medianMs: loadS * 1e3, samples: 3, roofline: roofline.cpuReadGBps, ratio: bytes / 1e9 / loadS / roofline.cpuReadGBps });
+  // Decode's memory roofline: the CPU's measured read bandwidth, or on a GPU its measured copy bandwidth.
+  const readGBps = device === 'cpu' ? roofline.cpuReadGBps : roofline.gpu?.device === device ? roofline.gpu.copyGBps : null;
   for (const batch of [1, 8]) {
     const pre = median(await prefillTokensPerSecond(m, batch));
     results.push({ name: `prefill batch ${batch}`, shape, device, median: (batch * PROMPT) / pre, unit: 'tokens/s', medianMs: pre * 1e3, samples: 3, roofline: null, ratio: null });
     const step = median(await decodeStepSeconds(m, batch));
     const stepBytes = decodeBytesPerStep(m.config, batch, PROMPT + DECODE_STEPS / 2);
-    const rooflineTokens = (roofline.cpuReadGBps * 1e9) / stepBytes * batch;
-    results.push({ name: `decode batch ${batch}`, shape, device, median: batch / step, unit: 'tokens/s', medianMs: step * 1e3, samples: DECODE_STEPS, roofline: rooflineTokens, ratio: batch / step / rooflineTokens });
+    const rooflineTokens = readGBps ? (readGBps * 1e9) / stepBytes * batch : null;
+    results.push({ name: `decode batch ${batch}`, shape, device, median: batch / step, unit: 'tokens/s', medianMs: step * 1e3, samples: DECODE_STEPS, roofline: rooflineTokens, ratio: rooflineTokens ? batch / step / rooflineTokens : null });
+    if (device !== 'cpu') {
+      const { hostMs, launches } = await decodeStepHostCost(m, batch);
+      console.log(`decode batch ${batch} on ${device}: ${launches} launches a step, ${hostMs.toFixed(2)} ms of host time a step (median of ${DECODE_STEPS})`);
+      results.push({ name: `decode batch ${batch} host time`, shape, device, median: hostMs, unit: 'ms', medianMs: hostMs, samples: DECODE_STEPS, roofline: null, ratio: null });
+      results.push({ name: `decode batch ${batch} launches a step`, shape, device, median: launches, unit: 'launches', medianMs: 0, samples: DECODE_STEPS, roofline: null, ratio: null });
+    }
   }
   await m.dispose();
   return results;

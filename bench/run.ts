@@ -8,7 +8,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { devices, opDevices } from '../lib/index.js';
-import { packageRoot } from '../lib/runtime/native.js';
+import { MODEL_OPS } from '../lib/model/model.js';
+import { opsMissingOn } from '../lib/runtime/device.js';
+import { native, packageRoot } from '../lib/runtime/native.js';
 import { attentionCases } from './attention.bench.js';
 import { type BenchCase, formatTable, runCases } from './harness.js';
 import { gemmCases } from './gemm.bench.js';
@@ -57,8 +59,18 @@ async function main(): Promise<void> {
       results.push(...(await runCases(cases, roofline)));
     }
   }
-  // End to end (the model's ops run on the CPU backend for now).
-  if ((!only || only.includes('cpu')) && (!filter || /model|prefill|decode|load/.test(filter))) results.push(...(await modelBenchmarks(roofline, 'cpu')));
+  // End to end, on each device whose backend runs every op of the model (the emulated cuda:0 runs
+  // kernels as CPU fibers: no timing there).
+  if (!filter || /model|prefill|decode|load/.test(filter))
+    for (const device of deviceNames) {
+      if (device !== 'cpu' && native().buildInfo().cudaEmulated) {
+        console.log(`model benchmarks: skipped on ${device} (the emulated device of the cuda-emu build)`);
+        continue;
+      }
+      const missing = opsMissingOn(device === 'cpu' ? 'cpu' : 'cuda', MODEL_OPS);
+      if (missing.length) console.log(`model benchmarks: skipped on ${device} (no kernel for ${missing.join(', ')})`);
+      else results.push(...(await modelBenchmarks(roofline, device)));
+    }
   // The server under concurrent streaming clients: only when asked for (`npm run bench -- serve`).
   let serveTable = '';
   if (/serve/.test(filter)) {

@@ -1,5 +1,7 @@
 /**
- * `deepseek-native logits --device cuda:0` on the emulated cuda:0 (this project runs with
+ * The model on the emulated cuda:0, beyond the golden parity of test/model/golden.test.ts: a decode
+ * step's host synchronisation and launches, and `deepseek-native logits --device cuda:0`
+ * on the emulated cuda:0 (this project runs with
  * DEEPSEEK_NATIVE_BUILD=cuda-emu, which the CLI child inherits): the whole model on the device from
  * the command line, against the golden f32 logits of tiny-dense (no DSA, so no topK tie rule in play:
  * see test/model/golden.test.ts).
@@ -9,6 +11,8 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
+import { loadModel, ops } from '../../lib/index.js';
+import { native } from '../../lib/runtime/native.js';
 import { GOLDEN } from '../golden-dir.js';
 import { relL2 } from '../helpers.js';
 
@@ -42,4 +46,28 @@ describe('deepseek-native logits --device cuda:0', () => {
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain("expected one of this process's devices (cpu, cuda:0) for device");
   });
+});
+
+describe('a decode step on cuda:0', () => {
+  it('queues one sync point (the ids read at its end) and the same launches every step', async () => {
+    await using model = await loadModel(join(GOLDEN, 'tiny-dense'), { device: 'cuda:0', maxSequences: 2, maxContext: 64 });
+    const seqs = [model.createSequence(), model.createSequence()];
+    await model.forward(seqs.map((sequence, i) => ({ sequence, tokens: [3, 1, 4, 1, 5, 9 + i] })));
+    const counts: number[] = [];
+    for (let step = 0; step < 3; ++step) {
+      native().profile(true, 'cuda:0');
+      const ids = await model.forwardWith(seqs.map((sequence, i) => ({ sequence, tokens: [20 + step + i] })), async (logits) => {
+        using t = ops.argmax(logits);
+        return (await t.read()) as Int32Array;
+      });
+      const prof = native().profile(true, 'cuda:0');
+      expect(ids.length).toBe(2);
+      expect(prof.read?.runs).toBe(1);          // no read or synchronize inside the step
+      expect(prof.synchronize).toBeUndefined();
+      expect(prof.mlaDecode?.runs).toBe(model.config.nLayers);
+      counts.push(Object.values(prof).reduce((n, e) => n + e.runs, 0));
+    }
+    expect(new Set(counts).size).toBe(1);
+    for (const s of seqs) s.dispose();
+  }, 300_000);
 });
