@@ -46,15 +46,22 @@ inline void resolveMma(cuda_emu::WarpSlot* const* s, uint32_t) {
     }
     for (int i = 0; i < 4; ++i) C[g + 8 * (i >= 2)][t * 2 + (i & 1)] = c[i];
   }
+  // D[r][col] = C[r][col] + A[r][0]·B[0][col] + … in k order; the 8 columns of a row are summed
+  // side by side so the compiler can vectorise across them (each column's order is unchanged).
+  double D[16][8];
+  for (int r = 0; r < 16; ++r) {
+    double acc[8];
+    for (int col = 0; col < 8; ++col) acc[col] = C[r][col];
+    for (int k = 0; k < K; ++k) {
+      const double a = A[r][k];
+      for (int col = 0; col < 8; ++col) acc[col] += a * B[k][col];
+    }
+    for (int col = 0; col < 8; ++col) D[r][col] = acc[col];
+  }
   for (int lane = 0; lane < 32; ++lane) {
     const int g = lane >> 2, t = lane & 3;
     auto* d = static_cast<float*>(s[lane]->p1);
-    for (int i = 0; i < 4; ++i) {
-      const int r = g + 8 * (i >= 2), col = t * 2 + (i & 1);
-      double acc = C[r][col];
-      for (int k = 0; k < K; ++k) acc += A[r][k] * B[k][col];
-      d[i] = float(acc);
-    }
+    for (int i = 0; i < 4; ++i) d[i] = float(D[g + 8 * (i >= 2)][t * 2 + (i & 1)]);
   }
 }
 }  // namespace emu
