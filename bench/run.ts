@@ -61,7 +61,8 @@ async function main(): Promise<void> {
   }
   // End to end, on each device whose backend runs every op of the model (the emulated cuda:0 runs
   // kernels as CPU fibers: no timing there).
-  if (!filter || /model|prefill|decode|load/.test(filter))
+  // The device check (BENCH_DEVICES set) asks for them in a step of their own (`run.js model`).
+  if (filter ? /model|prefill|decode|load/.test(filter) : !only)
     for (const device of deviceNames) {
       if (device !== 'cpu' && native().buildInfo().cudaEmulated) {
         console.log(`model benchmarks: skipped on ${device} (the emulated device of the cuda-emu build)`);

@@ -4,9 +4,10 @@
 # the plain-Node check), from a copy of the working tree plus .device/:
 #   1. the device check: every op with a CUDA kernel on cuda:0 against the CPU, "N passed, N failed"
 #   2. compute-sanitizer memcheck, racecheck, synccheck on a small case, when present
-#   3. the CUDA benchmarks
+#   3. the model on cuda:0 against the golden logits (scripts/device-model-check.mjs)
+#   4. the CUDA benchmarks, then the model's end to end
 # each step under its own timeout, everything written to $OUT (or ./device-check-out); under
-# 5 minutes on one H200. Without a GPU it says so and exits 0.
+# 7 minutes on one H200. Without a GPU it says so and exits 0.
 #
 #   npm run device:bundle && run(command: "bash scripts/device-check.sh", carry: [".device"])
 set -uo pipefail
@@ -22,5 +23,5 @@ if [ ! -x .device/run.sh ] || [ ! -f .device/pkg/package.json ]; then
   exit 1
 fi
 cat .device/MANIFEST.json
-timeout --kill-after=10 290 bash .device/run.sh "$OUT" 2>&1 | tee "$OUT/device-check.log"
+timeout --kill-after=10 430 bash .device/run.sh "$OUT" 2>&1 | tee "$OUT/device-check.log"
 exit "${PIPESTATUS[0]}"

@@ -3,7 +3,7 @@
 # Usage: .device/run.sh OUTDIR. Needs no npm, no registry and no build: Node comes from PATH (>= 20)
 # or from node.xz. Each step runs under its own timeout (a TMA or mbarrier bug hangs rather than
 # fails), writes OUTDIR/<step>.log, and the steps and their exit codes go to OUTDIR/steps.txt.
-# About 5 minutes at most on one H200.
+# About 7 minutes at most on one H200.
 set -u
 HERE="$(cd "$(dirname "$0")" && pwd)"
 OUT="${1:-$HERE/out}"
@@ -42,7 +42,10 @@ if command -v compute-sanitizer > /dev/null 2>&1; then
 else
   echo "compute-sanitizer not found: skipping memcheck, racecheck, synccheck" | tee "$OUT/sanitizer-skipped.txt"
 fi
+step model 40 "$NODE" scripts/device-model-check.mjs golden --device cuda:0
 BENCH_DEVICES=cuda:0 step bench 75 "$NODE" dist/bench/run.js
+# The model end to end on the GPU (writes the 1b synthetic checkpoint first: ~1.1 GB).
+BENCH_DEVICES=cuda:0 step model-bench 90 "$NODE" dist/bench/run.js model
 cp -r bench/results "$OUT/bench-results" 2> /dev/null || true
 echo "== steps"
 cat "$OUT/steps.txt"

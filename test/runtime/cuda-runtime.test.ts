@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 
 import { devices, opDevices, ops, runtimeInfo, synchronize, tensor, zeros } from '../../lib/index.js';
 import { native } from '../../lib/runtime/native.js';
+import { GOLDEN } from '../golden-dir.js';
 import { CUDA_OPS, suiteDevices } from '../helpers.js';
 // @ts-expect-error plain ESM script without types
 import { sourceList, sourceStamp } from '../../scripts/cuda-sources.mjs';
@@ -258,6 +259,13 @@ describe('the CUDA build scripts', () => {
     expect(Number(/(\d+) passed/.exec(r.stdout)![1])).toBeGreaterThanOrEqual(8);
     expect(r.status).toBe(0);
   });
+
+  it('device-model-check.mjs runs the golden checkpoints with the CPU in the GPU\'s place and reports each within its bounds', async () => {
+    const r = await run(process.execPath, [join(root, 'scripts', 'device-model-check.mjs'), GOLDEN, '--device', 'cpu'], { cwd: root, timeout: 110_000 });
+    expect(r.stdout).toContain('4 passed, 0 failed');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/ok {3}tiny-sparse f32 on cpu: 51 rows/);
+  }, 120_000);
 
   it('device-check.sh exits cleanly with a message on a machine without a GPU', async () => {
     const hasGpu = spawnSync('nvidia-smi', ['-L']).status === 0;

@@ -1,0 +1,69 @@
+// The model on a GPU against DeepSeek's golden logits (plain Node, no vitest; the device check runs
+// it after the op check): the golden runs of tiny-dense and tiny-sparse (prompts prefilled as one
+// batch, then one decode step per `then`) in f32 and bf16 activations on the device, each row's
+// relative L2 distance to the reference's logits, and the bounds of test/model/golden.test.ts (the
+// CUDA ones: tiny-sparse's f32 rows are looser because the CUDA topK breaks ties among DSA scores by
+// another rule than torch's CPU order). Prints one line per checkpoint and mode, then "N passed,
+// N failed"; exits 1 on a failure.
+//
+//   DEEPSEEK_NATIVE_BUILD=cuda node scripts/device-model-check.mjs GOLDEN_DIR [--device cuda:0]
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { loadModel } from '../dist/lib/index.js';
+
+const golden = process.argv[2];
+const at = process.argv.indexOf('--device');
+const device = at > 0 ? process.argv[at + 1] : 'cuda:0';
+
+function relL2(a, b) {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; ++i) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
+
+/** Per row: our relative L2 distance to `want` ('logits_f32' | 'logits_bf16'), and the reference's own f32-vs-bf16 gap. */
+async function rows(model, runs, want) {
+  const out = [];
+  for (const run of runs) {
+    const seqs = run.prompts.map(() => model.createSequence());
+    const steps = [await model.forward(run.prompts.map((tokens, i) => ({ sequence: seqs[i], tokens })))];
+    for (const ids of run.then) steps.push(await model.forward(ids.map((id, i) => ({ sequence: seqs[i], tokens: [id] }))));
+    for (const s of seqs) s.dispose();
+    steps.forEach((r, s) => r.forEach((row, k) => out.push({ ours: relL2(row, run[want][s][k]), ref: relL2(run.logits_f32[s][k], run.logits_bf16[s][k]) })));
+  }
+  return out;
+}
+
+const F32 = { 'tiny-dense': { median: 1e-5, exactShare: 0.75, maxRow: 0.05 }, 'tiny-sparse': { median: 1e-5, exactShare: 0.5, maxRow: 1.5 } };
+let passed = 0, failed = 0;
+for (const name of ['tiny-dense', 'tiny-sparse']) {
+  const { runs } = JSON.parse(readFileSync(join(golden, `${name}.v32.logits.json`), 'utf8'));
+  for (const act of ['f32', 'bf16']) {
+    const t0 = performance.now();
+    const model = await loadModel(join(golden, name), { device, activations: act, maxSequences: 4, maxContext: 192 });
+    const r = await rows(model, runs, act === 'f32' ? 'logits_f32' : 'logits_bf16');
+    await model.dispose();
+    const ours = r.map((x) => x.ours);
+    const mean = (xs) => xs.reduce((p, q) => p + q, 0) / xs.length;
+    let ok, what;
+    if (act === 'f32') {
+      const b = F32[name], exact = ours.filter((e) => e < 1e-4).length / ours.length;
+      ok = median(ours) < b.median && exact >= b.exactShare && Math.max(...ours) < b.maxRow;
+      what = `median ${median(ours).toExponential(2)} (< ${b.median}), ${(exact * 100).toFixed(1)} % < 1e-4 (>= ${b.exactShare * 100} %), max ${Math.max(...ours).toExponential(2)} (< ${b.maxRow})`;
+    } else {
+      // As the golden test's f32-scores case: no further from logits_bf16 than the reference's f32 run, summed over the rows.
+      ok = mean(ours) <= mean(r.map((x) => x.ref));
+      what = `mean ${mean(ours).toFixed(4)} (reference f32 vs bf16: ${mean(r.map((x) => x.ref)).toFixed(4)})`;
+    }
+    console.log(`${ok ? 'ok  ' : 'FAIL'} ${name} ${act} on ${device}: ${r.length} rows, ${what}, ${((performance.now() - t0) / 1e3).toFixed(1)} s`);
+    if (ok) passed++;
+    else failed++;
+  }
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exitCode = failed ? 1 : 0;
