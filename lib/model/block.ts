@@ -5,7 +5,7 @@ import type { Act, Tensor } from '../runtime/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { ForwardContext } from './context.js';
 import type { KvCache } from './kv-cache.js';
-import type { WeightSource } from './linear.js';
+import { addRmsNormQuantised, type Normed, rmsNormQuantised, type WeightSource } from './linear.js';
 import { MLA } from './mla.js';
 import { MLP } from './mlp.js';
 import { MoE } from './moe.js';
@@ -29,21 +29,23 @@ export class Block {
    * Returns this block's output and the residual stream (x + residual), as the reference does.
    */
   forward(x: Tensor, residual: Tensor | null, ctx: ForwardContext, cache: KvCache, rope: Rope, act: Act): { x: Tensor; residual: Tensor } {
-    const eps = this.cfg.eps;
-    let h: Tensor, res: Tensor;
+    const { eps, scaleFmt } = this.cfg;
+    // The attention norm's output is quantised once, by the norm's kernel, for the FP8 linears that
+    // read it (q_a, kv_a and the indexer's k); the bits are actQuant's.
+    let h: Normed, res: Tensor;
     if (residual === null) {
-      h = ops.rmsNorm(x, this.attnNorm, eps);
+      h = rmsNormQuantised(x, this.attnNorm, eps, scaleFmt);
       res = ops.cast(x, act); // a copy: the caller owns x
     } else {
-      ({ out: h, residual: res } = ops.addRmsNorm(x, residual, this.attnNorm, eps));
+      ({ normed: h, residual: res } = addRmsNormQuantised(x, residual, this.attnNorm, eps, scaleFmt));
     }
     try {
-      using a = this.attn.forward(h, ctx, cache, rope, act);
+      using a = this.attn.forward(h.out, ctx, cache, rope, act, h.quantised);
       const n = ops.addRmsNorm(a, res, this.ffnNorm, eps);
       using normed = n.out;
       return { x: this.ffn.forward(normed, act), residual: n.residual };
     } finally {
-      h.dispose();
+      h[Symbol.dispose]();
       res.dispose();
     }
   }

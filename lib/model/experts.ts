@@ -8,7 +8,7 @@
 import * as ops from '../ops/index.js';
 import type { Act, Tensor } from '../runtime/tensor.js';
 import type { ModelConfig } from './config.js';
-import type { WeightSource } from './linear.js';
+import { swigluQuantised, type WeightSource } from './linear.js';
 import { disposeParts, fp8Part, gateUpParts, stackParts } from './mlp.js';
 
 /** What the experts computed, one row per (token, choice), in expert order. */
@@ -95,8 +95,7 @@ export class Experts {
       using q1c = q1.codes;
       using q1s = q1.scales;
       using h = gemm(q1c, q1s, this.w13); //                                          [R, 2I]
-      using g = ops.swiglu(h, act); //                                                [R, I]
-      const q2 = ops.actQuant(g, { scaleFmt });
+      const q2 = swigluQuantised(h, act, scaleFmt); //                                [R, I] e4m3 + scales
       using q2c = q2.codes;
       using q2s = q2.scales;
       return { out: gemm(q2c, q2s, this.w2), rowOfSlot: d.rowOfSlot }; //            [R, dim]

@@ -11,7 +11,7 @@ import type { Act, Tensor } from '../runtime/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { ForwardContext } from './context.js';
 import type { KvCache } from './kv-cache.js';
-import { DenseLinear, Fp8Linear, type WeightSource } from './linear.js';
+import { DenseLinear, Fp8Linear, type Quantised, type WeightSource } from './linear.js';
 import type { Rope } from './rope.js';
 
 /** The eps of k_norm: the reference's LayerNorm default, fixed (config.json's rms_norm_eps is the RMSNorms'). */
@@ -35,16 +35,17 @@ export class Indexer {
   /**
    * Writes this step's index keys into the cache and returns the top-k key positions per row
    * (`[T, k]` i32, −1 padded), or null when every query may see all of its keys anyway.
-   * x `[T, dim]`, qr `[T, q_lora_rank]` (the normalised query latent of MLA).
+   * x `[T, dim]`, qr `[T, q_lora_rank]` (the normalised query latent of MLA); xq, qrq: their FP8
+   * quantisations when the norms' kernels made them.
    */
-  forward(x: Tensor, qr: Tensor, ctx: ForwardContext, cache: KvCache, rope: Rope, act: Act): Tensor | null {
+  forward(x: Tensor, qr: Tensor, ctx: ForwardContext, cache: KvCache, rope: Rope, act: Act, xq: Quantised | null = null, qrq: Quantised | null = null): Tensor | null {
     const { indexNHeads: Hi, indexHeadDim: Di, scaleFmt } = this.cfg;
     const T = ctx.T;
-    using qLin = this.wqB.forward(qr, act);
+    using qLin = this.wqB.forward(qr, act, qrq);
     using q0 = qLin.reshape([T, Hi, Di]); //                                     [T, Hi, Di]
     using qRot = ops.rope(q0, ctx.positions, rope.cos, rope.sin, { offset: 0, interleaved: false }); // half-split
     using q = ops.hadamard(qRot);
-    using kLin = this.wk.forward(x, act); //                                       [T, Di]
+    using kLin = this.wk.forward(x, act, xq); //                                       [T, Di]
     using kNorm = ops.layerNorm(kLin, this.kNormWeight, this.kNormBias, K_NORM_EPS);
     using kRot = ops.rope(kNorm, ctx.positions, rope.cos, rope.sin, { offset: 0, interleaved: false });
     using k = ops.hadamard(kRot);

@@ -19,7 +19,7 @@ import type { ModelConfig } from './config.js';
 import type { ForwardContext } from './context.js';
 import { Indexer } from './indexer.js';
 import type { KvCache } from './kv-cache.js';
-import { Fp8Linear, type WeightSource } from './linear.js';
+import { Fp8Linear, type Quantised, rmsNormQuantised, type WeightSource } from './linear.js';
 import type { Rope } from './rope.js';
 
 export class MLA {
@@ -53,22 +53,22 @@ export class MLA {
     this.wUVt = ops.transpose(wUV, 1, 2);//                                        [H, C, v]
   }
 
-  /** x `[T, dim]` (normalised) → `[T, dim]`. */
-  forward(x: Tensor, ctx: ForwardContext, cache: KvCache, rope: Rope, act: Act): Tensor {
+  /** x `[T, dim]` (normalised; xq: its FP8 quantisation when the norm made it) → `[T, dim]`. */
+  forward(x: Tensor, ctx: ForwardContext, cache: KvCache, rope: Rope, act: Act, xq: Quantised | null = null): Tensor {
     const { nHeads: H, qkNopeHeadDim: nope, qkRopeHeadDim: Dr, vHeadDim: v, kvLoraRank: C, eps, softmaxScale: scale } = this.cfg;
     const T = ctx.T;
-    using qa = this.wqA.forward(x, act);
-    using qr = ops.rmsNorm(qa, this.qNorm, eps); //                                [T, q_lora]
-    using qLin = this.wqB.forward(qr, act);
+    using qa = this.wqA.forward(x, act, xq);
+    using qr = rmsNormQuantised(qa, this.qNorm, eps, this.cfg.scaleFmt); //         [T, q_lora] (+ FP8 for q_b and the indexer)
+    using qLin = this.wqB.forward(qr.out, act, qr.quantised);
     using q0 = qLin.reshape([T, H, nope + Dr]);
     using q = ops.rope(q0, ctx.positions, rope.cos, rope.sin, { offset: nope, interleaved: true }); // [T, H, nope+Dr]
-    using kvA = this.wkvA.forward(x, act); //                                       [T, C+Dr]
+    using kvA = this.wkvA.forward(x, act, xq); //                                       [T, C+Dr]
     using latent0 = ops.slice(kvA, -1, 0, C);
     using latent = ops.rmsNorm(latent0, this.kvNorm, eps); //                      [T, C]
     using kPe0 = ops.slice(kvA, -1, C, Dr);
     using kPe = ops.rope(kPe0, ctx.positions, rope.cos, rope.sin, { offset: 0, interleaved: true }); // [T, Dr]
     ops.latentCacheWrite(cache.latent[this.layer], latent, kPe, ctx.slots, { scaleFmt: this.cfg.scaleFmt }); // FP8 rows
-    using topk = this.indexer?.forward(x, qr, ctx, cache, rope, act) ?? null; // [T, k] or null
+    using topk = this.indexer?.forward(x, qr.out, ctx, cache, rope, act, xq, qr.quantised) ?? null; // [T, k] or null
 
     const parts: Tensor[] = [];
     try {

@@ -6,7 +6,7 @@
 import * as ops from '../ops/index.js';
 import type { Act, Tensor } from '../runtime/tensor.js';
 import type { ModelConfig } from './config.js';
-import { Fp8Linear, type WeightSource } from './linear.js';
+import { Fp8Linear, swigluQuantised, type WeightSource } from './linear.js';
 
 /** The FP8 weight `<prefix>.weight` `[rows, K]` and its block scales `<prefix>.weight_scale_inv`. */
 export function fp8Part(src: WeightSource, prefix: string): ops.Fp8WeightPart {
@@ -109,8 +109,10 @@ export class MLP {
   /** x `[T, dim]` → `[T, dim]`. */
   forward(x: Tensor, act: Act): Tensor {
     using h = this.w13.forward(x, act); //                                         [T, 2I]
-    using a = ops.swiglu(h, act); //                                                [T, I]
-    return this.w2.forward(a, act);
+    const a = swigluQuantised(h, act, this.w2.scaleFmt); //                         [T, I] e4m3 + scales
+    using _c = a.codes;
+    using _s = a.scales;
+    return this.w2.forwardQuantised(a, act);
   }
 
   dispose(): void {

@@ -23,13 +23,14 @@ describe('MODEL_OPS', () => {
   it('is the set of native ops that lib/model and lib/serve call', () => {
     const native = new Set(Object.keys(opDevices()));
     const called = new Set([...opCalls('lib/model'), ...opCalls('lib/serve')]);
-    // addRmsNorm is the native rmsNorm op with a residual; the rest of the TS-only helpers
+    // addRmsNorm is the native rmsNorm op with a residual, (add)rmsNormQuant and swigluQuant the
+    // native rmsNorm and swiglu ops with their fused quantisation; the rest of the TS-only helpers
     // (ropeTables, setBatchInvariant, and fp8WeightSet, which gathers the CPU weights fp8Gemm and
     // groupedFp8Gemm read in place) run no kernel.
-    if (called.delete('addRmsNorm')) called.add('rmsNorm');
+    for (const op of ['addRmsNorm', 'rmsNormQuant', 'addRmsNormQuant']) if (called.delete(op)) called.add('rmsNorm');
+    if (called.delete('swigluQuant')) called.add('swiglu');
     const kernels = [...called].filter((op) => native.has(op)).sort();
     expect([...MODEL_OPS].sort()).toEqual(kernels);
     for (const op of called) if (!native.has(op)) expect(['fp8WeightSet', 'ropeTables', 'setBatchInvariant']).toContain(op);
   });
-
 });
