@@ -168,6 +168,41 @@ std::string synchronize(int device, void* stream) {
   return errorText(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
 }
 
+std::string beginCapture(int device, void* stream) {
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  return errorText(cudaStreamBeginCapture(static_cast<cudaStream_t>(stream), cudaStreamCaptureModeRelaxed));
+}
+
+std::string endCapture(int device, void* stream, void** exec) {
+  *exec = nullptr;
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(static_cast<cudaStream_t>(stream), &graph);
+  if (e == cudaSuccess) {
+    cudaGraphExec_t x = nullptr;
+    e = cudaGraphInstantiate(&x, graph, 0);
+    if (e == cudaSuccess) *exec = x;
+  }
+  if (graph) cudaGraphDestroy(graph);
+  std::string text = errorText(e);
+  if (e != cudaSuccess) cudaGetLastError();  // a failed capture is not sticky: later work may run
+  return text;
+}
+
+std::string launchGraph(int device, void* exec, void* stream) {
+  std::string err = useDevice(device);
+  if (!err.empty()) return err;
+  return errorText(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec), static_cast<cudaStream_t>(stream)));
+}
+
+void destroyGraph(int device, void* exec) {
+  if (!exec) return;
+  useDevice(device);
+  cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
+}
+
 std::string copyBandwidth(int device, size_t bytes, double* gbPerSecond) {
   *gbPerSecond = 0;
   std::string err = useDevice(device);

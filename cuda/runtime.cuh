@@ -55,6 +55,16 @@ void destroyEvent(int device, void* event);
 /** Waits for all work queued on `stream`; returns the first asynchronous error, if any. */
 std::string synchronize(int device, void* stream);
 
+/** Starts capturing the work queued on `stream` into a graph instead of running it. Relaxed mode:
+ *  memory may still be allocated while capturing (the caching allocator grows on a first step). */
+std::string beginCapture(int device, void* stream);
+/** Ends the capture begun on `stream` and instantiates it; *exec is the executable graph, or
+ *  nullptr when the capture failed (the stream has left capture mode either way). */
+std::string endCapture(int device, void* stream, void** exec);
+/** Queues one replay of an executable graph on `stream`. */
+std::string launchGraph(int device, void* exec, void* stream);
+void destroyGraph(int device, void* exec);
+
 /** Device-to-device copy bandwidth in GB/s (bytes read + written), best of a few copies of `bytes`. */
 std::string copyBandwidth(int device, size_t bytes, double* gbPerSecond);
 

@@ -20,6 +20,10 @@ std::string cudaArchitectures();
 std::string cudaCopyBandwidth(int index, size_t bytes, double* gbPerSecond);
 std::string cudaVersionString(int version);
 std::map<std::string, uint64_t> cudaLaunchCounts(const DeviceId& device, bool reset);
+void cudaBeginGraph(const DeviceId& device);
+int cudaEndGraph(const DeviceId& device);
+void cudaLaunchGraph(const DeviceId& device, int id);
+void cudaDestroyGraph(const DeviceId& device, int id);
 #endif
 
 namespace {
@@ -47,26 +51,7 @@ Napi::Value CreateTensor(const Napi::CallbackInfo& info) {
     if (a.has(3)) {
       const uint8_t* src = nullptr;
       size_t len = 0;
-      if (info[3].IsArrayBuffer()) {
-        auto ab = info[3].As<Napi::ArrayBuffer>();
-        src = static_cast<const uint8_t*>(ab.Data());
-        len = ab.ByteLength();
-      } else if (info[3].IsDataView()) {
-        auto dv = info[3].As<Napi::DataView>();
-        src = static_cast<const uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
-        len = dv.ByteLength();
-      } else if (info[3].IsTypedArray()) {
-        auto ta = info[3].As<Napi::TypedArray>();
-        auto ab = ta.ArrayBuffer();
-        src = static_cast<const uint8_t*>(ab.Data()) + ta.ByteOffset();
-        len = ta.ByteLength();
-      } else if (info[3].IsBuffer()) {
-        auto b = info[3].As<Napi::Buffer<uint8_t>>();
-        src = b.Data();
-        len = b.Length();
-      } else {
-        throwType("tensor: data must be a TypedArray, a DataView or an ArrayBuffer");
-      }
+      if (!hostBytesOf(info[3], &src, &len)) throwType("tensor: data must be a TypedArray, a DataView or an ArrayBuffer");
       if (len != n)
         throwRange("tensor: data has ", len, " bytes but a ", dtypeName(dtype), " tensor of shape ", t->shapeString(),
                    " needs ", n, " bytes");
@@ -266,6 +251,66 @@ Napi::Value Profile(const Napi::CallbackInfo& info) {
   });
 }
 
+/** The CUDA device named by argument 0 of a graph call; a TypeError for the CPU or a build without CUDA. */
+DeviceId graphDevice(const OpArgs& a, const char* what) {
+  const DeviceId device = deviceArg(a, 0);
+  if (device.type != DeviceType::CUDA) throwType(what, ": graphs are captured on CUDA devices, not on ", device.name());
+  backendFor(device);  // a device that does not exist here is a RangeError
+  return device;
+}
+
+/**
+ * graphBegin(device): the ops queued on the CUDA device from now on are captured, not run, until
+ * graphEnd(device) -> id. graphLaunch(device, id) replays them; graphDispose(device, id) frees the
+ * graph and the memory its ops allocated. While capturing, host copies, reads and synchronize throw.
+ */
+Napi::Value GraphBegin(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "graphBegin");
+    [[maybe_unused]] const DeviceId device = graphDevice(a, "graphBegin");
+#ifdef DSN_WITH_CUDA
+    cudaBeginGraph(device);
+#endif
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value GraphEnd(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "graphEnd");
+    [[maybe_unused]] const DeviceId device = graphDevice(a, "graphEnd");
+    int id = 0;
+#ifdef DSN_WITH_CUDA
+    id = cudaEndGraph(device);
+#endif
+    return Napi::Number::New(info.Env(), id);
+  });
+}
+
+Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "graphLaunch");
+    [[maybe_unused]] const DeviceId device = graphDevice(a, "graphLaunch");
+    [[maybe_unused]] const int id = int(a.integer(1, "id", 1, INT32_MAX));
+#ifdef DSN_WITH_CUDA
+    cudaLaunchGraph(device, id);
+#endif
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value GraphDispose(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "graphDispose");
+    [[maybe_unused]] const DeviceId device = graphDevice(a, "graphDispose");
+    [[maybe_unused]] const int id = int(a.integer(1, "id", 1, INT32_MAX));
+#ifdef DSN_WITH_CUDA
+    cudaDestroyGraph(device, id);
+#endif
+    return info.Env().Undefined();
+  });
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -280,6 +325,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
   exports.Set("setSimdCap", Napi::Function::New(env, SetSimdCap, "setSimdCap"));
   exports.Set("profile", Napi::Function::New(env, Profile, "profile"));
+  exports.Set("graphBegin", Napi::Function::New(env, GraphBegin, "graphBegin"));
+  exports.Set("graphEnd", Napi::Function::New(env, GraphEnd, "graphEnd"));
+  exports.Set("graphLaunch", Napi::Function::New(env, GraphLaunch, "graphLaunch"));
+  exports.Set("graphDispose", Napi::Function::New(env, GraphDispose, "graphDispose"));
   registerOps(env, exports);
   return exports;
 }

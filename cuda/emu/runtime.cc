@@ -34,10 +34,20 @@ struct CUstream_st {
     std::vector<std::pair<CUstream_st*, uint64_t>> deps;
   };
   std::deque<Task> queue;
+  // While capturing (cudaStreamBeginCapture .. EndCapture): the work queued, in order, instead of run.
+  std::shared_ptr<std::vector<std::function<void()>>> capture;
+  cudaError_t captureError = cudaSuccess;  // what invalidated the capture, if anything did
   uint64_t enqueued = 0;
   std::atomic<uint64_t> completed{0};
   bool stop = false;
   std::thread thread;
+};
+
+struct CUgraph_st {
+  std::vector<std::function<void()>> nodes;
+};
+struct CUgraphExec_st {
+  std::vector<std::function<void()>> nodes;
 };
 
 struct CUevent_st {
@@ -178,6 +188,13 @@ CUstream_st* resolve(cudaStream_t s) {
 uint64_t enqueue(CUstream_st* s, std::function<void()> fn) {
   std::vector<std::pair<CUstream_st*, uint64_t>> deps;
   std::lock_guard<std::mutex> g(g_mu);
+  {
+    std::lock_guard<std::mutex> l(s->mu);
+    if (s->capture) {  // recorded, not run: a graph launch replays it
+      s->capture->push_back(std::move(fn));
+      return 0;
+    }
+  }
   if (s->legacy) {
     for (CUstream_st* o : g_streams)
       if (o != s && o->blocking && o->device == s->device && !o->stop) {
@@ -199,6 +216,15 @@ uint64_t enqueue(CUstream_st* s, std::function<void()> fn) {
   }
   s->cv.notify_one();
   return seq;
+}
+
+/** True while s is capturing; then the capture is invalidated by `what`, which cannot be captured. */
+bool refuseWhileCapturing(CUstream_st* s, const std::string& what) {
+  std::lock_guard<std::mutex> l(s->mu);
+  if (!s->capture) return false;
+  s->captureError = cudaErrorStreamCaptureUnsupported;
+  fail(cudaErrorStreamCaptureUnsupported, what + " on a stream that is capturing a graph (the capture is invalidated)");
+  return true;
 }
 
 void waitFor(CUstream_st* s, uint64_t seq) {
@@ -438,7 +464,8 @@ const char* cudaGetErrorName(cudaError_t e) {
     N(cudaErrorInvalidSymbol) N(cudaErrorInvalidMemcpyDirection) N(cudaErrorInsufficientDriver) N(cudaErrorInvalidDeviceFunction) N(cudaErrorNoDevice)
     N(cudaErrorInvalidDevice) N(cudaErrorInvalidResourceHandle) N(cudaErrorNotReady) N(cudaErrorIllegalAddress) N(cudaErrorLaunchOutOfResources)
     N(cudaErrorLaunchTimeout) N(cudaErrorAssert) N(cudaErrorIllegalInstruction) N(cudaErrorMisalignedAddress) N(cudaErrorLaunchFailure)
-    N(cudaErrorNotPermitted) N(cudaErrorNotSupported) N(cudaErrorUnknown)
+    N(cudaErrorNotPermitted) N(cudaErrorNotSupported) N(cudaErrorIllegalState) N(cudaErrorStreamCaptureUnsupported)
+    N(cudaErrorStreamCaptureInvalidated) N(cudaErrorUnknown)
 #undef N
   }
   return "cudaErrorUnknown";
@@ -463,6 +490,9 @@ static const char* baseErrorString(cudaError_t e) {
     case cudaErrorMisalignedAddress: return "misaligned address";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorNotSupported: return "operation not supported";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
     default: return "unknown error";
   }
 }
@@ -613,6 +643,7 @@ cudaError_t memcpyImpl(void* dst, const void* src, size_t n, cudaMemcpyKind kind
     return fail(cudaErrorInvalidValue, "cudaMemcpy of " + std::to_string(n) + " bytes runs past the end of the " + (s.device && !s.inside ? "source" : "destination") + " allocation");
   CUstream_st* st = resolve(stream);
   int dev = tlsDevice;
+  if ((sync || (!wantDstDev && !d.pinned)) && refuseWhileCapturing(st, std::string("a synchronous cudaMemcpy ") + kindName(kind))) return cudaErrorStreamCaptureUnsupported;
   std::shared_ptr<std::vector<char>> staged;
   if (!wantSrcDev && !s.pinned) {  // pageable source: staged now, so the caller may reuse it at once
     staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + n);
@@ -637,6 +668,7 @@ cudaError_t memsetImpl(void* p, int value, size_t n, cudaStream_t stream, bool s
   if (!r.device || !r.inside) return fail(cudaErrorInvalidValue, "cudaMemset of " + std::to_string(n) + " bytes at " + hex(p) + ": not inside a device allocation");
   CUstream_st* st = resolve(stream);
   int dev = tlsDevice;
+  if (sync && refuseWhileCapturing(st, "a synchronous cudaMemset")) return cudaErrorStreamCaptureUnsupported;
   uint64_t seq = enqueue(st, [p, value, n, dev] {
     if (!sticky(dev)) memset(p, value, n);
   });
@@ -673,6 +705,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   CUstream_st* s = resolve(stream);
+  if (refuseWhileCapturing(s, "cudaStreamSynchronize")) return cudaErrorStreamCaptureUnsupported;
   waitStream(s);
   if (cudaError_t e = sticky(s->device)) return fail(e);
   return cudaSuccess;
@@ -686,6 +719,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t e, unsigned int) {
   if (!e) return fail(cudaErrorInvalidResourceHandle);
   CUstream_st* s = resolve(stream);
+  if (refuseWhileCapturing(s, "cudaStreamWaitEvent")) return cudaErrorStreamCaptureUnsupported;
   auto rec = e->rec;
   if (!rec) return cudaSuccess;  // never recorded: nothing to wait for
   enqueue(s, [rec] { waitFor(rec->stream, rec->seq); });
@@ -699,6 +733,57 @@ cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void* data)
   enqueue(s, [fn, data, dev] {
     if (!sticky(dev)) fn(data);
   });
+  return cudaSuccess;
+}
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+  if (cudaError_t e = sticky(tlsDevice)) return fail(e);
+  if (!stream || stream == cudaStreamLegacy || stream == cudaStreamPerThread)
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture: the legacy default stream cannot capture");
+  if (mode != cudaStreamCaptureModeRelaxed) return fail(cudaErrorNotSupported, "cudaStreamBeginCapture: the emulator captures in relaxed mode only");
+  std::lock_guard<std::mutex> l(stream->mu);
+  if (stream->capture) return fail(cudaErrorIllegalState, "cudaStreamBeginCapture: the stream is already capturing");
+  stream->capture = std::make_shared<std::vector<std::function<void()>>>();
+  stream->captureError = cudaSuccess;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  *graph = nullptr;
+  if (!stream || stream == cudaStreamLegacy || stream == cudaStreamPerThread) return fail(cudaErrorIllegalState, "cudaStreamEndCapture: the stream is not capturing");
+  std::shared_ptr<std::vector<std::function<void()>>> nodes;
+  cudaError_t why;
+  {
+    std::lock_guard<std::mutex> l(stream->mu);
+    if (!stream->capture) return fail(cudaErrorIllegalState, "cudaStreamEndCapture: the stream is not capturing");
+    nodes = std::move(stream->capture);
+    stream->capture.reset();
+    why = stream->captureError;
+  }
+  if (why != cudaSuccess) return fail(cudaErrorStreamCaptureInvalidated, "cudaStreamEndCapture: the capture was invalidated by an operation that cannot be captured");
+  *graph = new CUgraph_st{std::move(*nodes)};
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  *exec = nullptr;
+  if (!graph) return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: no graph");
+  *exec = new CUgraphExec_st{graph->nodes};
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (!exec) return fail(cudaErrorInvalidResourceHandle, "cudaGraphLaunch: no executable graph");
+  if (cudaError_t e = sticky(tlsDevice)) return fail(e);
+  // The nodes run in capture order, as one item of the stream; each skips itself after a fault.
+  auto nodes = std::make_shared<std::vector<std::function<void()>>>(exec->nodes);
+  enqueue(resolve(stream), [nodes] {
+    for (auto& fn : *nodes) fn();
+  });
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;  // a launch already queued holds its own copy of the nodes
   return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* out, unsigned int flags) {
@@ -716,6 +801,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t stream) {
   if (!e) return fail(cudaErrorInvalidResourceHandle);
   if (cudaError_t err = sticky(tlsDevice)) return fail(err);
   CUstream_st* s = resolve(stream);
+  if (refuseWhileCapturing(s, "cudaEventRecord")) return cudaErrorStreamCaptureUnsupported;
   auto rec = std::make_shared<CUevent_st::Record>();
   rec->stream = s;
   rec->seq = enqueue(s, [rec] { rec->ms = std::chrono::duration<double, std::milli>(Clock::now() - g_t0).count(); });

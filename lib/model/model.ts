@@ -15,6 +15,7 @@ import type { ScoreDtype } from '../ops/attention.js';
 import { BLOCK_TOKENS, KvCache, Sequence } from './kv-cache.js';
 import { Rope } from './rope.js';
 import { Transformer } from './transformer.js';
+import { DecodeGraphs } from './decode-graph.js';
 import { CheckpointWeights } from './weights.js';
 import type { EngineOptions } from '../serve/engine.js';
 import { type GenerateRequest, type GenerateResult, Serving, type StreamChunk } from '../serve/generation.js';
@@ -45,6 +46,10 @@ export interface LoadOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Called with the names of checkpoint tensors the model does not use (default: a process warning). */
   onUnknownTensors?: (names: string[]) => void;
+  /** On a CUDA device, run decode steps (every item one token) as CUDA graphs: each batch size and
+   *  key capacity is captured once, then replayed with one launch (lib/model/decode-graph.ts).
+   *  Default true; ignored on the CPU. */
+  decodeGraphs?: boolean;
 }
 
 export interface ForwardOptions {
@@ -67,6 +72,8 @@ export interface ModelParts {
   transformer: Transformer;
   cache: KvCache;
   rope: Rope;
+  /** Decode steps as CUDA graphs, or null (the CPU, or decodeGraphs: false). */
+  graphs: DecodeGraphs | null;
 }
 
 export class Model {
@@ -80,6 +87,7 @@ export class Model {
   readonly #cache: KvCache;
   readonly #rope: Rope;
   readonly #checkpoint: Checkpoint;
+  readonly #graphs: DecodeGraphs | null;
   readonly #sequences = new Set<Sequence>();
   #disposed = false;
   /** Set once a shard changed on disk: every later step fails with it until the model is reloaded. */
@@ -99,6 +107,13 @@ export class Model {
     this.#transformer = parts.transformer;
     this.#cache = parts.cache;
     this.#rope = parts.rope;
+    this.#graphs = parts.graphs;
+  }
+
+  /** Decode steps captured as CUDA graphs and graph replays since load (0 and 0 without graphs). */
+  get decodeGraphStats(): { graphs: number; captures: number; replays: number } {
+    const g = this.#graphs;
+    return { graphs: g?.size ?? 0, captures: g?.captures ?? 0, replays: g?.replays ?? 0 };
   }
 
   get disposed(): boolean {
@@ -253,16 +268,22 @@ export class Model {
     let ctx: ForwardContext | undefined;
     try {
       for (const item of batch) rollbacks.push(item.sequence.reserve(item.tokens.length));
-      ctx = new ForwardContext(batch, this.device);
-      const rowsWanted: number[] = [];
-      batch.forEach((item, i) => {
-        const n = allPositions ? item.tokens.length : 1;
-        const last = ctx!.lastRows[i];
-        for (let r = last - n + 1; r <= last; ++r) rowsWanted.push(r);
-      });
-      using rows = tensor(Int32Array.from(rowsWanted), { dtype: 'i32', device: this.device });
-      using logits = this.#transformer.forward(ctx, this.#cache, this.#rope, rows);
-      const result = await use(logits);
+      let result: T;
+      if (this.#graphs && batch.every((item) => item.tokens.length === 1)) {
+        // One token per item: the last row of each item is its only row, in batch order.
+        result = await use(this.#graphs.step(batch));  // the graph keeps its logits tensor
+      } else {
+        ctx = new ForwardContext(batch, this.device);
+        const rowsWanted: number[] = [];
+        batch.forEach((item, i) => {
+          const n = allPositions ? item.tokens.length : 1;
+          const last = ctx!.lastRows[i];
+          for (let r = last - n + 1; r <= last; ++r) rowsWanted.push(r);
+        });
+        using rows = tensor(Int32Array.from(rowsWanted), { dtype: 'i32', device: this.device });
+        using logits = this.#transformer.forward(ctx, this.#cache, this.#rope, rows);
+        result = await use(logits);
+      }
       // Only a step that ran to the end grows its sequences; a failed one leaves them as they were
       // (the rows it wrote lie past their lengths and are overwritten by the next step).
       for (const item of batch) item.sequence.advance(item.tokens.length);
@@ -289,6 +310,7 @@ export class Model {
     await this.#queue;
     for (const s of this.#sequences) s.dispose();
     this.#sequences.clear();
+    this.#graphs?.dispose();
     this.#transformer.dispose();
     this.#cache.dispose();
     this.#rope.dispose();
@@ -335,6 +357,8 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
   const scoreDtype = options.attentionScores ?? 'f32';
   if (scoreDtype !== 'f32' && scoreDtype !== 'bf16') throw invalidArgument('loadModel', 'attentionScores', "'f32' or 'bf16'", scoreDtype);
   if (scoreDtype === 'bf16' && act !== 'bf16') throw invalidArgument('loadModel', 'attentionScores', "'f32' with f32 activations ('bf16' scores need bf16 activations)", scoreDtype);
+  if (options.decodeGraphs !== undefined && typeof options.decodeGraphs !== 'boolean')
+    throw invalidArgument('loadModel', 'decodeGraphs', 'true or false', options.decodeGraphs);
   if (options.cacheBytes !== undefined && !isPositiveInteger(options.cacheBytes))
     throw invalidArgument('loadModel', 'cacheBytes', 'a positive integer', options.cacheBytes, true);
   const maxSequences = options.maxSequences ?? 8;
@@ -360,7 +384,8 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     if (numBlocks < 1)
       throw invalidArgument('loadModel', 'cacheBytes', `at least one cache block (${BLOCK_TOKENS * KvCache.bytesPerToken(config, act)} bytes)`, options.cacheBytes, true);
     cache = new KvCache(config, numBlocks, act, device);
-    return new Model({ dir, config, device, activations: act, maxContext, maxSequences, checkpoint, transformer, cache, rope });
+    const graphs = device !== 'cpu' && (options.decodeGraphs ?? true) ? new DecodeGraphs(transformer, cache, rope, device, maxContext) : null;
+    return new Model({ dir, config, device, activations: act, maxContext, maxSequences, checkpoint, transformer, cache, rope, graphs });
   } catch (e) {
     transformer?.dispose();
     cache?.dispose();

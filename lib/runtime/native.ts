@@ -22,6 +22,7 @@ export interface NativeTensor {
   readonly disposed: boolean;
   dispose(): void;
   read(asFloat32: boolean): Promise<ArrayBuffer>;
+  write(data: ArrayBufferView): void;
   reshape(shape: number[]): NativeTensor;
   rows(start: number, count: number): NativeTensor;
 }
@@ -82,6 +83,11 @@ export interface NativeAddon {
   /** Time the CPU stream spent in each op since the start or the last reset. */
   /** CPU: runs and stream time of each op; a CUDA device: launches of each op on its stream (no ms). */
   profile(reset?: boolean, device?: string): Record<string, { runs: number; ms?: number }>;
+  /** CUDA graphs (see lib/runtime/graph.ts). */
+  graphBegin(device: string): void;
+  graphEnd(device: string): number;
+  graphLaunch(device: string, id: number): void;
+  graphDispose(device: string, id: number): void;
   ops: Record<string, NativeOp>;
   /** Each kernel op and the device kinds it runs on in this build ('cpu', 'cuda'). */
   opDevices: Record<string, string[]>;

@@ -95,6 +95,20 @@ export class Tensor {
     return new Float32Array(await this.handle('Tensor.toFloat32Array').read(true));
   }
 
+  /**
+   * Overwrites the elements in stream order: ops queued before this call see the old values, ops
+   * queued after it the new ones. `data` as `tensor()` takes it, with as many elements; a float
+   * dtype narrower than f32 takes raw bits (Uint16Array for bf16/f16, Uint8Array codes for f8e4m3).
+   * The data is copied before this returns. How a captured graph gets each step's inputs.
+   */
+  write(data: ArrayBufferView | readonly number[]): void {
+    const h = this.handle('Tensor.write');
+    const view = hostData('Tensor.write', this.dtype, data);
+    if (view instanceof Float32Array && this.dtype !== 'f32')
+      throw invalidArgument('Tensor.write', 'data', `raw ${this.dtype} bits (${accepted(this.dtype)}), not f32 numbers`, data);
+    h.write(view);
+  }
+
   /** A view with another shape over the same storage (one dimension may be -1). */
   reshape(shape: readonly number[]): Tensor {
     return new Tensor(this.handle('Tensor.reshape').reshape([...shape]));

@@ -109,10 +109,6 @@ void OpArgs::expectWritable(const TensorImpl& t, const char* name) const {
     throwType(op_, ": ", name, " is read-only memory (a tensor mapped from a checkpoint file); write into a tensor of your own");
 }
 
-void OpArgs::requireCpu(const TensorImpl& t, const char* name) const {
-  if (t.device.type != DeviceType::CPU)
-    throwType(op_, ": ", name, " is on ", t.device.name(), " but this op has only a CPU kernel so far");
-}
 
 static std::string dtypeList(std::initializer_list<DType> allowed) {
   std::string list;

@@ -38,8 +38,6 @@ class OpArgs {
   void expectSameDevice(const TensorImpl& a, const char* an, const TensorImpl& b, const char* bn) const;
   /** For ops that write into an argument: a TypeError when its memory is read-only (a checkpoint mapping). */
   void expectWritable(const TensorImpl& t, const char* name) const;
-  /** For ops with only a CPU kernel so far: a TypeError naming the op when t is not on the CPU. */
-  void requireCpu(const TensorImpl& t, const char* name) const;
 
   // ---- combined checks (the messages are those of the single checks above) ----
   /** A dimension of a shape spec that may take any size. */

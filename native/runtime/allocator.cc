@@ -12,21 +12,28 @@ size_t roundAllocation(size_t bytes) {
   return (bytes + granule - 1) / granule * granule;
 }
 
+void* CachingAllocator::takeCached(std::multimap<size_t, void*>& cache, size_t want, size_t* blockBytes) {
+  auto it = cache.lower_bound(want);
+  if (it == cache.end() || it->first > 2 * want) return nullptr;
+  void* p = it->second;
+  *blockBytes = it->first;
+  stats_.cachedBytes -= it->first;
+  cache.erase(it);
+  stats_.inUseBytes += *blockBytes;
+  if (stats_.inUseBytes > stats_.peakBytes) stats_.peakBytes = stats_.inUseBytes;
+  return p;
+}
+
 void* CachingAllocator::allocate(size_t bytes, size_t* blockBytes) {
   if (bytes > (size_t(1) << 56)) throwRange("out of memory on ", device_, ": cannot allocate ", bytes, " bytes");
   size_t want = roundAllocation(bytes);
+  int pool = -1;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = cache_.lower_bound(want);
-    if (it != cache_.end() && it->first <= 2 * want) {
-      void* p = it->second;
-      *blockBytes = it->first;
-      stats_.cachedBytes -= it->first;
-      cache_.erase(it);
-      stats_.inUseBytes += *blockBytes;
-      if (stats_.inUseBytes > stats_.peakBytes) stats_.peakBytes = stats_.inUseBytes;
-      return p;
-    }
+    pool = openPool_;
+    // A capture takes only its own pool's blocks (or new ones): a block of the shared cache may
+    // belong to a tensor the caller still holds after the graph replays.
+    if (void* p = takeCached(pool >= 0 ? pools_[pool].free : cache_, want, blockBytes)) return p;
   }
   std::string why;
   void* p = rawAlloc(want, &why);
@@ -39,6 +46,7 @@ void* CachingAllocator::allocate(size_t bytes, size_t* blockBytes) {
   *blockBytes = want;
   stats_.inUseBytes += want;
   if (stats_.inUseBytes > stats_.peakBytes) stats_.peakBytes = stats_.inUseBytes;
+  if (pool >= 0) poolOf_[p] = pool;
   return p;
 }
 
@@ -46,7 +54,44 @@ void CachingAllocator::release(void* p, size_t blockBytes) {
   std::lock_guard<std::mutex> lock(mu_);
   stats_.inUseBytes -= blockBytes;
   stats_.cachedBytes += blockBytes;
-  cache_.emplace(blockBytes, p);
+  auto owner = poolOf_.find(p);
+  if (owner == poolOf_.end()) {
+    cache_.emplace(blockBytes, p);
+    return;
+  }
+  auto pool = pools_.find(owner->second);
+  if (pool->second.retired) {  // its graph is gone: the block is everyone's again
+    poolOf_.erase(owner);
+    cache_.emplace(blockBytes, p);
+    return;
+  }
+  pool->second.free.emplace(blockBytes, p);
+}
+
+int CachingAllocator::beginPool() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (openPool_ >= 0) throwError(device_, ": a graph capture is already under way");
+  openPool_ = nextPool_++;
+  pools_[openPool_];
+  return openPool_;
+}
+
+void CachingAllocator::endPool() {
+  std::lock_guard<std::mutex> lock(mu_);
+  openPool_ = -1;
+}
+
+void CachingAllocator::retirePool(int id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto pool = pools_.find(id);
+  if (pool == pools_.end()) return;
+  if (openPool_ == id) openPool_ = -1;
+  for (auto& [bytes, p] : pool->second.free) {  // released already: back to the shared cache now
+    poolOf_.erase(p);
+    cache_.emplace(bytes, p);
+  }
+  pool->second.free.clear();
+  pool->second.retired = true;  // blocks still in use follow when released
 }
 
 void CachingAllocator::emptyCache() {

@@ -28,6 +28,16 @@ class CachingAllocator {
   void emptyCache();
   MemoryStats stats();
   void resetPeak();
+
+  // Private pools, for captured graphs. A graph replays the kernels it captured with the addresses
+  // they had, so the blocks its ops allocated while capturing must stay its own for as long as it
+  // lives: no later allocation may be handed one, or a replay would overwrite that tensor.
+  /** Routes every allocation into a new private pool until endPool(); returns the pool's id. Blocks
+   *  released while the pool is open go back to it, so ops within the capture reuse them. */
+  int beginPool();
+  void endPool();
+  /** The graph is gone: each of the pool's blocks returns to the shared cache once released. */
+  void retirePool(int id);
   const std::string& device() const { return device_; }
 
  protected:
@@ -41,6 +51,15 @@ class CachingAllocator {
   std::mutex mu_;
   std::multimap<size_t, void*> cache_;
   MemoryStats stats_;
+  struct Pool {
+    std::multimap<size_t, void*> free;
+    bool retired = false;
+  };
+  std::map<int, Pool> pools_;
+  std::map<void*, int> poolOf_;  // every block a private pool owns
+  int openPool_ = -1, nextPool_ = 1;
+  /** A free block of at least `want` from `cache` (at most twice that), or nullptr. Holds mu_. */
+  void* takeCached(std::multimap<size_t, void*>& cache, size_t want, size_t* blockBytes);
 };
 
 /** Rounds a request up to the allocator's granule (512 B below 1 MiB, 64 KiB above). */

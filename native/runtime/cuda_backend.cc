@@ -111,6 +111,7 @@ class CudaBackend : public Backend {
   CachingAllocator& allocator() override { return alloc_; }
 
   void copyFromHost(void* dst, const void* src, size_t bytes) override {
+    refuseWhileCapturing("tensor: a copy from the host");
     for (size_t done = 0; done < bytes;) {
       const size_t n = std::min(kStageChunk, bytes - done);
       {
@@ -154,11 +155,16 @@ class CudaBackend : public Backend {
     noteOp("zeros");
   }
 
+  // Stream-ordered already: the staged copy runs after every op queued before it.
+  void writeFromHost(std::shared_ptr<Storage>, void* dst, const void* src, size_t bytes) override { copyFromHost(dst, src, bytes); }
+
   void readToHost(std::shared_ptr<Storage> keep, const void* src, size_t bytes, ReadDone done) override {
+    refuseWhileCapturing("read");
     queueSyncPoint("read", src, bytes, [done](std::vector<uint8_t>&& b, const StreamError* e) { done(std::move(b), e); });
   }
 
   void synchronize(std::function<void(const StreamError*)> done) override {
+    refuseWhileCapturing("synchronize");
     queueSyncPoint("synchronize", nullptr, 0, [done](std::vector<uint8_t>&&, const StreamError* e) { done(e); });
   }
 
@@ -193,6 +199,64 @@ class CudaBackend : public Backend {
     ++launches_[op];
   }
   const char* lastOp() const { return lastOp_.load(); }
+
+  // Graphs: the ops queued between beginCapture() and endCapture() are recorded, not run, into an
+  // executable CUDA graph that launchGraph() replays with the same kernels, arguments and
+  // addresses. What the captured ops allocated stays the graph's (a private pool of the allocator)
+  // until destroyGraph(). Only the JavaScript thread queues work, so no other op slips in.
+  void beginCapture() {
+    if (capturePool_ >= 0) throwError("graph: cuda:", index_, " is already capturing a graph");
+    const int pool = alloc_.beginPool();
+    std::string err = cuda::beginCapture(index_, stream_);
+    if (!err.empty()) {
+      alloc_.retirePool(pool);
+      throwError("graph: cannot begin a capture on cuda:", index_, ": ", err);
+    }
+    capturePool_ = pool;
+  }
+  /** Ends the capture; returns the graph's id (> 0). Throws when the capture failed (an op that
+   *  cannot be captured was queued), after leaving capture mode and giving the memory back. */
+  int endCapture() {
+    if (capturePool_ < 0) throwError("graph: cuda:", index_, " is not capturing a graph");
+    const int pool = capturePool_;
+    capturePool_ = -1;
+    alloc_.endPool();
+    void* exec = nullptr;
+    std::string err = cuda::endCapture(index_, stream_, &exec);
+    if (!err.empty()) {
+      alloc_.retirePool(pool);
+      throwError("graph: the capture on cuda:", index_, " failed: ", err);
+    }
+    std::lock_guard<std::mutex> lock(launchesMu_);
+    const int id = nextGraph_++;
+    graphs_[id] = {exec, pool};
+    return id;
+  }
+  void launchGraph(int id) {
+    refuseWhileCapturing("graph launch");
+    void* exec = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(launchesMu_);
+      auto it = graphs_.find(id);
+      if (it == graphs_.end()) throwError("graph: no graph ", id, " on cuda:", index_, " (disposed?)");
+      exec = it->second.first;
+    }
+    std::string err = cuda::launchGraph(index_, exec, stream_);
+    if (!err.empty()) throwError("graph: cannot launch on cuda:", index_, ": ", err);
+    noteOp("graph");
+  }
+  void destroyGraph(int id) {
+    std::pair<void*, int> g;
+    {
+      std::lock_guard<std::mutex> lock(launchesMu_);
+      auto it = graphs_.find(id);
+      if (it == graphs_.end()) return;
+      g = it->second;
+      graphs_.erase(it);
+    }
+    cuda::destroyGraph(index_, g.first);  // replays already queued still run
+    alloc_.retirePool(g.second);          // later ops are queued after them: the blocks are free
+  }
   /** How many times each op (and "tensor" uploads, "zeros" fills, "read" and "synchronize" sync
    *  points) was queued on this device's stream since the last reset: a decode step's launch count. */
   std::map<std::string, uint64_t> launches(bool reset) {
@@ -203,6 +267,11 @@ class CudaBackend : public Backend {
   }
 
  private:
+  void refuseWhileCapturing(const char* what) {
+    if (capturePool_ >= 0)
+      throwError(what, ": cuda:", index_, " is capturing a graph; a captured step may only queue kernels (no host copies, reads or synchronize)");
+  }
+
   void unstage(PinnedBlock* b) {
     if (b->data) pinned().release(b->data, b->blockBytes);
     {
@@ -282,6 +351,9 @@ class CudaBackend : public Backend {
   std::atomic<const char*> lastOp_{"(none)"};
   std::mutex launchesMu_;
   std::map<std::string, uint64_t> launches_;
+  int capturePool_ = -1;                        // the allocator pool of the capture under way
+  int nextGraph_ = 1;
+  std::map<int, std::pair<void*, int>> graphs_;  // id -> (executable graph, its pool)
 };
 
 namespace {
@@ -359,6 +431,11 @@ void cudaEndLaunch(const DeviceId& device, const char* op, const std::string& er
 }
 
 std::map<std::string, uint64_t> cudaLaunchCounts(const DeviceId& device, bool reset) { return backendOf(device).launches(reset); }
+
+void cudaBeginGraph(const DeviceId& device) { backendOf(device).beginCapture(); }
+int cudaEndGraph(const DeviceId& device) { return backendOf(device).endCapture(); }
+void cudaLaunchGraph(const DeviceId& device, int id) { backendOf(device).launchGraph(id); }
+void cudaDestroyGraph(const DeviceId& device, int id) { backendOf(device).destroyGraph(id); }
 
 std::string cudaArchitectures() { return cuda::compiledArchitectures(); }
 

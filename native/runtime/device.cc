@@ -158,6 +158,11 @@ void CpuBackend::fill(std::shared_ptr<Storage> keep, void* dst, int value, size_
   worker_.push("zeros", [keep, dst, value, bytes] { std::memset(dst, value, bytes); });
 }
 
+void CpuBackend::writeFromHost(std::shared_ptr<Storage> keep, void* dst, const void* src, size_t bytes) {
+  auto copy = std::make_shared<std::vector<uint8_t>>(static_cast<const uint8_t*>(src), static_cast<const uint8_t*>(src) + bytes);
+  worker_.push("write", [keep, dst, copy] { std::memcpy(dst, copy->data(), copy->size()); });
+}
+
 namespace {
 std::atomic<int> g_failHostAllocations{0};
 }  // namespace

@@ -98,6 +98,10 @@ class Backend {
   /** Queues, in stream order, setting `bytes` bytes at `dst` to `value` (zeros() without a host
    *  buffer). `keep` holds the storage until it has run. */
   virtual void fill(std::shared_ptr<Storage> keep, void* dst, int value, size_t bytes) = 0;
+  /** Queues, in stream order, overwriting `bytes` bytes at `dst` with host bytes (copied now: `src`
+   *  may be reused as soon as this returns). Ops queued before it read the old bytes, ops queued
+   *  after it the new ones; `keep` holds the storage until it has run. */
+  virtual void writeFromHost(std::shared_ptr<Storage> keep, void* dst, const void* src, size_t bytes) = 0;
   /** Queues, in stream order at the time of the call, a copy of device bytes to the host: the
    *  read sees every op queued before it and none queued after. `done` runs exactly once, on a
    *  worker thread, with the bytes or with the first error the stream recorded since the last
@@ -118,6 +122,7 @@ class CpuBackend : public Backend {
   CachingAllocator& allocator() override;
   void copyFromHost(void* dst, const void* src, size_t bytes) override;
   void fill(std::shared_ptr<Storage> keep, void* dst, int value, size_t bytes) override;
+  void writeFromHost(std::shared_ptr<Storage> keep, void* dst, const void* src, size_t bytes) override;
   void readToHost(std::shared_ptr<Storage> keep, const void* src, size_t bytes, ReadDone done) override;
   void synchronize(std::function<void(const StreamError*)> done) override;
   std::string description() const override;

@@ -97,6 +97,7 @@ Napi::Function NativeTensor::Init(Napi::Env env) {
                                      InstanceAccessor<&NativeTensor::Disposed>("disposed"),
                                      InstanceMethod<&NativeTensor::Dispose>("dispose"),
                                      InstanceMethod<&NativeTensor::Read>("read"),
+                                     InstanceMethod<&NativeTensor::Write>("write"),
                                      InstanceMethod<&NativeTensor::Reshape>("reshape"),
                                      InstanceMethod<&NativeTensor::Rows>("rows"),
                                  });
@@ -276,6 +277,41 @@ Napi::Value NativeTensor::Read(const Napi::CallbackInfo& info) {
                                 done(std::move(bytes), nullptr);
                               });
     });
+  });
+}
+
+bool hostBytesOf(const Napi::Value& v, const uint8_t** data, size_t* bytes) {
+  if (v.IsArrayBuffer()) {
+    auto ab = v.As<Napi::ArrayBuffer>();
+    *data = static_cast<const uint8_t*>(ab.Data());
+    *bytes = ab.ByteLength();
+  } else if (v.IsDataView()) {
+    auto dv = v.As<Napi::DataView>();
+    *data = static_cast<const uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
+    *bytes = dv.ByteLength();
+  } else if (v.IsTypedArray()) {
+    auto ta = v.As<Napi::TypedArray>();
+    *data = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    *bytes = ta.ByteLength();
+  } else {
+    return false;  // a Buffer is a Uint8Array: taken above
+  }
+  return true;
+}
+
+/** write(bytes): overwrites the tensor's bytes with host bytes, in stream order (ops queued before
+ *  read the old values, ops queued after the new ones). The bytes are copied before it returns. */
+Napi::Value NativeTensor::Write(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    TensorImpl& t = live("write");
+    const uint8_t* src = nullptr;
+    size_t len = 0;
+    if (info.Length() < 1 || !hostBytesOf(info[0], &src, &len)) throwType("Tensor.write: data must be a TypedArray, a DataView or an ArrayBuffer");
+    if (len != t.nbytes())
+      throwRange("Tensor.write: data has ", len, " bytes but this ", dtypeName(t.dtype), " tensor of shape ", t.shapeString(), " holds ", t.nbytes(), " bytes");
+    if (t.storage->readOnly) throwType("Tensor.write: the tensor is read-only memory (mapped from a checkpoint file)");
+    if (len) t.backend().writeFromHost(t.storage, t.data(), src, len);
+    return info.Env().Undefined();
   });
 }
 

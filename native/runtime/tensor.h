@@ -37,6 +37,9 @@ struct TensorImpl {
 
 using TensorRef = std::shared_ptr<TensorImpl>;
 
+/** The bytes of a TypedArray, DataView, ArrayBuffer or Buffer; false for any other value. */
+bool hostBytesOf(const Napi::Value& v, const uint8_t** data, size_t* bytes);
+
 /** Allocates a new contiguous tensor on `device`. */
 TensorRef newTensor(DType dtype, std::vector<int64_t> shape, const DeviceId& device);
 
@@ -68,6 +71,7 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   Napi::Value Disposed(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Read(const Napi::CallbackInfo& info);
+  Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value Reshape(const Napi::CallbackInfo& info);
   Napi::Value Rows(const Napi::CallbackInfo& info);
   TensorRef t_;

@@ -1,6 +1,6 @@
 /**
- * The model on the emulated cuda:0, beyond the golden parity of test/model/golden.test.ts: a decode
- * step's host synchronisation and launches, and `deepseek-native logits --device cuda:0`
+ * The model on the emulated cuda:0, beyond the golden parity of test/model/golden.test.ts: an eager
+ * decode step's host synchronisation and launches, and `deepseek-native logits --device cuda:0`
  * on the emulated cuda:0 (this project runs with
  * DEEPSEEK_NATIVE_BUILD=cuda-emu, which the CLI child inherits): the whole model on the device from
  * the command line, against the golden f32 logits of tiny-dense (no DSA, so no topK tie rule in play:
@@ -48,9 +48,9 @@ describe('deepseek-native logits --device cuda:0', () => {
   });
 });
 
-describe('a decode step on cuda:0', () => {
+describe('an eager decode step on cuda:0 (decodeGraphs: false; test/cuda-emu/decode-graph.test.ts has the replayed one)', () => {
   it('queues one sync point (the ids read at its end) and the same launches every step', async () => {
-    await using model = await loadModel(join(GOLDEN, 'tiny-dense'), { device: 'cuda:0', maxSequences: 2, maxContext: 64 });
+    await using model = await loadModel(join(GOLDEN, 'tiny-dense'), { device: 'cuda:0', maxSequences: 2, maxContext: 64, decodeGraphs: false });
     const seqs = [model.createSequence(), model.createSequence()];
     await model.forward(seqs.map((sequence, i) => ({ sequence, tokens: [3, 1, 4, 1, 5, 9 + i] })));
     const counts: number[] = [];

@@ -1,0 +1,128 @@
+/**
+ * CUDA graphs on the emulated cuda:0 (lib/runtime/graph.ts, lib/model/decode-graph.ts): the capture
+ * records and a launch replays; what the capture allocated stays the graph's; a capture refuses host
+ * traffic and leaves the device usable; Tensor.write is stream-ordered; and the model's decode steps,
+ * replayed as graphs, give the logits of the eager steps on tiny-sparse (DSA: the indexer and topK
+ * inside the graph) across a capacity change, with one graph launch per step.
+ */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { loadModel, ops, tensor } from '../../lib/index.js';
+import { DeviceGraph } from '../../lib/runtime/graph.js';
+import { native } from '../../lib/runtime/native.js';
+import { GOLDEN } from '../golden-dir.js';
+import { relL2, rng } from '../helpers.js';
+
+const DEV = 'cuda:0';
+
+describe('DeviceGraph on cuda:0', () => {
+  it('records without running, then each launch replays on the inputs written since', async () => {
+    const r = rng();
+    console.log(`seed ${r.seed}`);
+    const n = 1000;
+    const a = r.floats(n);
+    const b = r.floats(n);
+    using x = tensor(a, { device: DEV });
+    const cap = DeviceGraph.capture(DEV, () => {
+      using y = ops.scale(x, 2); //  a temporary of the capture: its block stays the graph's
+      return ops.scale(y, 3);
+    }, (t) => t.dispose());
+    using z = cap.result;
+    using graph = cap.graph;
+    // Tensors made after the capture get blocks of their own, never the capture's temporary.
+    const others = Array.from({ length: 8 }, (_, i) => tensor(Float32Array.from(b, (v) => v + i), { device: DEV }));
+    graph.launch();
+    const first = (await z.read()) as Float32Array;
+    for (let i = 0; i < n; ++i) expect(first[i]).toBe(Math.fround(Math.fround(a[i] * 2) * 3));
+    x.write(b);
+    graph.launch();
+    const second = (await z.read()) as Float32Array;
+    for (let i = 0; i < n; ++i) expect(second[i]).toBe(Math.fround(Math.fround(b[i] * 2) * 3));
+    for (const [i, t] of others.entries()) {
+      const got = (await t.read()) as Float32Array;
+      for (let j = 0; j < n; j += 97) expect(got[j]).toBe(Math.fround(b[j] + i));
+      t.dispose();
+    }
+  });
+
+  it('a host copy inside a capture fails it with a clear error, and the device still works', async () => {
+    using x = tensor([1, 2, 3], { device: DEV });
+    let released = 0;
+    expect(() =>
+      DeviceGraph.capture(DEV, () => tensor([4, 5, 6], { device: DEV }), (t) => {
+        released += 1;
+        t.dispose();
+      }),
+    ).toThrow(/cuda:0 is capturing a graph; a captured step may only queue kernels/);
+    expect(released).toBe(0); // record threw: there was no result to release
+    using y = ops.scale(x, 2);
+    expect(Array.from((await y.read()) as Float32Array)).toEqual([2, 4, 6]);
+    // And a new capture can begin.
+    const { graph, result } = DeviceGraph.capture(DEV, () => ops.scale(x, 5), (t) => t.dispose());
+    graph.launch();
+    expect(Array.from((await result.read()) as Float32Array)).toEqual([5, 10, 15]);
+    graph.dispose();
+    result.dispose();
+    expect(() => graph.launch()).toThrow(/disposed/);
+  });
+
+  it('graphs are a CUDA thing: the CPU refuses with a TypeError', () => {
+    expect(() => native().graphBegin('cpu')).toThrow(TypeError);
+    expect(() => native().graphLaunch('cuda:0', 123456)).toThrow(/no graph 123456/);
+  });
+});
+
+describe('Tensor.write', () => {
+  for (const device of ['cpu', DEV])
+    it(`is stream-ordered on ${device}: ops queued before it read the old values`, async () => {
+      using x = tensor([1, 2, 3, 4], { device });
+      using before = ops.scale(x, 10);
+      x.write(Float32Array.from([5, 6, 7, 8]));
+      using after = ops.scale(x, 10);
+      expect(Array.from((await before.read()) as Float32Array)).toEqual([10, 20, 30, 40]);
+      expect(Array.from((await after.read()) as Float32Array)).toEqual([50, 60, 70, 80]);
+      expect(() => x.write(Float32Array.from([1, 2]))).toThrow(/has 8 bytes but this f32 tensor of shape \[4\] holds 16 bytes/);
+      using h = tensor([1, 2], { dtype: 'bf16', device });
+      expect(() => h.write(Float32Array.from([1, 2]))).toThrow(/raw bf16 bits/);
+    });
+});
+
+describe('decode steps as CUDA graphs (tiny-sparse, f32)', () => {
+  it('replayed steps give the eager steps\' logits, one graph launch a step, across a capacity change', async () => {
+    const dir = join(GOLDEN, 'tiny-sparse');
+    const opts = { device: DEV, activations: 'f32' as const, maxSequences: 2, maxContext: 256 };
+    await using graphed = await loadModel(dir, opts);
+    await using eager = await loadModel(dir, { ...opts, decodeGraphs: false });
+    const r = rng();
+    console.log(`seed ${r.seed}`);
+    const V = graphed.config.vocabSize;
+    const prompts = [Array.from({ length: 57 }, () => r.int(0, V)), Array.from({ length: 12 }, () => r.int(0, V))];
+    const gs = prompts.map(() => graphed.createSequence());
+    const es = prompts.map(() => eager.createSequence());
+    await graphed.forward(prompts.map((tokens, i) => ({ sequence: gs[i], tokens })));
+    await eager.forward(prompts.map((tokens, i) => ({ sequence: es[i], tokens })));
+    let worst = 0;
+    // 57 + 10 steps: the longer sequence passes 64 keys, so the step moves to the 128-key graph.
+    for (let step = 0; step < 10; ++step) {
+      const tokens = prompts.map(() => r.int(0, V));
+      native().profile(true, DEV);
+      const g = await graphed.forward(gs.map((sequence, i) => ({ sequence, tokens: [tokens[i]] })));
+      const prof = native().profile(true, DEV);
+      const e = await eager.forward(es.map((sequence, i) => ({ sequence, tokens: [tokens[i]] })));
+      for (let i = 0; i < 2; ++i) worst = Math.max(worst, relL2(g[i], e[i]));
+      const captured = step === 0 || gs[0].length === 65;
+      if (!captured) {
+        // A replay: the five input writes, one graph launch, the logits read; no op launched alone.
+        expect(prof.graph?.runs).toBe(1);
+        expect(prof.tensor?.runs).toBe(5);
+        expect(prof.read?.runs).toBe(1);
+        expect(Object.keys(prof).sort()).toEqual(['graph', 'read', 'tensor']);
+      }
+    }
+    console.log(`graph vs eager decode logits: worst rel L2 ${worst.toExponential(2)}; stats ${JSON.stringify(graphed.decodeGraphStats)}`);
+    expect(worst).toBeLessThan(1e-5);
+    expect(graphed.decodeGraphStats).toEqual({ graphs: 2, captures: 2, replays: 10 });
+    expect(eager.decodeGraphStats).toEqual({ graphs: 0, captures: 0, replays: 0 });
+  }, 600_000);
+});
