@@ -5,14 +5,16 @@
  * BF16 weights + KV cache), divided by the read bandwidth measured in the same run. Also the first
  * forward after a load against the second, and the process's resident memory split into anonymous
  * pages (caches, activations, and any copy of the weights) and file-backed ones (the checkpoint's
- * mapped pages, shared with the page cache) after the load and after the first forward.
+ * mapped pages, shared with the page cache) after the load and after the first forward. On a GPU,
+ * decode also at batch 64, each batch as CUDA graphs (the default) and eagerly, with the host time
+ * and the ops queued per step.
  * DSN_BENCH_1B_DIR: where the checkpoint is kept (default bench/.cache/tiny-1b).
  */
 import { existsSync, mkdirSync, readFileSync, statSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { loadModel, type Model, type ModelConfig, ops, releaseCache, synchronize } from '../lib/index.js';
-import { KvCache } from '../lib/model/kv-cache.js';
+import { KvCache, type Sequence } from '../lib/model/kv-cache.js';
 import { makeTinyCheckpoint } from '../lib/tools/make-tiny/writer.js';
 import { native, packageRoot } from '../lib/runtime/native.js';
 import type { BenchResult } from './harness.js';
@@ -90,9 +92,15 @@ async function prefillTokensPerSecond(model: Model, batch: number): Promise<numb
   return times;
 }
 
-async function decodeStepSeconds(model: Model, batch: number): Promise<number[]> {
+/** `batch` fresh sequences, each prefilled with PROMPT tokens (`salt` varies the tokens). */
+async function prefilledSequences(model: Model, batch: number, salt: number): Promise<Sequence[]> {
   const seqs = Array.from({ length: batch }, () => model.createSequence());
-  await model.forward(seqs.map((sequence, i) => ({ sequence, tokens: Array.from({ length: PROMPT }, (_, j) => (j * 5 + i) % 1000) })));
+  await model.forward(seqs.map((sequence, i) => ({ sequence, tokens: Array.from({ length: PROMPT }, (_, j) => (j * salt + i) % 1000) })));
+  return seqs;
+}
+
+async function decodeStepSeconds(model: Model, batch: number): Promise<number[]> {
+  const seqs = await prefilledSequences(model, batch, 5);
   const times: number[] = [];
   for (let step = 0; step < DECODE_STEPS; ++step) {
     const t0 = performance.now();
@@ -107,21 +115,25 @@ async function decodeStepSeconds(model: Model, batch: number): Promise<number[]>
  * A decode step on a CUDA device as the serving loop runs it (`forwardWith`, argmax on the device,
  * only the ids read back): the host time until every op of the step is queued (the step's launch
  * overhead; the device runs behind it), and the number of ops queued on the device's stream
- * (`profile`: kernel launches, uploads of the step's indices, and the one read at the end).
+ * (`profile`: kernel launches, or one graph launch, uploads of the step's indices, and the one read
+ * at the end). The first step is left out: with decode graphs it is the capture.
  */
 async function decodeStepHostCost(model: Model, batch: number): Promise<{ hostMs: number; launches: number }> {
-  const seqs = Array.from({ length: batch }, () => model.createSequence());
-  await model.forward(seqs.map((sequence, i) => ({ sequence, tokens: Array.from({ length: PROMPT }, (_, j) => (j * 3 + i) % 1000) })));
+  const seqs = await prefilledSequences(model, batch, 3);
   const host: number[] = [], launches: number[] = [];
-  for (let step = 0; step < DECODE_STEPS; ++step) {
+  for (let step = 0; step <= DECODE_STEPS; ++step) {
     native().profile(true, model.device);
     const t0 = performance.now();
+    let queuedMs = 0;
     await model.forwardWith(seqs.map((sequence, i) => ({ sequence, tokens: [(step * 17 + i) % 1000] })), async (logits) => {
-      host.push(performance.now() - t0);
+      queuedMs = performance.now() - t0;
       using ids = ops.argmax(logits);
       return ids.read();
     });
-    launches.push(Object.values(native().profile(true, model.device)).reduce((n, e) => n + e.runs, 0));
+    const queued = Object.values(native().profile(true, model.device)).reduce((n, e) => n + e.runs, 0);
+    if (step === 0) continue;
+    host.push(queuedMs);
+    launches.push(queued);
   }
   for (const s of seqs) s.dispose();
   return { hostMs: median(host), launches: median(launches) };
@@ -139,7 +151,7 @@ export async function modelBenchmarks(roofline: Roofline, device: string): Promi
   releaseCache(device);
   const beforeLoad = residentMB();
   const t0 = performance.now();
-  let model: Model | undefined = await loadModel(dir, { device, maxSequences: 8, maxContext: 256 });
+  let model: Model | undefined = await loadModel(dir, { device, maxSequences: device === 'cpu' ? 8 : 64, maxContext: 256 });
   const loadTimes = [(performance.now() - t0) / 1e3];
   const afterLoad = residentMB();
   const first = await oneForwardSeconds(model, 1);
@@ -157,7 +169,7 @@ export async function modelBenchmarks(roofline: Roofline, device: string): Promi
   for (let rep = 1; rep < 3; ++rep) {
     await model?.dispose();
     const t1 = performance.now();
-    model = await loadModel(dir, { device, maxSequences: 8, maxContext: 256 });
+    model = await loadModel(dir, { device, maxSequences: device === 'cpu' ? 8 : 64, maxContext: 256 });
     loadTimes.push((performance.now() - t1) / 1e3);
   }
   const m = model!;
@@ -171,19 +183,28 @@ export async function modelBenchmarks(roofline: Roofline, device: string): Promi
   results.push({ name: 'model load', shape, device, median: bytes / 1e9 / loadS, unit: 'GB/s', medianMs: loadS * 1e3, samples: 3, roofline: roofline.cpuReadGBps, ratio: bytes / 1e9 / loadS / roofline.cpuReadGBps });
   // Decode's memory roofline: the CPU's measured read bandwidth, or on a GPU its measured copy bandwidth.
   const readGBps = device === 'cpu' ? roofline.cpuReadGBps : roofline.gpu?.device === device ? roofline.gpu.copyGBps : null;
-  for (const batch of [1, 8]) {
-    const pre = median(await prefillTokensPerSecond(m, batch));
-    results.push({ name: `prefill batch ${batch}`, shape, device, median: (batch * PROMPT) / pre, unit: 'tokens/s', medianMs: pre * 1e3, samples: 3, roofline: null, ratio: null });
-    const step = median(await decodeStepSeconds(m, batch));
-    const stepBytes = decodeBytesPerStep(m.config, batch, PROMPT + DECODE_STEPS / 2);
-    const rooflineTokens = readGBps ? (readGBps * 1e9) / stepBytes * batch : null;
-    results.push({ name: `decode batch ${batch}`, shape, device, median: batch / step, unit: 'tokens/s', medianMs: step * 1e3, samples: DECODE_STEPS, roofline: rooflineTokens, ratio: rooflineTokens ? batch / step / rooflineTokens : null });
-    if (device !== 'cpu') {
-      const { hostMs, launches } = await decodeStepHostCost(m, batch);
-      console.log(`decode batch ${batch} on ${device}: ${launches} launches a step, ${hostMs.toFixed(2)} ms of host time a step (median of ${DECODE_STEPS})`);
-      results.push({ name: `decode batch ${batch} host time`, shape, device, median: hostMs, unit: 'ms', medianMs: hostMs, samples: DECODE_STEPS, roofline: null, ratio: null });
-      results.push({ name: `decode batch ${batch} launches a step`, shape, device, median: launches, unit: 'launches', medianMs: 0, samples: DECODE_STEPS, roofline: null, ratio: null });
+  // On a GPU the decode steps run as CUDA graphs (the default) and, for comparison, eagerly (a
+  // second model with decodeGraphs: false); batch 64 as well, which the CPU would take minutes over.
+  const gpu = device !== 'cpu';
+  const eager = gpu ? await loadModel(dir, { device, maxSequences: 64, maxContext: 256, decodeGraphs: false }) : null;
+  try {
+    for (const batch of gpu ? [1, 8, 64] : [1, 8]) {
+      const pre = median(await prefillTokensPerSecond(m, batch));
+      results.push({ name: `prefill batch ${batch}`, shape, device, median: (batch * PROMPT) / pre, unit: 'tokens/s', medianMs: pre * 1e3, samples: 3, roofline: null, ratio: null });
+      const stepBytes = decodeBytesPerStep(m.config, batch, PROMPT + DECODE_STEPS / 2);
+      const rooflineTokens = readGBps ? (readGBps * 1e9) / stepBytes * batch : null;
+      for (const [model, how] of [[m, gpu ? ' (CUDA graphs)' : ''], ...(eager ? [[eager, ' (eager)'] as const] : [])] as const) {
+        const step = median(await decodeStepSeconds(model, batch));
+        results.push({ name: `decode batch ${batch}${how}`, shape, device, median: batch / step, unit: 'tokens/s', medianMs: step * 1e3, samples: DECODE_STEPS, roofline: rooflineTokens, ratio: rooflineTokens ? batch / step / rooflineTokens : null });
+        if (!gpu) continue;
+        const { hostMs, launches } = await decodeStepHostCost(model, batch);
+        console.log(`decode batch ${batch}${how} on ${device}: ${launches} ops queued a step, ${hostMs.toFixed(2)} ms of host time a step (median of ${DECODE_STEPS})`);
+        results.push({ name: `decode batch ${batch}${how} host time`, shape, device, median: hostMs, unit: 'ms', medianMs: hostMs, samples: DECODE_STEPS, roofline: null, ratio: null });
+        results.push({ name: `decode batch ${batch}${how} ops queued a step`, shape, device, median: launches, unit: 'launches', medianMs: 0, samples: DECODE_STEPS, roofline: null, ratio: null });
+      }
     }
+  } finally {
+    await eager?.dispose();
   }
   await m.dispose();
   return results;

@@ -39,7 +39,7 @@ mkdirSync(join(pkg, 'scripts'));
 copyFileSync(join(root, 'scripts', 'device-check.mjs'), join(pkg, 'scripts', 'device-check.mjs'));
 copyFileSync(join(root, 'scripts', 'device-model-check.mjs'), join(pkg, 'scripts', 'device-model-check.mjs'));
 // The golden checkpoints and DeepSeek's logits for them (test/golden, ~17 MB): the model check on the GPU.
-for (const f of ['tiny-dense', 'tiny-sparse', 'tiny-dense.v32.logits.json', 'tiny-sparse.v32.logits.json'])
+for (const f of ['tiny-dense', 'tiny-sparse', 'tiny-dense.v32.logits.json', 'tiny-sparse.v32.logits.json', 'f32-bounds.json'])
   cpSync(join(root, 'test', 'golden', f), join(pkg, 'golden', f), { recursive: true });
 cpSync(join(root, 'node_modules', 'tinybench'), join(pkg, 'node_modules', 'tinybench'), { recursive: true });
 

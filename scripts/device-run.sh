@@ -42,7 +42,7 @@ if command -v compute-sanitizer > /dev/null 2>&1; then
 else
   echo "compute-sanitizer not found: skipping memcheck, racecheck, synccheck" | tee "$OUT/sanitizer-skipped.txt"
 fi
-step model 40 "$NODE" scripts/device-model-check.mjs golden --device cuda:0
+step model 60 "$NODE" scripts/device-model-check.mjs golden --device cuda:0
 BENCH_DEVICES=cuda:0 step bench 75 "$NODE" dist/bench/run.js
 # The model end to end on the GPU (writes the 1b synthetic checkpoint first: ~1.1 GB).
 BENCH_DEVICES=cuda:0 step model-bench 90 "$NODE" dist/bench/run.js model
