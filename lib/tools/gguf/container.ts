@@ -61,6 +61,12 @@ export function ggmlByteLength(type: GgmlType, ne: readonly number[]): number {
   return (ne.reduce((a, b) => a * b, 1) / t.blockElements) * t.blockBytes;
 }
 
+/** Bytes of each fixed-size scalar type, and the range of each integer one. */
+const SCALAR_BYTES: Record<Exclude<GgufScalarType, 'string'>, number> = { u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, f32: 4, bool: 1, u64: 8, i64: 8, f64: 8 };
+const INT_RANGE: Record<'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32', [number, number]> = {
+  u8: [0, 0xff], i8: [-0x80, 0x7f], u16: [0, 0xffff], i16: [-0x8000, 0x7fff], u32: [0, 0xffffffff], i32: [-0x80000000, 0x7fffffff],
+};
+
 /** Appends little-endian values to a growing byte buffer. */
 class ByteSink {
   #buf = new Uint8Array(1 << 16);
@@ -77,9 +83,19 @@ class ByteSink {
     this.length += n;
     return at;
   }
-  u32(v: number): void { this.#view.setUint32(this.#room(4), v, true); }
-  u64(v: number | bigint): void { this.#view.setBigUint64(this.#room(8), BigInt(v), true); }
-  bytes(b: Uint8Array): void { this.#buf.set(b, this.#room(b.length)); }
+  // Each write takes its room first: #room may replace the buffer and its view.
+  u32(v: number): void {
+    const at = this.#room(4);
+    this.#view.setUint32(at, v, true);
+  }
+  u64(v: number | bigint): void {
+    const at = this.#room(8);
+    this.#view.setBigUint64(at, BigInt(v), true);
+  }
+  bytes(b: Uint8Array): void {
+    const at = this.#room(b.length);
+    this.#buf.set(b, at);
+  }
   string(s: string): void {
     const b = new TextEncoder().encode(s);
     this.u64(b.length);
@@ -91,30 +107,25 @@ class ByteSink {
       if (typeof v !== 'string') throw bad();
       return this.string(v);
     }
-    if (type === 'bool') {
-      if (typeof v !== 'boolean') throw bad();
-      this.#view.setUint8(this.#room(1), v ? 1 : 0);
-      return;
-    }
-    if (type === 'u64' || type === 'i64') {
-      if (typeof v !== 'bigint') throw bad();
-      if (type === 'u64') this.#view.setBigUint64(this.#room(8), v, true);
-      else this.#view.setBigInt64(this.#room(8), v, true);
-      return;
-    }
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw bad();
-    const int = (lo: number, hi: number) => {
-      if (!Number.isInteger(v) || v < lo || v > hi) throw bad();
-    };
+    const ok =
+      type === 'bool' ? typeof v === 'boolean'
+      : type === 'u64' || type === 'i64' ? typeof v === 'bigint'
+      : typeof v === 'number' && Number.isFinite(v) && (type === 'f32' || type === 'f64' || (Number.isInteger(v) && v >= INT_RANGE[type][0] && v <= INT_RANGE[type][1]));
+    if (!ok) throw bad();
+    const at = this.#room(SCALAR_BYTES[type]);
+    const view = this.#view;
     switch (type) {
-      case 'u8': int(0, 0xff); this.#view.setUint8(this.#room(1), v); break;
-      case 'i8': int(-0x80, 0x7f); this.#view.setInt8(this.#room(1), v); break;
-      case 'u16': int(0, 0xffff); this.#view.setUint16(this.#room(2), v, true); break;
-      case 'i16': int(-0x8000, 0x7fff); this.#view.setInt16(this.#room(2), v, true); break;
-      case 'u32': int(0, 0xffffffff); this.#view.setUint32(this.#room(4), v, true); break;
-      case 'i32': int(-0x80000000, 0x7fffffff); this.#view.setInt32(this.#room(4), v, true); break;
-      case 'f32': this.#view.setFloat32(this.#room(4), v, true); break;
-      case 'f64': this.#view.setFloat64(this.#room(8), v, true); break;
+      case 'bool': view.setUint8(at, v ? 1 : 0); break;
+      case 'u64': view.setBigUint64(at, v as bigint, true); break;
+      case 'i64': view.setBigInt64(at, v as bigint, true); break;
+      case 'u8': view.setUint8(at, v as number); break;
+      case 'i8': view.setInt8(at, v as number); break;
+      case 'u16': view.setUint16(at, v as number, true); break;
+      case 'i16': view.setInt16(at, v as number, true); break;
+      case 'u32': view.setUint32(at, v as number, true); break;
+      case 'i32': view.setInt32(at, v as number, true); break;
+      case 'f32': view.setFloat32(at, v as number, true); break;
+      case 'f64': view.setFloat64(at, v as number, true); break;
     }
   }
   pad(alignment: number): void {
