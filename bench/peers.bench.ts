@@ -207,7 +207,8 @@ export async function peersBenchmarks(roofline: Roofline): Promise<PeersRun> {
       const roof = batch ? (roofline.cpuReadGBps * 1e9 * Number(batch[1])) / decodeBytesPerStep(model.config, Number(batch[1]), PROMPT + STEPS / 2) : null;
       const m = { ours: median(sides.ours), c: median(sides.c), node: median(sides.node) };
       for (const side of ['ours', 'c', 'node'] as const)
-        results.push({ name: `${measure} (${names[side]})`, shape, device: 'cpu', median: m[side], unit: 'tokens/s', medianMs: 1e3 / m[side], samples: sides[side].length,
+        // time: of one prefill, or of one decode step of the batch
+        results.push({ name: `${measure} (${names[side]})`, shape, device: 'cpu', median: m[side], unit: 'tokens/s', medianMs: (1e3 * (batch ? Number(batch[1]) : PREFILL)) / m[side], samples: sides[side].length,
           roofline: roof, ratio: roof ? m[side] / roof : null });
       const pct = (x: number) => (roof ? `${((x / roof) * 100).toFixed(0)} %` : '-');
       lines.push(`| ${measure} | ${m.ours.toFixed(1)} | ${m.c.toFixed(1)} | ${m.node.toFixed(1)} | ${(m.ours / m.c).toFixed(2)}× | ${(m.ours / m.node).toFixed(2)}× | ` +
