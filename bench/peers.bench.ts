@@ -34,12 +34,16 @@ const BATCHES = [1, 8];
 /** Positions of the agreement check (< index_topk = 256 of the '1b' preset: DSA selects every
  *  key, so the two indexers' rounding cannot pick different keys). */
 const AGREE_POSITIONS = 64;
-/** The agreement bound. The two measures differ in kind (llama.cpp quantises activations to 8-bit
- *  per 32 instead of FP8 per 128, and rounds them nowhere to bf16), so llama.cpp's distance may sit
- *  above the floor, but logits of a wrong export (a rotated pair layout, an un-transposed k_b, a
- *  missing mscale²) are uncorrelated with ours and land near √2 ≈ 1.4 rather than the floor's
- *  0.1–0.6: we ask for the median distance within 2× the floor's median, and every position's below 1. */
-const AGREE_MEDIAN_RATIO = 2;
+/**
+ * The agreement bound. The two distances differ in kind (llama.cpp quantises activations to 8 bits
+ * per 32 where we use FP8 per 128, and rounds nothing to bf16), yet on the '1b' model they come out
+ * alike: median 0.449 for llama.cpp against the floor's 0.422 (ratio 1.06). Exports broken on
+ * purpose, same tokens (2026-12-01): without the YaRN mscale² in the softmax scale, median 0.847
+ * (2.0× the floor); without the expert-group limit, 0.617 (1.46×); attn_k_b not transposed,
+ * 1.067 (2.5×, positions up to 1.18; unrelated logits sit near √2). So: the median within 1.3× the
+ * floor's, and every position below 1.
+ */
+const AGREE_MEDIAN_RATIO = 1.3;
 const AGREE_MAX = 1;
 
 function median(a: readonly number[]): number {
