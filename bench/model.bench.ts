@@ -46,7 +46,8 @@ export function decodeBytesPerStep(c: ModelConfig, batch: number, context: numbe
   return weights + cache;
 }
 
-async function ensureCheckpoint(): Promise<string> {
+/** The '1b' checkpoint's folder, written once (DSN_BENCH_1B_DIR or bench/.cache/tiny-1b). */
+export async function ensureCheckpoint(): Promise<string> {
   const dir = process.env.DSN_BENCH_1B_DIR || join(packageRoot(), 'bench', '.cache', 'tiny-1b');
   if (!existsSync(join(dir, 'model.safetensors.index.json'))) {
     mkdirSync(dir, { recursive: true });

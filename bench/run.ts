@@ -1,6 +1,8 @@
 /**
  * `npm run bench [-- FILTER]`: runs the microbenchmarks whose name contains FILTER on every device
- * (`serve`: the OpenAI-compatible server under 1, 8 and 32 streaming clients, only when named),
+ * (`serve`: the OpenAI-compatible server under 1, 8 and 32 streaming clients, only when named;
+ * `peers`: llama.cpp on the same synthetic model, C and node-llama-cpp, side by side with ours, only
+ * when named: see bench/peers.bench.ts),
  * prints a table with the roofline measured in this run and the ratio, and writes
  * bench/results/latest.json: [{name, shape, device, median, unit, roofline, ratio, …}].
  */
@@ -18,6 +20,7 @@ import { moeCases } from './moe.bench.js';
 import { normCases } from './norm.bench.js';
 import { modelBenchmarks } from './model.bench.js';
 import { measureRoofline } from './roofline.js';
+import { peersBenchmarks } from './peers.bench.js';
 import { formatServeTable, serveBenchmarks } from './serve.bench.js';
 
 type CaseFactory = (device: string) => BenchCase[];
@@ -79,8 +82,16 @@ async function main(): Promise<void> {
     results.push(...serve.results);
     serveTable = formatServeTable(serve.rows);
   }
+  // llama.cpp side by side with ours: only when asked for (`npm run bench -- peers`).
+  let peersTable = '';
+  if (/peers/.test(filter)) {
+    const peers = await peersBenchmarks(roofline);
+    results.push(...peers.results);
+    peersTable = peers.table;
+  }
   console.log(formatTable(results));
   if (serveTable) console.log(`\n${serveTable}`);
+  if (peersTable) console.log(`\n${peersTable}`);
   const dir = join(packageRoot(), 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'latest.json'), JSON.stringify(results, null, 2) + '\n');

