@@ -356,10 +356,12 @@ function cudaFp8DecodeCase(device: string, M: number, N: number, K: number): Ben
     () => {
       const a = tensor(randomCodes(M * K, 7), { shape: [M, K], dtype: 'f8e4m3', device });
       const sa = tensor(randomScales(M * (K / 128)), { shape: [M, K / 128], device });
+      // The copies hold the same bytes (made once per N x K: the timing does not depend on them).
       const copies = Math.max(2, Math.ceil(STREAM_BYTES / (N * K)));
-      const ws = Array.from({ length: copies }, (_, i) => ({
-        codes: tensor(randomCodes(N * K, 11 + i), { shape: [N, K], dtype: 'f8e4m3', device }),
-        scales: tensor(randomScales(Math.ceil(N / 128) * (K / 128)), { shape: [Math.ceil(N / 128), K / 128], device }),
+      const codes = decodeWeightCodes(N, K), scales = randomScales(Math.ceil(N / 128) * (K / 128));
+      const ws = Array.from({ length: copies }, () => ({
+        codes: tensor(codes, { shape: [N, K], dtype: 'f8e4m3', device }),
+        scales: tensor(scales, { shape: [Math.ceil(N / 128), K / 128], device }),
       }));
       let next = 0;
       return {
@@ -376,6 +378,14 @@ function cudaFp8DecodeCase(device: string, M: number, N: number, K: number): Ben
   );
 }
 const CUDA_DECODE_M = [1, 8, 64];
+const decodeCodes = new Map<string, Uint8Array>();
+/** Random weight codes for N x K, made once per shape (the M = 1, 8, 64 rows share them). */
+function decodeWeightCodes(N: number, K: number): Uint8Array {
+  const key = `${N}x${K}`;
+  let c = decodeCodes.get(key);
+  if (!c) decodeCodes.set(key, (c = randomCodes(N * K, 11)));
+  return c;
+}
 /** Products per timed run of cudaFp8DecodeCase: ≥ 1 GiB of weight. */
 const gpuDecodeProducts = (N: number, K: number) => Math.ceil((1 << 30) / (N * K));
 

@@ -157,31 +157,35 @@ __global__ void __launch_bounds__(kThreads) maskedGroupedFp8GemmKernel(MaskedGro
 
 
 // ------------------------------------------------------------------------------------------------
-// The Hopper path (M > 64): DeepGEMM's scheme. A persistent grid of 128 x 128 output tiles; per
-// block one producer warpgroup (one thread issues the TMA loads of A's and W's 128 x 128 K blocks,
-// 128B-swizzled, into a kStages-deep shared-memory ring; `full` mbarriers count the bytes in,
-// `empty` mbarriers the consumers out) and two consumer warpgroups (64 rows each) that run
-// wgmma m64n128k32 e4m3 -> f32 over each K block, then add the block's sums times aScale · wScale
-// into f32 registers (two-level accumulation), and store the tile.
+// The Hopper path (M > 64): DeepGEMM's scheme. A persistent grid of 128 x BLOCK_N output tiles
+// (BLOCK_N 64 or 128 by N for fp8Gemm: fp8GemmHopperBlockN; 128 for the grouped layouts); per block
+// one producer warpgroup (one thread issues the TMA loads of A's 128 x 128 and W's BLOCK_N x 128 K
+// blocks, 128B-swizzled, into a kStages-deep shared-memory ring; `full` mbarriers count the bytes
+// in, `empty` mbarriers the consumers out) and two consumer warpgroups (64 rows each) that run
+// wgmma m64nBLOCK_Nk32 e4m3 -> f32 over each K block, then add the block's sums times
+// aScale · wScale into f32 registers (two-level accumulation), and store the tile.
 // ------------------------------------------------------------------------------------------------
 namespace hopper {
-constexpr int BLOCK_M = 128, BLOCK_N = 128, BLOCK_K = 128;
+constexpr int BLOCK_M = 128, BLOCK_K = 128;  // BLOCK_N: 64 or 128, a template argument (fp8GemmHopperBlockN)
 constexpr int kStages = 4;
 constexpr int kConsumerWarpgroups = 2, kThreads = 128 * (1 + kConsumerWarpgroups);
-constexpr int WGMMA_M = 64, WGMMA_N = BLOCK_N, WGMMA_K = 32;
+constexpr int WGMMA_M = 64, WGMMA_K = 32;
 constexpr int kRasterGroup = 8;                                 // n-blocks per band of the tile order (L2 reuse of W)
-constexpr uint32_t kTileBytesA = BLOCK_M * BLOCK_K, kTileBytesW = BLOCK_N * BLOCK_K;  // e4m3: one byte per element
-constexpr uint32_t kStageBytes = kTileBytesA + kTileBytesW;
+constexpr uint32_t kTileBytesA = BLOCK_M * BLOCK_K;  // e4m3: one byte per element
+/** W's tile and a ring stage (A's tile, then W's) of BLOCK_N columns. */
+template <int BLOCK_N>
+constexpr uint32_t tileBytesW() { return uint32_t(BLOCK_N) * BLOCK_K; }
+template <int BLOCK_N>
+constexpr uint32_t stageBytes() { return kTileBytesA + tileBytesW<BLOCK_N>(); }
 constexpr uint32_t kSwizzleAtomBytes = 8 * 128;                 // 8 rows of 128 bytes (128B swizzle)
-constexpr size_t kSmemBytes = size_t(kStages) * kStageBytes + 2 * kStages * sizeof(uint64_t) + 1024;  // + alignment slack
+template <int BLOCK_N>
+constexpr size_t smemBytes() { return size_t(kStages) * stageBytes<BLOCK_N>() + 2 * kStages * sizeof(uint64_t) + 1024; }  // + alignment slack
 static_assert(BLOCK_K == 128, "one K block is one 128-wide scale block (two-level accumulation)");
 static_assert(BLOCK_K * 1 == 128, "a K block row of e4m3 is exactly one 128-byte swizzle atom row (TMA box inner extent <= 128 B)");
 static_assert(BLOCK_M == kConsumerWarpgroups * WGMMA_M, "each consumer warpgroup owns 64 rows of the tile");
-static_assert(BLOCK_N == 128 && BLOCK_N % 128 == 0, "a tile's columns share one 128-row block of wScales; wgmma n128");
 static_assert(BLOCK_K % WGMMA_K == 0, "a K block is a whole number of k32 steps");
-static_assert(kTileBytesA % kSwizzleAtomBytes == 0 && kTileBytesW % kSwizzleAtomBytes == 0, "stage tiles keep 1024-byte alignment for the 128B swizzle");
-static_assert(BLOCK_M <= 256 && BLOCK_N <= 256, "a TMA box has at most 256 rows");
-static_assert(kSmemBytes <= 227 * 1024, "the ring fits sm_90's 227 KiB of dynamic shared memory per block");
+static_assert(kTileBytesA % kSwizzleAtomBytes == 0, "stage tiles keep 1024-byte alignment for the 128B swizzle");
+static_assert(BLOCK_M <= 256, "a TMA box has at most 256 rows");
 constexpr int kProducerRegisters = 40, kConsumerRegisters = 232;  // setmaxnreg: the producer needs few, the accumulators many
 static_assert(128 * kProducerRegisters + 128 * kConsumerWarpgroups * kConsumerRegisters <= 65536, "the warpgroups' registers fit the SM's 64 K");
 
@@ -245,8 +249,15 @@ __device__ __forceinline__ TileRef tileAt(const WgmmaGemmArgs& p, int64_t tile, 
   return t;
 }
 
+template <int BLOCK_N>
 __global__ void __launch_bounds__(kThreads, 1) fp8GemmWgmmaKernel(const __grid_constant__ CUtensorMap mapA, const __grid_constant__ CUtensorMap mapW,
                                                                   WgmmaGemmArgs p, DeviceErrorWord* err, uint32_t op) {
+  constexpr int WGMMA_N = BLOCK_N;
+  constexpr uint32_t kTileBytesW = tileBytesW<BLOCK_N>(), kStageBytes = stageBytes<BLOCK_N>();
+  static_assert(BLOCK_N == 64 || BLOCK_N == 128, "wgmma n64 / n128 (the wrapped and emulated shapes)");
+  static_assert(128 % BLOCK_N == 0, "a tile's columns share one 128-row block of wScales");
+  static_assert(kTileBytesW % kSwizzleAtomBytes == 0, "stage tiles keep 1024-byte alignment for the 128B swizzle");
+  static_assert(smemBytes<BLOCK_N>() <= 227 * 1024, "the ring fits sm_90's 227 KiB of dynamic shared memory per block");
   // Check the routing (every thread reads the same words, so all agree) and count the row tiles.
   if (p.offsets) {
     bool ok = p.offsets[0] == 0 && p.offsets[p.E] == p.rows;
@@ -271,7 +282,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp8GemmWgmmaKernel(const __grid_c
     mTiles += (end - begin + BLOCK_M - 1) / BLOCK_M;
   }
   const int64_t nBlocks = (p.N + BLOCK_N - 1) / BLOCK_N, tiles = mTiles * nBlocks;
-  const int64_t kBlocks = p.K / BLOCK_K, scaleBlocksN = nBlocks;  // wScales per expert: [ceil(N/128), K/128]
+  const int64_t kBlocks = p.K / BLOCK_K, scaleBlocksN = (p.N + 127) / 128;  // wScales per expert: [ceil(N/128), K/128]
 
   extern __shared__ __align__(1024) uint8_t smemRaw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smemRaw) + 1023) & ~uintptr_t(1023));
@@ -320,7 +331,7 @@ __global__ void __launch_bounds__(kThreads, 1) fp8GemmWgmmaKernel(const __grid_c
   uint32_t phase = 0;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const TileRef t = tileAt(p, tile, mTiles, nBlocks);
-    const float* wScales = p.wScales + (t.e * scaleBlocksN + t.nb) * kBlocks;
+    const float* wScales = p.wScales + (t.e * scaleBlocksN + t.nb * BLOCK_N / 128) * kBlocks;
     // This thread's two rows of the tile: D rows 16 w + g and + 8 of its warpgroup's 64.
     const int64_t row0 = t.row0 + consumer * WGMMA_M + warpInGroup * 16 + g, row1 = row0 + 8;
     float acc[WGMMA_N / 2];
@@ -412,16 +423,19 @@ bool encodeOperandMap(CUtensorMap* map, const uint8_t* base, int64_t rows, int64
                 CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-/** Launches the Hopper kernel over a ([rows, K]) and w ([wRows, K]); "" when launched, "fallback"
- *  when the operands do not suit TMA (not 16-byte aligned, or a coordinate past int32), else the error. */
-std::string launch(const uint8_t* a, const uint8_t* w, int64_t wRows, const WgmmaGemmArgs& p, const CudaLaunch& l) {
+/** Launches the Hopper kernel with BLOCK_N-column tiles over a ([rows, K]) and w ([wRows, K]); ""
+ *  when launched, "fallback" when the operands do not suit TMA (not 16-byte aligned, or a coordinate
+ *  past int32), else the error. */
+template <int BLOCK_N>
+std::string launchBlockN(const uint8_t* a, const uint8_t* w, int64_t wRows, const WgmmaGemmArgs& p, const CudaLaunch& l) {
+  constexpr size_t kSmem = smemBytes<BLOCK_N>();
   const int64_t limit = int64_t(1) << 31;
   if (reinterpret_cast<uintptr_t>(a) % 16 || reinterpret_cast<uintptr_t>(w) % 16 || p.rows >= limit || wRows >= limit || p.K >= limit) return "fallback";
   if (p.rows == 0) return "";
   CUtensorMap mapA, mapW;
   if (!encodeOperandMap(&mapA, a, p.rows, p.K, BLOCK_M) || !encodeOperandMap(&mapW, w, wRows, p.K, BLOCK_N))
     return "cuTensorMapEncodeTiled refused the operands' tensor maps (or the driver lacks it)";
-  if (cudaFuncSetAttribute(fp8GemmWgmmaKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes)) != cudaSuccess) return launchError();
+  if (cudaFuncSetAttribute(fp8GemmWgmmaKernel<BLOCK_N>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem)) != cudaSuccess) return launchError();
   int device = 0, sms = 0;
   if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms < 1) return launchError();
   // Persistent: one block per SM at most; the tile count (routing-dependent when grouped) is
@@ -430,8 +444,15 @@ std::string launch(const uint8_t* a, const uint8_t* w, int64_t wRows, const Wgmm
   const int64_t maxRowTiles = p.offsets ? (p.rows + BLOCK_M - 1) / BLOCK_M + p.E : p.counts ? p.E * ((p.slots + BLOCK_M - 1) / BLOCK_M) : (p.rows + BLOCK_M - 1) / BLOCK_M;
   const int64_t maxTiles = maxRowTiles * nBlocks;
   const unsigned blocks = unsigned(maxTiles < sms ? maxTiles : sms);
-  fp8GemmWgmmaKernel<<<blocks, kThreads, kSmemBytes, static_cast<cudaStream_t>(l.stream)>>>(mapA, mapW, p, l.error, l.op);
+  fp8GemmWgmmaKernel<BLOCK_N><<<blocks, kThreads, kSmem, static_cast<cudaStream_t>(l.stream)>>>(mapA, mapW, p, l.error, l.op);
   return launchError();
+}
+
+/** The Hopper kernel with 64- or 128-column tiles (fp8GemmHopperBlockN). */
+std::string launch(const uint8_t* a, const uint8_t* w, int64_t wRows, const WgmmaGemmArgs& p, int blockN, const CudaLaunch& l) {
+  if (blockN == 64) return launchBlockN<64>(a, w, wRows, p, l);
+  if (blockN == 128) return launchBlockN<128>(a, w, wRows, p, l);
+  return "the Hopper kernel has BLOCK_N 64 or 128, not " + std::to_string(blockN);
 }
 }  // namespace hopper
 
@@ -629,7 +650,7 @@ std::string fp8GemmLaunch(const Fp8GemmParams& p, const CudaLaunch& l) {
   if (p.K == 0) return "fp8Gemm: K = 0 is not supported on CUDA yet";
   if (std::string(fp8GemmCudaPath(p.M, p.N, p.K)) == "wgmma") {
     const hopper::WgmmaGemmArgs args{p.aScales, p.wScales, p.y, p.yType, p.N, p.K, 1, nullptr, nullptr, p.M, 0};
-    std::string r = hopper::launch(p.a, p.w, p.N, args, l);
+    std::string r = hopper::launch(p.a, p.w, p.N, args, int(fp8GemmHopperBlockN(p.M, p.N)), l);
     if (r != "fallback") return r.empty() ? r : "fp8Gemm: " + r;
   } else if (std::string(fp8GemmCudaPath(p.M, p.N, p.K)) == "swapAB") {
     const decode::DecodeArgs args{p.a, p.aScales, p.w, p.wScales, p.y, p.yType, nullptr, p.M, p.N, p.K, 0, nullptr};
@@ -648,7 +669,7 @@ std::string groupedFp8GemmLaunch(const GroupedFp8GemmParams& p, const CudaLaunch
   if (p.K == 0) return "groupedFp8Gemm: K = 0 is not supported on CUDA yet";
   if (std::string(groupedFp8GemmCudaPath(p.R, p.E, p.N, p.K)) == "wgmma") {
     const hopper::WgmmaGemmArgs args{p.aScales, p.wScales, p.y, p.yType, p.N, p.K, p.E, p.offsets, nullptr, p.R, 0};
-    std::string r = hopper::launch(p.a, p.w, p.E * p.N, args, l);
+    std::string r = hopper::launch(p.a, p.w, p.E * p.N, args, 128, l);  // the rows per expert are on the device: 128 columns
     if (r != "fallback") return r.empty() ? r : "groupedFp8Gemm: " + r;
   }
   // At most ceil(R / 64) + E tiles, whatever the routing: each expert's rows start a new tile.
@@ -664,7 +685,7 @@ std::string maskedGroupedFp8GemmLaunch(const MaskedGroupedFp8GemmParams& p, cons
   if (p.K == 0) return "maskedGroupedFp8Gemm: K = 0 is not supported on CUDA yet";
   if (std::string(maskedGroupedFp8GemmCudaPath(p.E, p.M, p.N, p.K)) == "wgmma") {
     const hopper::WgmmaGemmArgs args{p.aScales, p.wScales, p.y, p.yType, p.N, p.K, p.E, nullptr, p.counts, p.E * p.M, p.M};
-    std::string r = hopper::launch(p.a, p.w, p.E * p.N, args, l);
+    std::string r = hopper::launch(p.a, p.w, p.E * p.N, args, 128, l);
     if (r != "fallback") return r.empty() ? r : "maskedGroupedFp8Gemm: " + r;
   } else if (std::string(maskedGroupedFp8GemmCudaPath(p.E, p.M, p.N, p.K)) == "swapAB") {
     const decode::DecodeArgs args{p.a, p.aScales, p.w, p.wScales, p.y, p.yType, p.counts, p.M, p.N, p.K, 0, nullptr};

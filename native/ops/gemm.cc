@@ -432,6 +432,16 @@ static Napi::Value Fp8GemmSplits(const Napi::CallbackInfo& info) {
   });
 }
 
+/** fp8GemmBlockN(M, N, K): the Hopper kernel's tile width for that shape (fp8GemmHopperBlockN), 0
+ *  when fp8Gemm runs another kernel. Not part of the public ops list. */
+static Napi::Value Fp8GemmBlockN(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "fp8GemmBlockN");
+    const int64_t M = a.integer(0, "M", 0, int64_t(1) << 40), N = a.integer(1, "N", 0, int64_t(1) << 40), K = a.integer(2, "K", 0, int64_t(1) << 40);
+    return Napi::Number::New(info.Env(), double(std::string(fp8GemmCudaPath(M, N, K)) == "wgmma" ? fp8GemmHopperBlockN(M, N) : 0));
+  });
+}
+
 /** groupedFp8GemmPath(R, E, N, K) and maskedGroupedFp8GemmPath(E, M, N, K): the same for the grouped
  *  layouts. Not part of the public ops list. */
 template <const char* (*kRule)(int64_t, int64_t, int64_t, int64_t)>
@@ -460,6 +470,7 @@ DSN_INTERNAL_OP("fp8WeightSetRelease", Fp8WeightSetRelease);
 DSN_INTERNAL_OP("gemmSetBf16Dot", GemmSetBf16Dot);
 DSN_INTERNAL_OP("fp8GemmPath", Fp8GemmPath);
 DSN_INTERNAL_OP("fp8GemmSplits", Fp8GemmSplits);
+DSN_INTERNAL_OP("fp8GemmBlockN", Fp8GemmBlockN);
 DSN_INTERNAL_OP("groupedFp8GemmPath", GroupedFp8GemmPath);
 DSN_INTERNAL_OP("maskedGroupedFp8GemmPath", MaskedGroupedFp8GemmPath);
 DSN_INTERNAL_OP("gemmSetBatchInvariant", GemmSetBatchInvariant);

@@ -38,6 +38,20 @@ inline const char* fp8GemmCudaPath(int64_t M, int64_t N, int64_t K) {
   return M > 64 ? "wgmma" : M >= 1 ? "swapAB" : "mma.sync";
 }
 
+/** The Hopper kernel's tile width for fp8Gemm [M, K] x [N, K]ᵀ (M > 64): 64 or 128 columns, whichever
+ *  finishes in less time on 132 SMs, counting a tile's time as its width: ⌈tiles / 132⌉ · BLOCK_N
+ *  with tiles = ⌈M/128⌉ · ⌈N/BLOCK_N⌉ (a persistent block takes its tiles one after another), ties to
+ *  128 (twice the reuse of each A load). 64 wins where 128-wide tiles leave a wave mostly idle or
+ *  waste columns (N = 2112 at M = 4096: 5 waves of 128 vs 8 of 64). The grouped layouts keep 128 (the
+ *  rows per expert are on the device). DeepGEMM also has 256 and odd widths; the wgmma wrapper and
+ *  its emulation have n64 and n128. */
+inline int64_t fp8GemmHopperBlockN(int64_t M, int64_t N) {
+  constexpr int64_t kSms = 132;
+  const int64_t mTiles = (M + 127) / 128;
+  const auto cost = [&](int64_t blockN) { return (mTiles * ((N + blockN - 1) / blockN) + kSms - 1) / kSms * blockN; };
+  return cost(64) < cost(128) ? 64 : 128;
+}
+
 /** The swapAB kernel's K splits for fp8Gemm [M, K] x [N, K]ᵀ: enough blocks (⌈N/64⌉ tiles x splits)
  *  for about four per SM of an H100/H200 (132 SMs; a fixed count, so the result's bits do not
  *  depend on the device), at most one split per 128-wide K block, and no empty split. */

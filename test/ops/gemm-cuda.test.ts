@@ -70,7 +70,16 @@ for (const { device, skip } of suiteDevices('fp8Gemm', 'groupedFp8Gemm', 'masked
       [3, 5600, 896, 'bf16', 'swapAB', 4],
       [65, 64, 128, 'f32', 'wgmma', 1], [67, 200, 384, 'bf16', 'wgmma', 1], [130, 129, 256, 'f32', 'wgmma', 1],
       [256, 300, 512, 'bf16', 'wgmma', 1], [200, 136, 128, 'f32', 'wgmma', 1], [1280, 1800, 128, 'bf16', 'wgmma', 1],
+      [1280, 1664, 256, 'f32', 'wgmma', 1],
     ] as const;
+    // The Hopper kernel's tile width (fp8GemmHopperBlockN): 64 columns where they finish sooner on 132
+    // SMs (every small shape above, and 1280 x 1800: 3 waves of 64 vs 2 of 128), 128 on a tie
+    // (1280 x 1664: one wave of 130 tiles vs two of 260). DeepGEMM's N = 2112 at M = 4096 takes 64.
+    it('fp8Gemm on the Hopper kernel picks 64- or 128-column tiles by the waves they take', () => {
+      const widths = fp8Shapes.filter(([, , , , path]) => path === 'wgmma').map(([M, N, K]) => `${M}x${N}: ${native().ops.fp8GemmBlockN(M, N, K)}`);
+      expect(widths).toEqual(['65x64: 64', '67x200: 64', '130x129: 64', '256x300: 64', '200x136: 64', '1280x1800: 64', '1280x1664: 128']);
+      expect([native().ops.fp8GemmBlockN(4096, 2112, 7168), native().ops.fp8GemmBlockN(4096, 24576, 1536), native().ops.fp8GemmBlockN(64, 2112, 7168)]).toEqual([64, 128, 0]);
+    });
     it('fp8Gemm picks the wgmma kernel for M > 64 and the swapAB kernel (split over K when its tiles are few) below', () => {
       for (const [M, N, K, , path, splits] of fp8Shapes) {
         const got = `${M}x${N}x${K}: ${native().ops.fp8GemmPath(M, N, K)}, ${native().ops.fp8GemmSplits(M, N, K)} splits`;
