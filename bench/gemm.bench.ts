@@ -8,7 +8,9 @@
  * - gemm with a bf16 weight at M = 1…8 (the LM head, x bf16 or f32): GB/s of weight bytes against the
  *   read bandwidth.
  * On a CUDA device: fp8Gemm on DeepGEMM's published dense shapes (M = 4096), TFLOP/s against the
- * datasheet's dense FP8 peak (H200: 1979); the run's header prints the measured copy bandwidth.
+ * datasheet's dense FP8 peak (H200: 1979); the run's header prints the measured copy bandwidth. And
+ * the decode kernel (swapAB) on the same N × K at M = 1, 8, 64: GB/s of FP8 weight against the
+ * measured copy bandwidth and the datasheet's HBM bandwidth (H200: 4800), both in the row.
  * Skipped, with a message, on the emulated device (no GPU: the figures would mean nothing).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -334,13 +336,69 @@ function cudaFp8GemmCase(device: string, M: number, N: number, K: number): Bench
   );
 }
 
+/** The decode GEMM on a CUDA device: GB/s of FP8 weight bytes (N·K per product; W streams once)
+ *  against the measured copy bandwidth and the datasheet's. A run queues ≥ 1 GiB of products over
+ *  rotated weight copies (≥ 96 MB: L2, 50 MB on an H100/H200, never holds the next product's W), then
+ *  synchronises once, so the sync's latency is spread; a product of a few µs may still be bound by
+ *  the host's launch rate (no CUDA graph yet), which the figure then shows. */
+function cudaFp8DecodeCase(device: string, M: number, N: number, K: number): BenchCase {
+  const path = native().ops.fp8GemmPath(M, N, K) as string, splits = native().ops.fp8GemmSplits(M, N, K) as number;
+  return lazyCase(
+    {
+      name: `fp8Gemm (${path}${splits > 1 ? `, K in ${splits} splits` : ''}) M=${M} (GB/s of FP8 weight)`,
+      shape: `[${M}, ${K}] · [${N}, ${K}]ᵀ`,
+      device,
+      unit: 'GB/s',
+      work: gpuDecodeProducts(N, K) * N * K,
+      roofline: 'gpuCopy',
+      alsoAgainst: 'gpuDatasheetRead',
+    },
+    () => {
+      const a = tensor(randomCodes(M * K, 7), { shape: [M, K], dtype: 'f8e4m3', device });
+      const sa = tensor(randomScales(M * (K / 128)), { shape: [M, K / 128], device });
+      // The copies hold the same bytes (made once per N x K: the timing does not depend on them).
+      const copies = Math.max(2, Math.ceil(STREAM_BYTES / (N * K)));
+      const codes = decodeWeightCodes(N, K), scales = randomScales(Math.ceil(N / 128) * (K / 128));
+      const ws = Array.from({ length: copies }, () => ({
+        codes: tensor(codes, { shape: [N, K], dtype: 'f8e4m3', device }),
+        scales: tensor(scales, { shape: [Math.ceil(N / 128), K / 128], device }),
+      }));
+      let next = 0;
+      return {
+        run: () => {
+          for (let i = 0; i < gpuDecodeProducts(N, K); ++i) {
+            const w = ws[next];
+            next = (next + 1) % copies;
+            ops.fp8Gemm(a, sa, w.codes, w.scales, 'bf16').dispose();
+          }
+        },
+        dispose: () => [a, sa, ...ws.flatMap((w) => [w.codes, w.scales])].forEach((t) => t.dispose()),
+      };
+    },
+  );
+}
+const CUDA_DECODE_M = [1, 8, 64];
+const decodeCodes = new Map<string, Uint8Array>();
+/** Random weight codes for N x K, made once per shape (the M = 1, 8, 64 rows share them). */
+function decodeWeightCodes(N: number, K: number): Uint8Array {
+  const key = `${N}x${K}`;
+  let c = decodeCodes.get(key);
+  if (!c) decodeCodes.set(key, (c = randomCodes(N * K, 11)));
+  return c;
+}
+/** Products per timed run of cudaFp8DecodeCase: ≥ 1 GiB of weight. */
+const gpuDecodeProducts = (N: number, K: number) => Math.ceil((1 << 30) / (N * K));
+
 function cudaGemmCases(device: string): BenchCase[] {
   const info = devices().find((d) => d.name === device);
   if (!info || /emulated/.test(info.description)) {
     console.log(`fp8Gemm on ${device}: skipped (the emulated device, no GPU: its timings would mean nothing)`);
     return [];
   }
-  return DEEPGEMM_NK.map(([N, K]) => cudaFp8GemmCase(device, DEEPGEMM_M, N, K));
+  return [
+    ...DEEPGEMM_NK.map(([N, K]) => cudaFp8GemmCase(device, DEEPGEMM_M, N, K)),
+    ...DEEPGEMM_NK.flatMap(([N, K]) => CUDA_DECODE_M.map((M) => cudaFp8DecodeCase(device, M, N, K))),
+  ];
 }
 
 export function gemmCases(device: string): BenchCase[] {

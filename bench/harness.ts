@@ -8,6 +8,8 @@ import type { Roofline } from './roofline.js';
 
 export type Unit = 'GB/s' | 'GFLOP/s' | 'TFLOP/s' | 'tokens/s' | 'MB' | 'ms' | 'launches';
 
+export type RooflineKind = 'cpuRead' | 'cpuFma' | 'gpuCopy' | 'gpuDatasheetRead' | 'gpuFp8Peak' | 'none';
+
 export interface BenchCase {
   /** e.g. "rmsNorm bf16" */
   name: string;
@@ -18,7 +20,9 @@ export interface BenchCase {
   /** Work per run in the unit's numerator: bytes (GB/s), flops (GFLOP/s, TFLOP/s) or tokens. */
   work: number;
   /** Which roofline the figure is compared with. */
-  roofline: 'cpuRead' | 'cpuFma' | 'gpuCopy' | 'gpuFp8Peak' | 'none';
+  roofline: RooflineKind;
+  /** A second roofline to print the figure against (e.g. the datasheet beside the measured copy). */
+  alsoAgainst?: RooflineKind;
   /** One run: queue the op(s) and wait for them. */
   run(): Promise<void>;
   /** Frees what setup made. */
@@ -37,13 +41,17 @@ export interface BenchResult {
   /** The roofline figure the ratio is taken against, in `unit`. */
   roofline: number | null;
   ratio: number | null;
+  /** The case's alsoAgainst roofline (in `unit`) and the figure's ratio to it, when it has one. */
+  roofline2?: number | null;
+  ratio2?: number | null;
 }
 
-function rooflineOf(c: BenchCase, r: Roofline): number | null {
-  switch (c.roofline) {
+function rooflineOf(kind: RooflineKind, r: Roofline): number | null {
+  switch (kind) {
     case 'cpuRead': return r.cpuReadGBps;
     case 'cpuFma': return r.cpuFmaGflops;
     case 'gpuCopy': return r.gpu?.copyGBps ?? null;
+    case 'gpuDatasheetRead': return r.gpu?.datasheetGBps ?? null;
     case 'gpuFp8Peak': return r.gpu?.datasheetFp8Tflops ?? null;
     default: return null;
   }
@@ -61,7 +69,8 @@ export async function runCases(cases: BenchCase[], roofline: Roofline, timeMs = 
     const seconds = lat.p50 / 1e3;
     const scale = c.unit === 'tokens/s' ? 1 : c.unit === 'TFLOP/s' ? 1e12 : 1e9;
     const median = c.work / seconds / scale;
-    const roof = rooflineOf(c, roofline);
+    const roof = rooflineOf(c.roofline, roofline);
+    const roof2 = c.alsoAgainst ? rooflineOf(c.alsoAgainst, roofline) : undefined;
     results.push({
       name: c.name,
       shape: c.shape,
@@ -72,6 +81,7 @@ export async function runCases(cases: BenchCase[], roofline: Roofline, timeMs = 
       samples: lat.samples.length,
       roofline: roof,
       ratio: roof ? median / roof : null,
+      ...(roof2 !== undefined ? { roofline2: roof2, ratio2: roof2 ? median / roof2 : null } : {}),
     });
   }
   return results;
@@ -84,8 +94,8 @@ export function formatTable(results: BenchResult[]): string {
     r.device,
     `${r.median.toFixed(r.median < 10 ? 2 : 1)} ${r.unit}`,
     `${r.medianMs.toFixed(3)} ms`,
-    r.roofline ? `${r.roofline.toFixed(1)}` : '-',
-    r.ratio !== null ? `${(r.ratio * 100).toFixed(1)} %` : '-',
+    (r.roofline ? `${r.roofline.toFixed(1)}` : '-') + (r.roofline2 ? ` / ${r.roofline2.toFixed(1)}` : ''),
+    (r.ratio !== null ? `${(r.ratio * 100).toFixed(1)} %` : '-') + (r.ratio2 ? ` / ${(r.ratio2 * 100).toFixed(1)} %` : ''),
   ]);
   const head = ['benchmark', 'shape', 'device', 'median', 'time (median)', 'roofline', 'ratio'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));

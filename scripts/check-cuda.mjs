@@ -20,6 +20,9 @@ export const REQUIRED_PTX = {
     ['wgmma.mma_async with e4m3 operands', /wgmma\.mma_async\.sync\.aligned\.m64n\d+k32\.f32\.e4m3\.e4m3/],
     ['cp.async.bulk.tensor (TMA load)', /cp\.async\.bulk\.tensor\.2d\.shared::cluster\.global/],
     ['mbarrier.try_wait.parity', /mbarrier\.try_wait\.parity/],
+    // The decode (swapAB) kernel: FP8 mma.sync fed by a cp.async ring.
+    ['mma.sync m16n8k32 with e4m3 operands', /mma\.sync\.aligned\.m16n8k32\.row\.col\.f32\.e4m3\.e4m3\.f32/],
+    ['cp.async (16-byte, L2 only)', /cp\.async\.cg\.shared\.global/],
   ],
 };
 

@@ -199,11 +199,26 @@ Object.assign(CASES, {
     return caseOf(`fp8Dequant [${N}, ${K}] -> bf16`, 0, 0, (t) => [ops.fp8Dequant(t(w, { shape: [N, K], dtype: 'f8e4m3' }), t(s, { shape: [Math.ceil(N / 128), Math.ceil(K / 128)] }), 'bf16')]);
   }),
   // Summation order differs (tensor cores / fmaf chains): f32 error on the products' scale, one bf16 ulp.
-  // fp8Gemm: M <= 64 runs the mma.sync kernel, larger M the Hopper one (TMA + wgmma; N 2112 cuts a tile).
-  fp8Gemm: () => (small ? [[8, 256, 512], [130, 200, 256]] : [[1, 2112, 7168], [64, 7168, 2048], [1000, 4096, 7168], [513, 2112, 1536]]).map(([M, N, K]) => {
+  // fp8Gemm: M <= 64 runs the swapAB decode kernel (K split over blocks when its column tiles are few:
+  // 2112 x 7168 at M 1 in 14 splits), larger M the Hopper one (TMA + wgmma; N 2112 cuts a tile). The
+  // decode kernel runs twice: the second output is 0 where the bits match the first and 1e6 where
+  // not (the split-K sum is in a fixed order: deterministic), on the CPU always 0.
+  fp8Gemm: () => (small ? [[8, 256, 512], [130, 200, 256]] : [[1, 2112, 7168], [8, 24576, 1536], [17, 7168, 2048], [64, 4096, 7168], [1000, 4096, 7168], [513, 2112, 1536]]).map(([M, N, K]) => {
     const a = codes(M * K), sa = floats(M * K / 128).map(() => 2 ** -8), w = codes(N * K), sw = floats(Math.ceil(N / 128) * K / 128).map(() => 2 ** -8);
-    return caseOf(`fp8Gemm [${M}, ${K}] x [${N}, ${K}]ᵀ -> bf16`, 2 ** -10 * Math.sqrt(K), 2 ** -7, (t) =>
-      [ops.fp8Gemm(t(a, { shape: [M, K], dtype: 'f8e4m3' }), t(sa, { shape: [M, K / 128] }), t(w, { shape: [N, K], dtype: 'f8e4m3' }), t(sw, { shape: [Math.ceil(N / 128), K / 128] }), 'bf16', { exactBlockSums: true })]);
+    const path = native().ops.fp8GemmPath(M, N, K), splits = native().ops.fp8GemmSplits(M, N, K);
+    return caseOf(`fp8Gemm [${M}, ${K}] x [${N}, ${K}]ᵀ -> bf16 (${path}${splits > 1 ? `, ${splits} splits` : ''})`, 2 ** -10 * Math.sqrt(K), 2 ** -7, (t) => {
+      const args = [t(a, { shape: [M, K], dtype: 'f8e4m3' }), t(sa, { shape: [M, K / 128] }), t(w, { shape: [N, K], dtype: 'f8e4m3' }), t(sw, { shape: [Math.ceil(N / 128), K / 128] })];
+      const y = ops.fp8Gemm(...args, 'bf16', { exactBlockSums: true });
+      if (path !== 'swapAB') return [y];
+      const again = ops.fp8Gemm(...args, 'bf16', { exactBlockSums: true });
+      return [y, {
+        async toFloat32Array() {
+          const [u, v] = [await y.read(), await again.read()];
+          return Float32Array.from(u, (bits, i) => (bits === v[i] ? 0 : 1e6));
+        },
+        dispose: () => again.dispose(),
+      }];
+    });
   }),
   groupedFp8Gemm: () => (small ? [[4, 16, 128, 256]] : [[8, 64, 4096, 7168], [32, 2048, 2048, 2048]]).map(([E, R, N, K]) => {
     const offs = Int32Array.from({ length: E + 1 }, (_, e) => Math.round((e / E) ** 2 * R));  // uneven, some empty

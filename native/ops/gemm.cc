@@ -166,7 +166,15 @@ static Napi::Value Fp8Gemm(const Napi::CallbackInfo& info) {
     p.a = x->ptr<uint8_t>(); p.aScales = xs->ptr<float>(); p.w = w->ptr<uint8_t>(); p.wScales = ws->ptr<float>();
     p.y = y->data(); p.yType = out; p.M = x->numel() / K; p.N = N; p.K = K;
     p.exactBlockSums = a.has(5) && a.boolean(5, "exactBlockSums");
-    launch(kFp8Gemm, x->device, p, {x, xs, w, ws, y});
+    TensorRef workspace;  // CUDA, decode kernel split over K: the splits' partial sums (freed in stream order)
+    if (x->device.type == DeviceType::CUDA && std::string(fp8GemmCudaPath(p.M, N, K)) == "swapAB") {
+      p.splits = fp8GemmDecodeSplits(p.M, N, K);
+      if (p.splits > 1) {
+        workspace = newTensor(DType::f32, {p.splits * p.M * N}, x->device);
+        p.workspace = workspace->ptr<float>();
+      }
+    }
+    launch(kFp8Gemm, x->device, p, {x, xs, w, ws, y, workspace});
     return NativeTensor::Wrap(info.Env(), y);
   });
 }
@@ -404,14 +412,33 @@ static Napi::Value GemmSetBatchInvariant(const Napi::CallbackInfo& info) {
   });
 }
 
-/** fp8GemmPath(M, N, K) -> "wgmma" | "mma.sync": the CUDA kernel fp8Gemm runs for that shape
- *  (native/params/gemm.h's fp8GemmCudaPath), so tests and benchmarks can say which one they
- *  measured. Not part of the public ops list. */
+/** fp8GemmPath(M, N, K) -> "wgmma" | "swapAB" | "mma.sync": the CUDA kernel fp8Gemm runs for that
+ *  shape (native/params/gemm.h's fp8GemmCudaPath), so tests and benchmarks can say which one they
+ *  measured. Not part of the public ops list. fp8GemmSplits(M, N, K): the swapAB kernel's K splits
+ *  for that shape (fp8GemmDecodeSplits; 1 means no split). */
 static Napi::Value Fp8GemmPath(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "fp8GemmPath");
     const int64_t M = a.integer(0, "M", 0, int64_t(1) << 40), N = a.integer(1, "N", 0, int64_t(1) << 40), K = a.integer(2, "K", 0, int64_t(1) << 40);
     return Napi::String::New(info.Env(), fp8GemmCudaPath(M, N, K));
+  });
+}
+
+static Napi::Value Fp8GemmSplits(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "fp8GemmSplits");
+    const int64_t M = a.integer(0, "M", 0, int64_t(1) << 40), N = a.integer(1, "N", 0, int64_t(1) << 40), K = a.integer(2, "K", 0, int64_t(1) << 40);
+    return Napi::Number::New(info.Env(), double(std::string(fp8GemmCudaPath(M, N, K)) == "swapAB" ? fp8GemmDecodeSplits(M, N, K) : 1));
+  });
+}
+
+/** fp8GemmBlockN(M, N, K): the Hopper kernel's tile width for that shape (fp8GemmHopperBlockN), 0
+ *  when fp8Gemm runs another kernel. Not part of the public ops list. */
+static Napi::Value Fp8GemmBlockN(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    OpArgs a(info, "fp8GemmBlockN");
+    const int64_t M = a.integer(0, "M", 0, int64_t(1) << 40), N = a.integer(1, "N", 0, int64_t(1) << 40), K = a.integer(2, "K", 0, int64_t(1) << 40);
+    return Napi::Number::New(info.Env(), double(std::string(fp8GemmCudaPath(M, N, K)) == "wgmma" ? fp8GemmHopperBlockN(M, N) : 0));
   });
 }
 
@@ -442,6 +469,8 @@ DSN_INTERNAL_OP("fp8WeightSet", Fp8WeightSetNew);
 DSN_INTERNAL_OP("fp8WeightSetRelease", Fp8WeightSetRelease);
 DSN_INTERNAL_OP("gemmSetBf16Dot", GemmSetBf16Dot);
 DSN_INTERNAL_OP("fp8GemmPath", Fp8GemmPath);
+DSN_INTERNAL_OP("fp8GemmSplits", Fp8GemmSplits);
+DSN_INTERNAL_OP("fp8GemmBlockN", Fp8GemmBlockN);
 DSN_INTERNAL_OP("groupedFp8GemmPath", GroupedFp8GemmPath);
 DSN_INTERNAL_OP("maskedGroupedFp8GemmPath", MaskedGroupedFp8GemmPath);
 DSN_INTERNAL_OP("gemmSetBatchInvariant", GemmSetBatchInvariant);

@@ -51,6 +51,24 @@ for (const { device, skip } of suiteDevices('cast')) {
       }
     }
 
+    // CUDA moves whole groups of 8 with 128-bit loads and stores when both pointers are 16-byte
+    // aligned (every case above: fresh tensors, n mostly not a multiple of 8, so the last n % 8 one by
+    // one); a view from element 1 is not, and takes the element-by-element path: the same bits.
+    it(`a view off 16-byte alignment (rows(1, …)) casts as the whole tensor does, every pair (seed ${r.seed})`, async () => {
+      const n = 8 * r.int(2, 40) + 5;
+      for (const from of FLOATS)
+        for (const to of FLOATS) {
+          const xs = new Float32Array(n).map(() => roundTo(from, r.normal() * 2 ** r.int(-12, 9)));
+          using x = tensor(xs, { dtype: from, device });
+          using view = x.rows(1, n - 1);
+          using whole = ops.cast(x, to);
+          using part = ops.cast(view, to);
+          const [w, p] = [await whole.toFloat32Array(), await part.toFloat32Array()];
+          expect({ from, to, same: p.every((v, i) => Object.is(v, w[i + 1])) }).toEqual({ from, to, same: true });
+          expect(w.some((v) => v !== 0)).toBe(true);
+        }
+    });
+
     it.skipIf(device !== 'cpu')(`large casts (outputs of 16 MiB and more: non-temporal stores) give the bits of small ones, every path (seed ${r.seed})`, async () => {
       for (const [from, to, n] of [['bf16', 'f32', (17 << 20) / 4 + 13], ['f32', 'bf16', (17 << 20) / 2 + 5], ['f32', 'f8e4m3', (17 << 20) + 3]] as const) {
         using x = tensor(new Float32Array(n).map((_, i) => Math.sin(i) * 2 ** ((i % 17) - 8)), { dtype: from, device });

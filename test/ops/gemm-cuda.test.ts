@@ -7,6 +7,7 @@
  * | op                | bound per element                                                        | why |
  * | ----------------- | ------------------------------------------------------------------------ | --- |
  * | fp8Gemm, grouped, masked | 2⁻¹⁷ · Σ_kb sa·sw·Σ_k |a·w| + one ulp of the output dtype of |ref| | each 128-term block summed in f32 in another order (≤ 128 · 2⁻²⁴ = 2⁻¹⁷ of its magnitude), then scaled and added |
+ * | fp8Gemm split over K (swapAB, splits > 1) | the above + 2 · (K/128 − 1) · 2⁻²⁴ · Σ_kb sa·sw·Σ_k |a·w| | the blocks' scaled sums are added in another grouping (each split's chain, then the splits in order) than the CPU's one chain: each side's K/128-term f32 sum errs by ≤ (K/128 − 1) · 2⁻²⁴ of the magnitude |
  * | gemm, bmmHeads    | K · 2⁻²⁴ · Σ_k |x·w| + one ulp of the output dtype of |ref|       | a K-term f32 sum in another order |
  */
 import { describe, expect, it } from 'vitest';
@@ -41,8 +42,9 @@ for (const { device, skip } of suiteDevices('fp8Gemm', 'groupedFp8Gemm', 'masked
     });
 
     /** The per-element bound of an FP8 GEMM of codes a [M, K] (scales [M, K/128]) and w [N, K]. */
-    function fp8Bound(a: Uint8Array, sa: Float32Array, w: Uint8Array, sw: Float32Array, M: number, N: number, K: number, ref: Float32Array, yType: string) {
+    function fp8Bound(a: Uint8Array, sa: Float32Array, w: Uint8Array, sw: Float32Array, M: number, N: number, K: number, ref: Float32Array, yType: string, splits = 1) {
       const KB = K / 128, av = Float64Array.from(a, e4m3Value), wv = Float64Array.from(w, e4m3Value);
+      const relative = 2 ** -17 + (splits > 1 ? 2 * (KB - 1) * 2 ** -24 : 0);
       return (i: number) => {
         const m = Math.floor(i / N), n = i % N;
         let mag = 0;
@@ -51,24 +53,41 @@ for (const { device, skip } of suiteDevices('fp8Gemm', 'groupedFp8Gemm', 'masked
           for (let k = kb * 128; k < (kb + 1) * 128; ++k) s += Math.abs(av[m * K + k] * wv[n * K + k]);
           mag += s * Math.abs(sa[m * KB + kb] * sw[Math.floor(n / 128) * KB + kb]);
         }
-        return 2 ** -17 * mag + oneUlp(yType, ref[i]) + 1e-30;
+        return relative * mag + oneUlp(yType, ref[i]) + 1e-30;
       };
     }
 
     // The CUDA kernel is chosen by M (native/params/gemm.h's fp8GemmCudaPath): M > 64 runs the Hopper
-    // pipeline (TMA, mbarriers, wgmma, 128 x 128 tiles), smaller M the mma.sync decode path. The
-    // shapes cover both, tiles cut by M and N (not multiples of 128), K at the 128 boundary, and
+    // pipeline (TMA, mbarriers, wgmma, 128 x 128 tiles), smaller M the swapAB decode kernel (W rows on
+    // the mma's 16-row side, K split over blocks when few column tiles: `splits`). The shapes cover
+    // both, tiles cut by M and N (not multiples of 64 / 128), each n8 width of the decode kernel
+    // (M 1..8, 9..16, 17..32, 33..64), K at the 128 boundary (one block: no split), splits of one K
+    // block each, a split count that leaves the last split shorter (7 K blocks in 4 splits of 2), and
     // more tiles than the emulated device's SMs (so the persistent blocks take several tiles each).
     const fp8Shapes = [
-      [1, 1, 128, 'f32', 'mma.sync'], [5, 64, 128, 'bf16', 'mma.sync'], [64, 70, 256, 'f32', 'mma.sync'],
-      [65, 64, 128, 'f32', 'wgmma'], [67, 200, 384, 'bf16', 'wgmma'], [130, 129, 256, 'f32', 'wgmma'],
-      [256, 300, 512, 'bf16', 'wgmma'], [200, 136, 128, 'f32', 'wgmma'], [1280, 1800, 128, 'bf16', 'wgmma'],
+      [1, 1, 128, 'f32', 'swapAB', 1], [2, 100, 1024, 'bf16', 'swapAB', 8], [3, 130, 640, 'f32', 'swapAB', 5], [5, 64, 128, 'bf16', 'swapAB', 1],
+      [8, 70, 128, 'bf16', 'swapAB', 1], [17, 200, 768, 'f32', 'swapAB', 6], [33, 72, 384, 'bf16', 'swapAB', 3], [64, 70, 256, 'f32', 'swapAB', 2],
+      [3, 5600, 896, 'bf16', 'swapAB', 4],
+      [65, 64, 128, 'f32', 'wgmma', 1], [67, 200, 384, 'bf16', 'wgmma', 1], [130, 129, 256, 'f32', 'wgmma', 1],
+      [256, 300, 512, 'bf16', 'wgmma', 1], [200, 136, 128, 'f32', 'wgmma', 1], [1280, 1800, 128, 'bf16', 'wgmma', 1],
+      [1280, 1664, 256, 'f32', 'wgmma', 1],
     ] as const;
-    it('fp8Gemm picks the wgmma kernel for M > 64 and the mma.sync kernel below', () => {
-      for (const [M, N, K, , path] of fp8Shapes) expect(`${M}x${N}x${K}: ${native().ops.fp8GemmPath(M, N, K)}`).toBe(`${M}x${N}x${K}: ${path}`);
+    // The Hopper kernel's tile width (fp8GemmHopperBlockN): 64 columns where they finish sooner on 132
+    // SMs (every small shape above, and 1280 x 1800: 3 waves of 64 vs 2 of 128), 128 on a tie
+    // (1280 x 1664: one wave of 130 tiles vs two of 260). DeepGEMM's N = 2112 at M = 4096 takes 64.
+    it('fp8Gemm on the Hopper kernel picks 64- or 128-column tiles by the waves they take', () => {
+      const widths = fp8Shapes.filter(([, , , , path]) => path === 'wgmma').map(([M, N, K]) => `${M}x${N}: ${native().ops.fp8GemmBlockN(M, N, K)}`);
+      expect(widths).toEqual(['65x64: 64', '67x200: 64', '130x129: 64', '256x300: 64', '200x136: 64', '1280x1800: 64', '1280x1664: 128']);
+      expect([native().ops.fp8GemmBlockN(4096, 2112, 7168), native().ops.fp8GemmBlockN(4096, 24576, 1536), native().ops.fp8GemmBlockN(64, 2112, 7168)]).toEqual([64, 128, 0]);
     });
-    for (const [M, N, K, yType, path] of fp8Shapes)
-      it(`fp8Gemm [${M}, ${K}] x [${N}, ${K}]ᵀ -> ${yType}, ${path} kernel (seed ${r.seed})`, async () => {
+    it('fp8Gemm picks the wgmma kernel for M > 64 and the swapAB kernel (split over K when its tiles are few) below', () => {
+      for (const [M, N, K, , path, splits] of fp8Shapes) {
+        const got = `${M}x${N}x${K}: ${native().ops.fp8GemmPath(M, N, K)}, ${native().ops.fp8GemmSplits(M, N, K)} splits`;
+        expect(got).toBe(`${M}x${N}x${K}: ${path}, ${splits} splits`);
+      }
+    });
+    for (const [M, N, K, yType, path, splits] of fp8Shapes)
+      it(`fp8Gemm [${M}, ${K}] x [${N}, ${K}]ᵀ -> ${yType}, ${path} kernel${splits > 1 ? `, K in ${splits} splits` : ''} (seed ${r.seed})`, async () => {
         const a = codes(M * K), w = codes(N * K);
         const sa = Float32Array.from({ length: M * (K / 128) }, () => 2 ** r.int(-12, -4));
         const sw = Float32Array.from({ length: Math.ceil(N / 128) * (K / 128) }, () => 2 ** r.int(-12, -4) * (1 + r.next()));
@@ -82,8 +101,10 @@ for (const { device, skip } of suiteDevices('fp8Gemm', 'groupedFp8Gemm', 'masked
         };
         const ref = await run('cpu');
         const got = await run(device);
-        expectWithin('fp8Gemm', got, ref, fp8Bound(a, sa, w, sw, M, N, K, ref, yType));
+        expectWithin('fp8Gemm', got, ref, fp8Bound(a, sa, w, sw, M, N, K, ref, yType, splits));
         expect(ref.some((v) => v !== 0)).toBe(true);
+        // Deterministic: a second run gives the same bits (the K splits are summed in a fixed order).
+        if (path === 'swapAB') expect(Buffer.from((await run(device)).buffer).equals(Buffer.from(got.buffer))).toBe(true);
       });
 
     // groupedFp8Gemm takes the wgmma kernel when the mean rows per expert reach 64 (R ≥ 64·E), else
@@ -155,8 +176,11 @@ for (const { device, skip } of suiteDevices('fp8Gemm', 'groupedFp8Gemm', 'masked
       expect(Array.from(await y2.toFloat32Array()).every((v) => v === 0)).toBe(true);
     });
 
-    // maskedGroupedFp8Gemm takes the wgmma kernel when an expert has more than 64 row slots.
-    const maskedCases: { counts: number[]; M: number; path: string }[] = [{ counts: [70, 0, 1, 65], M: 70, path: 'wgmma' }, { counts: [40, 0, 3], M: 40, path: 'mma.sync' }];
+    // maskedGroupedFp8Gemm takes the wgmma kernel when an expert has more than 64 row slots, else
+    // fp8Gemm's swapAB decode kernel (one grid slice per expert).
+    const maskedCases: { counts: number[]; M: number; path: string }[] = [
+      { counts: [70, 0, 1, 65], M: 70, path: 'wgmma' }, { counts: [40, 0, 3], M: 40, path: 'swapAB' }, { counts: [8, 1, 0, 5], M: 8, path: 'swapAB' },
+    ];
     for (const { counts, M, path } of maskedCases)
       it(`maskedGroupedFp8Gemm: ${counts.length} experts of ${M} row slots, counts ${counts.join(', ')}, ${path} kernel (seed ${r.seed})`, async () => {
         const E = counts.length, N = 72, K = 256;
@@ -185,8 +209,8 @@ for (const { device, skip } of suiteDevices('fp8Gemm', 'groupedFp8Gemm', 'masked
       });
 
     for (const M of [4, 80])
-      it(`maskedGroupedFp8Gemm (${M} row slots, ${M > 64 ? 'wgmma' : 'mma.sync'} kernel): a count outside [0, M] fails at the next sync point, and the device works on`, async () => {
-        expect(native().ops.maskedGroupedFp8GemmPath(2, M, 8, 128)).toBe(M > 64 ? 'wgmma' : 'mma.sync');
+      it(`maskedGroupedFp8Gemm (${M} row slots, ${M > 64 ? 'wgmma' : 'swapAB'} kernel): a count outside [0, M] fails at the next sync point, and the device works on`, async () => {
+        expect(native().ops.maskedGroupedFp8GemmPath(2, M, 8, 128)).toBe(M > 64 ? 'wgmma' : 'swapAB');
         using at = tensor(new Uint8Array(2 * M * 128), { shape: [2, M, 128], dtype: 'f8e4m3', device });
         using st = tensor(new Float32Array(2 * M), { shape: [2, M, 1], device });
         using wt = tensor(new Uint8Array(2 * 8 * 128), { shape: [2, 8, 128], dtype: 'f8e4m3', device });

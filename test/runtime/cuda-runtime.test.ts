@@ -303,17 +303,18 @@ describe('the CUDA build scripts', () => {
     expect(gateFailures(ks[2])).toEqual(['wgmma serialised (C7515)']);
   });
 
-  it('check:cuda requires wgmma e4m3, TMA loads and mbarrier waits in the PTX of the Hopper fp8Gemm', () => {
+  it('check:cuda requires wgmma e4m3, TMA loads and mbarrier waits (the Hopper fp8Gemm) and mma.sync e4m3 fed by cp.async (the decode kernel) in its PTX', () => {
     const hopper = [
       'mbarrier.try_wait.parity.shared::cta.b64 p, [%r1], %r2;',
       'cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%r3], [%rd1, {%r4, %r5}], [%r1];',
       'wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {%f1, %f2}, %rd2, %rd3, p, 1, 1;',
     ].join('\n');
-    expect(missingPtx('sm90_fp8_gemm.cu', hopper)).toEqual([]);
-    // The mma.sync kernel alone, or a bf16 wgmma, is not the Hopper FP8 pipeline.
-    expect(missingPtx('sm90_fp8_gemm.cu', 'mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32')).toEqual([
-      'wgmma.mma_async with e4m3 operands', 'cp.async.bulk.tensor (TMA load)', 'mbarrier.try_wait.parity']);
-    expect(missingPtx('sm90_fp8_gemm.cu', hopper.replace('e4m3.e4m3', 'bf16.bf16'))).toEqual(['wgmma.mma_async with e4m3 operands']);
+    const decode = ['cp.async.cg.shared.global [%r6], [%rd4], 16, %r7;', 'mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%f3, %f4, %f5, %f6}, {%r8, %r9, %r10, %r11}, {%r12, %r13}, {%f3, %f4, %f5, %f6};'].join('\n');
+    expect(missingPtx('sm90_fp8_gemm.cu', `${hopper}\n${decode}`)).toEqual([]);
+    // The decode kernel alone, or a bf16 wgmma, is not the Hopper FP8 pipeline; the Hopper one alone lacks the decode kernel.
+    expect(missingPtx('sm90_fp8_gemm.cu', decode)).toEqual(['wgmma.mma_async with e4m3 operands', 'cp.async.bulk.tensor (TMA load)', 'mbarrier.try_wait.parity']);
+    expect(missingPtx('sm90_fp8_gemm.cu', `${hopper.replace('e4m3.e4m3', 'bf16.bf16')}\n${decode}`)).toEqual(['wgmma.mma_async with e4m3 operands']);
+    expect(missingPtx('sm90_fp8_gemm.cu', hopper)).toEqual(['mma.sync m16n8k32 with e4m3 operands', 'cp.async (16-byte, L2 only)']);
     expect(missingPtx('norm.cu', '')).toEqual([]);
   });
 });
