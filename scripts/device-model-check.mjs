@@ -8,7 +8,7 @@
 // "N passed, N failed"; exits 1 on a failure.
 //
 //   DEEPSEEK_NATIVE_BUILD=cuda node scripts/device-model-check.mjs GOLDEN_DIR [--device cuda:0]
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { loadModel } from '../dist/lib/index.js';
@@ -40,8 +40,11 @@ async function rows(model, runs, want) {
   return out;
 }
 
-// The golden test's CUDA bounds, from the file it reads them from.
-const F32 = JSON.parse(readFileSync(join(golden, 'f32-bounds.json'), 'utf8')).cuda;
+// The golden test's CUDA bounds, from the file it reads them from: beside the checkpoints in the
+// device bundle, else in this checkout's test/golden (a golden folder from elsewhere has none).
+const boundsFile = [join(golden, 'f32-bounds.json'), join(import.meta.dirname, '..', 'test', 'golden', 'f32-bounds.json')].find((f) => existsSync(f));
+if (!boundsFile) throw new Error(`device-model-check: no f32-bounds.json in ${golden} or test/golden`);
+const F32 = JSON.parse(readFileSync(boundsFile, 'utf8')).cuda;
 let passed = 0, failed = 0;
 for (const name of ['tiny-dense', 'tiny-sparse']) {
   const { runs } = JSON.parse(readFileSync(join(golden, `${name}.v32.logits.json`), 'utf8'));
