@@ -56,6 +56,8 @@ export class DecodeGraphs {
   /** Steps captured and replays launched since load: what the bench and tests read. */
   captures = 0;
   replays = 0;
+  /** Why graphs were turned off (a capture failed), or null while they are on. */
+  disabled: string | null = null;
 
   constructor(
     readonly transformer: Transformer,
@@ -78,8 +80,11 @@ export class DecodeGraphs {
    * Runs one decode step (every item one token) as a graph replay, capturing it first when this
    * (B, capacity) has no graph yet; returns the logits `[B, vocab]` f32 in batch order. The tensor is
    * the graph's: it holds this step's logits until the next replay of the same graph is queued.
+   * Returns null, having queued nothing, when graphs are off: a capture failed (see `disabled`), and
+   * the caller runs the step eagerly.
    */
-  step(items: readonly BatchItem[]): Tensor {
+  step(items: readonly BatchItem[]): Tensor | null {
+    if (this.disabled) return null;
     const keys = Math.max(...items.map((it) => it.sequence.length + 1));
     const cap = this.capacity(keys);
     const key = `${items.length}:${cap}`;
@@ -93,7 +98,15 @@ export class DecodeGraphs {
         this.#graphs.delete(oldest);
         first.dispose();
       }
-      g = DecodeGraph.capture(this.transformer, this.cache, this.rope, items, cap, this.device);
+      try {
+        g = DecodeGraph.capture(this.transformer, this.cache, this.rope, items, cap, this.device);
+      } catch (e) {
+        // Nothing ran: the step runs eagerly, and so do the later ones (a driver that cannot capture
+        // what these kernels queue would fail every capture).
+        this.disabled = e instanceof Error ? e.message : String(e);
+        process.emitWarning(`decode steps run eagerly from now on: capturing a CUDA graph failed: ${this.disabled}`, 'DeepseekNativeWarning');
+        return null;
+      }
       this.captures += 1;
     }
     this.#graphs.set(key, g);

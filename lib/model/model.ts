@@ -110,10 +110,11 @@ export class Model {
     this.#graphs = parts.graphs;
   }
 
-  /** Decode steps captured as CUDA graphs and graph replays since load (0 and 0 without graphs). */
-  get decodeGraphStats(): { graphs: number; captures: number; replays: number } {
+  /** Decode steps captured as CUDA graphs and graph replays since load (0 and 0 without graphs);
+   *  `disabled`: why graphs were turned off, when a capture failed (the steps then run eagerly). */
+  get decodeGraphStats(): { graphs: number; captures: number; replays: number; disabled?: string } {
     const g = this.#graphs;
-    return { graphs: g?.size ?? 0, captures: g?.captures ?? 0, replays: g?.replays ?? 0 };
+    return { graphs: g?.size ?? 0, captures: g?.captures ?? 0, replays: g?.replays ?? 0, ...(g?.disabled ? { disabled: g.disabled } : {}) };
   }
 
   get disposed(): boolean {
@@ -269,9 +270,11 @@ export class Model {
     try {
       for (const item of batch) rollbacks.push(item.sequence.reserve(item.tokens.length));
       let result: T;
-      if (this.#graphs && batch.every((item) => item.tokens.length === 1)) {
-        // One token per item: the last row of each item is its only row, in batch order.
-        result = await use(this.#graphs.step(batch));  // the graph keeps its logits tensor
+      // One token per item: the last row of each item is its only row, in batch order. The graph
+      // keeps its logits tensor; null: graphs are off, the step runs eagerly.
+      const replayed = this.#graphs && batch.every((item) => item.tokens.length === 1) ? this.#graphs.step(batch) : null;
+      if (replayed) {
+        result = await use(replayed);
       } else {
         ctx = new ForwardContext(batch, this.device);
         const rowsWanted: number[] = [];

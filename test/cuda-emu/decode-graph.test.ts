@@ -9,6 +9,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { loadModel, ops, tensor } from '../../lib/index.js';
+import { DecodeGraphs } from '../../lib/model/decode-graph.js';
+import { BlockPool, type KvCache, Sequence } from '../../lib/model/kv-cache.js';
+import type { Rope } from '../../lib/model/rope.js';
+import type { Transformer } from '../../lib/model/transformer.js';
 import { DeviceGraph } from '../../lib/runtime/graph.js';
 import { native } from '../../lib/runtime/native.js';
 import { GOLDEN } from '../golden-dir.js';
@@ -70,6 +74,37 @@ describe('DeviceGraph on cuda:0', () => {
   it('graphs are a CUDA thing: the CPU refuses with a TypeError', () => {
     expect(() => native().graphBegin('cpu')).toThrow(TypeError);
     expect(() => native().graphLaunch('cuda:0', 123456)).toThrow(/no graph 123456/);
+  });
+});
+
+describe('DecodeGraphs when a capture fails', () => {
+  it('turns graphs off with a warning, queues nothing, and lets the caller run the step eagerly', async () => {
+    // A forward that cannot be captured (it copies from the host): what a driver refusing some call
+    // inside the capture would look like.
+    let calls = 0;
+    const transformer = { forward: () => (calls++, tensor([1, 2, 3], { device: DEV })) } as unknown as Transformer;
+    const graphs = new DecodeGraphs(transformer, {} as KvCache, {} as Rope, DEV, 128);
+    const pool = new BlockPool(4);
+    const seq = new Sequence(pool, 128);
+    seq.reserve(1);
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      expect(graphs.step([{ sequence: seq, tokens: [7] }])).toBeNull();
+      await new Promise((r) => setImmediate(r));
+      expect(graphs.disabled).toMatch(/cuda:0 is capturing a graph/);
+      expect(warnings.some((w) => w.includes('decode steps run eagerly from now on'))).toBe(true);
+      expect(graphs.step([{ sequence: seq, tokens: [7] }])).toBeNull(); // off for good: no second capture
+      expect(calls).toBe(1);
+      expect(graphs.size).toBe(0);
+      using x = tensor([1, 2], { device: DEV }); // the device is not left capturing
+      using y = ops.scale(x, 3);
+      expect(Array.from((await y.read()) as Float32Array)).toEqual([3, 6]);
+    } finally {
+      process.off('warning', onWarning);
+      seq.dispose();
+    }
   });
 });
 
