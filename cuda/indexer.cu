@@ -11,7 +11,6 @@
 
 #include <limits>
 
-#include "convert.cuh"
 #include "device_error.cuh"
 #include "indexer.cuh"
 #include "launch_check.cuh"

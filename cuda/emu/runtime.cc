@@ -14,6 +14,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -35,8 +36,8 @@ struct CUstream_st {
   };
   std::deque<Task> queue;
   // While capturing (cudaStreamBeginCapture .. EndCapture): the work queued, in order, instead of run.
-  std::shared_ptr<std::vector<std::function<void()>>> capture;
-  cudaError_t captureError = cudaSuccess;  // what invalidated the capture, if anything did
+  std::unique_ptr<std::vector<std::function<void()>>> capture;
+  bool captureInvalidated = false;  // something that cannot be captured was asked for
   uint64_t enqueued = 0;
   std::atomic<uint64_t> completed{0};
   bool stop = false;
@@ -47,7 +48,8 @@ struct CUgraph_st {
   std::vector<std::function<void()>> nodes;
 };
 struct CUgraphExec_st {
-  std::vector<std::function<void()>> nodes;
+  // Shared with the launches still queued, so neither a launch nor cudaGraphExecDestroy copies them.
+  std::shared_ptr<const std::vector<std::function<void()>>> nodes;
 };
 
 struct CUevent_st {
@@ -222,7 +224,7 @@ uint64_t enqueue(CUstream_st* s, std::function<void()> fn) {
 bool refuseWhileCapturing(CUstream_st* s, const std::string& what) {
   std::lock_guard<std::mutex> l(s->mu);
   if (!s->capture) return false;
-  s->captureError = cudaErrorStreamCaptureUnsupported;
+  s->captureInvalidated = true;
   fail(cudaErrorStreamCaptureUnsupported, what + " on a stream that is capturing a graph (the capture is invalidated)");
   return true;
 }
@@ -742,38 +744,36 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mo
   if (mode != cudaStreamCaptureModeRelaxed) return fail(cudaErrorNotSupported, "cudaStreamBeginCapture: the emulator captures in relaxed mode only");
   std::lock_guard<std::mutex> l(stream->mu);
   if (stream->capture) return fail(cudaErrorIllegalState, "cudaStreamBeginCapture: the stream is already capturing");
-  stream->capture = std::make_shared<std::vector<std::function<void()>>>();
-  stream->captureError = cudaSuccess;
+  stream->capture = std::make_unique<std::vector<std::function<void()>>>();
+  stream->captureInvalidated = false;
   return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   *graph = nullptr;
   if (!stream || stream == cudaStreamLegacy || stream == cudaStreamPerThread) return fail(cudaErrorIllegalState, "cudaStreamEndCapture: the stream is not capturing");
-  std::shared_ptr<std::vector<std::function<void()>>> nodes;
-  cudaError_t why;
+  std::unique_ptr<std::vector<std::function<void()>>> nodes;
+  bool invalidated;
   {
     std::lock_guard<std::mutex> l(stream->mu);
     if (!stream->capture) return fail(cudaErrorIllegalState, "cudaStreamEndCapture: the stream is not capturing");
     nodes = std::move(stream->capture);
-    stream->capture.reset();
-    why = stream->captureError;
+    invalidated = stream->captureInvalidated;
   }
-  if (why != cudaSuccess) return fail(cudaErrorStreamCaptureInvalidated, "cudaStreamEndCapture: the capture was invalidated by an operation that cannot be captured");
+  if (invalidated) return fail(cudaErrorStreamCaptureInvalidated, "cudaStreamEndCapture: the capture was invalidated by an operation that cannot be captured");
   *graph = new CUgraph_st{std::move(*nodes)};
   return cudaSuccess;
 }
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
   *exec = nullptr;
   if (!graph) return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: no graph");
-  *exec = new CUgraphExec_st{graph->nodes};
+  *exec = new CUgraphExec_st{std::make_shared<const std::vector<std::function<void()>>>(graph->nodes)};
   return cudaSuccess;
 }
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   if (!exec) return fail(cudaErrorInvalidResourceHandle, "cudaGraphLaunch: no executable graph");
   if (cudaError_t e = sticky(tlsDevice)) return fail(e);
   // The nodes run in capture order, as one item of the stream; each skips itself after a fault.
-  auto nodes = std::make_shared<std::vector<std::function<void()>>>(exec->nodes);
-  enqueue(resolve(stream), [nodes] {
+  enqueue(resolve(stream), [nodes = exec->nodes] {
     for (auto& fn : *nodes) fn();
   });
   return cudaSuccess;
@@ -783,7 +783,7 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
   return cudaSuccess;
 }
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
-  delete exec;  // a launch already queued holds its own copy of the nodes
+  delete exec;  // a launch already queued shares the nodes and keeps them
   return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* out, unsigned int flags) {

@@ -90,8 +90,8 @@ export class DecodeGraphs {
     const key = `${items.length}:${cap}`;
     let g = this.#graphs.get(key);
     if (g) {
-      this.#graphs.delete(key);  // re-inserted below: the map's order is the LRU order
       g.ctx.rewrite(items);
+      this.#graphs.delete(key);  // re-inserted below: the map's order is the LRU order
     } else {
       if (this.#graphs.size >= this.limit) {
         const [oldest, first] = this.#graphs.entries().next().value as [string, DecodeGraph];

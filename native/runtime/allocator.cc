@@ -33,7 +33,7 @@ void* CachingAllocator::allocate(size_t bytes, size_t* blockBytes) {
     pool = openPool_;
     // A capture takes only its own pool's blocks (or new ones): a block of the shared cache may
     // belong to a tensor the caller still holds after the graph replays.
-    if (void* p = takeCached(pool >= 0 ? pools_[pool].free : cache_, want, blockBytes)) return p;
+    if (void* p = takeCached(pool >= 0 ? pools_[pool] : cache_, want, blockBytes)) return p;
   }
   std::string why;
   void* p = rawAlloc(want, &why);
@@ -60,12 +60,12 @@ void CachingAllocator::release(void* p, size_t blockBytes) {
     return;
   }
   auto pool = pools_.find(owner->second);
-  if (pool->second.retired) {  // its graph is gone: the block is everyone's again
+  if (pool == pools_.end()) {  // its graph is gone: the block is everyone's again
     poolOf_.erase(owner);
     cache_.emplace(blockBytes, p);
     return;
   }
-  pool->second.free.emplace(blockBytes, p);
+  pool->second.emplace(blockBytes, p);
 }
 
 int CachingAllocator::beginPool() {
@@ -86,12 +86,11 @@ void CachingAllocator::retirePool(int id) {
   auto pool = pools_.find(id);
   if (pool == pools_.end()) return;
   if (openPool_ == id) openPool_ = -1;
-  for (auto& [bytes, p] : pool->second.free) {  // released already: back to the shared cache now
+  for (auto& [bytes, p] : pool->second) {  // released already: back to the shared cache now
     poolOf_.erase(p);
     cache_.emplace(bytes, p);
   }
-  pool->second.free.clear();
-  pool->second.retired = true;  // blocks still in use follow when released
+  pools_.erase(pool);  // blocks still in use follow when released
 }
 
 void CachingAllocator::emptyCache() {

@@ -51,12 +51,8 @@ class CachingAllocator {
   std::mutex mu_;
   std::multimap<size_t, void*> cache_;
   MemoryStats stats_;
-  struct Pool {
-    std::multimap<size_t, void*> free;
-    bool retired = false;
-  };
-  std::map<int, Pool> pools_;
-  std::map<void*, int> poolOf_;  // every block a private pool owns
+  std::map<int, std::multimap<size_t, void*>> pools_;  // live private pools: their free blocks
+  std::map<void*, int> poolOf_;  // every block a private pool owns (its pool may be retired since)
   int openPool_ = -1, nextPool_ = 1;
   /** A free block of at least `want` from `cache` (at most twice that), or nullptr. Holds mu_. */
   void* takeCached(std::multimap<size_t, void*>& cache, size_t want, size_t* blockBytes);
