@@ -293,9 +293,11 @@ class CudaBackend : public Backend {
     const size_t wordAt = (bytes + 15) / 16 * 16;
     PinnedBlock block;
     block.data = pinned().allocate(wordAt + sizeof(DeviceErrorWord), &block.blockBytes);
+    // Queuing a copy fails only with a sticky error, which work queued earlier raised (a kernel
+    // that faulted before this point was queued): reported exactly as if waiting had found it.
     auto fail = [&](const std::string& err) {
       pinned().release(block.data, block.blockBytes);
-      throwError(what, ": cuda:", index_, ": ", err);
+      throwError("cuda:", index_, ": ", err, " (raised by work queued before this ", what, "; the last op queued was ", lastOp(), ")");
     };
     char* host = static_cast<char*>(block.data);
     std::string err;

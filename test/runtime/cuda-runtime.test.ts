@@ -179,13 +179,16 @@ describe('CUDA devices and errors', () => {
     );
   });
 
-  it.skipIf(!gpu)(`a sticky error is reported as an earlier kernel's, not the next op's${gpu ? '' : ' (skipped: no CUDA GPU)'}`, async () => {
+  // Whether the kernel has faulted when the sync point is queued (queuing fails) or only while it is
+  // waited for, the error names the work queued before it.
+  it.skipIf(!gpu).each([0, 300])(`a sticky error is reported as an earlier kernel's, not the next op's (sync queued after %i ms)${gpu ? '' : ' (skipped: no CUDA GPU)'}`, async (delayMs) => {
     // In a child process: the context is unusable afterwards.
     const r = await run(process.execPath, ['--input-type=module', '-e', `
       import { ops, tensor, synchronize } from './dist/lib/index.js';
       import { native } from './dist/lib/runtime/native.js';
       const x = tensor(new Float32Array(64), { device: '${gpu?.name}' });
       native().ops.debugIllegalAddress('${gpu?.name}');
+      await new Promise((resolve) => setTimeout(resolve, ${delayMs}));
       const sync = await synchronize('${gpu?.name}').then(() => 'resolved', (e) => e.message);
       let launch = '';
       try { ops.cast(x, 'bf16'); } catch (e) { launch = e.message; }
