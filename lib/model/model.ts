@@ -387,7 +387,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     if (numBlocks < 1)
       throw invalidArgument('loadModel', 'cacheBytes', `at least one cache block (${BLOCK_TOKENS * KvCache.bytesPerToken(config, act)} bytes)`, options.cacheBytes, true);
     cache = new KvCache(config, numBlocks, act, device);
-    const graphs = device !== 'cpu' && (options.decodeGraphs ?? true) ? new DecodeGraphs(transformer, cache, rope, device, maxContext) : null;
+    const graphs = (options.decodeGraphs ?? device !== 'cpu') ? new DecodeGraphs(transformer, cache, rope, device, maxContext) : null;
     return new Model({ dir, config, device, activations: act, maxContext, maxSequences, checkpoint, transformer, cache, rope, graphs });
   } catch (e) {
     transformer?.dispose();
