@@ -265,15 +265,41 @@ void CpuBackend::synchronize(std::function<void(const StreamError*)> done) {
   });
 }
 
-void CpuBackend::enqueue(const char* op, std::function<void()> fn) {
+void CpuBackend::enqueue(const char* op, std::function<void()> fn) { enqueue(op, std::move(fn), {}); }
+
+void CpuBackend::enqueue(const char* op, std::function<void()> fn, std::vector<std::shared_ptr<Storage>> keep) {
   if (capturing_.load(std::memory_order_acquire)) {
     std::lock_guard<std::mutex> lock(graphMu_);
     if (capturing_.load(std::memory_order_relaxed) && captureThread_ == std::this_thread::get_id()) {
       recording_.push_back({op, std::move(fn)});
+      for (auto& s : keep) {
+        if (!s) continue;
+        for (auto& a : captureAllocations_)
+          if (a.first == s) ++a.second;
+        recordingKeep_.push_back(std::move(s));
+      }
       return;
     }
   }
-  worker_.push(op, std::move(fn));
+  if (keep.empty()) {
+    worker_.push(op, std::move(fn));
+    return;
+  }
+  worker_.push(op, [keep = std::move(keep), fn = std::move(fn)] { fn(); });
+}
+
+std::shared_ptr<Storage> CpuBackend::allocate(size_t bytes) {
+  if (capturing_.load(std::memory_order_acquire) && bytes > 0) {
+    std::lock_guard<std::mutex> lock(graphMu_);
+    if (capturing_.load(std::memory_order_relaxed) && captureThread_ == std::this_thread::get_id()) {
+      for (auto& a : captureAllocations_)
+        if (a.first->bytes == bytes && a.first.use_count() == a.second + 1) return a.first;  // dead: reuse
+      auto s = Backend::allocate(bytes);
+      captureAllocations_.emplace_back(s, 0);
+      return s;
+    }
+  }
+  return Backend::allocate(bytes);
 }
 
 bool CpuBackend::capturingHere() const {
@@ -296,26 +322,30 @@ void CpuBackend::beginCapture() {
   std::lock_guard<std::mutex> lock(graphMu_);
   if (capturing_.load()) throwError("graph: cpu is already capturing a graph");
   recording_.clear();
+  recordingKeep_.clear();
+  captureAllocations_.clear();
   captureFailure_.clear();
   captureThread_ = std::this_thread::get_id();
   capturing_.store(true, std::memory_order_release);
 }
 
 int CpuBackend::endCapture() {
-  RecordedTasks recorded;
+  auto graph = std::make_shared<Graph>();
   std::string failure;
   {
     std::lock_guard<std::mutex> lock(graphMu_);
     if (!capturing_.load() || captureThread_ != std::this_thread::get_id()) throwError("graph: cpu is not capturing a graph");
     capturing_.store(false, std::memory_order_release);
-    recorded.swap(recording_);
+    graph->tasks.swap(recording_);
+    graph->keep.swap(recordingKeep_);
+    captureAllocations_.clear();
     failure.swap(captureFailure_);
   }
   // A failed capture's closures (and the storages they hold) are dropped here: nothing ran.
   if (!failure.empty()) throwError("graph: the capture on cpu failed: ", failure);
   std::lock_guard<std::mutex> lock(graphMu_);
   const int id = nextGraph_++;
-  graphs_[id] = std::make_shared<const RecordedTasks>(std::move(recorded));
+  graphs_[id] = std::move(graph);
   return id;
 }
 
@@ -326,18 +356,18 @@ void CpuBackend::launchGraph(int id) {
     std::lock_guard<std::mutex> lock(graphMu_);
     auto it = graphs_.find(id);
     if (it == graphs_.end()) throwError("graph: no graph ", id, " on cpu (disposed?)");
-    tasks = it->second;
+    tasks = std::shared_ptr<const RecordedTasks>(it->second, &it->second->tasks);  // holds the whole graph
   }
   worker_.pushRecorded(std::move(tasks));
 }
 
 void CpuBackend::destroyGraph(int id) {
-  std::shared_ptr<const RecordedTasks> tasks;
+  std::shared_ptr<const Graph> graph;
   {
     std::lock_guard<std::mutex> lock(graphMu_);
     auto it = graphs_.find(id);
     if (it == graphs_.end()) return;
-    tasks = std::move(it->second);
+    graph = std::move(it->second);
     graphs_.erase(it);
   }
   // Dropped outside the lock: when no launch is queued, the storages go back to the allocator now.

@@ -117,7 +117,7 @@ class Backend {
   virtual DeviceId id() const = 0;
   virtual CachingAllocator& allocator() = 0;
   /** Allocates `bytes` on this device. */
-  std::shared_ptr<Storage> allocate(size_t bytes);
+  virtual std::shared_ptr<Storage> allocate(size_t bytes);
   /** Copies host bytes into device memory that no queued op uses yet. `src` may be reused as soon
    *  as this returns (CUDA: staged through pinned memory, then copied on the device's stream). */
   virtual void copyFromHost(void* dst, const void* src, size_t bytes) = 0;
@@ -144,8 +144,11 @@ class Backend {
  *
  *  Graphs: between beginCapture() and endCapture(), the ops the capturing thread queues are recorded
  *  into a graph instead of run; launchGraph() queues ONE worker task that runs them in order, with
- *  the same closures, so the same arguments and storages (each closure holds the storages of what it
- *  touches: what the captured ops allocated stays the graph's until destroyGraph(), no pool needed).
+ *  the same closures, so the same arguments and addresses. The graph holds the storages its ops
+ *  touch until destroyGraph(). While capturing, a storage the capture allocated that nothing but the
+ *  recorded ops holds any more (its tensors were disposed) is dead for the rest of the capture: the
+ *  next allocation of the same size reuses it, since a replay runs the ops that used it before the
+ *  ops that will. So a graph holds about the memory an eager step peaks at, not every temporary.
  *  While capturing, that thread's host copies, writes, reads, synchronize and graph launches throw
  *  and fail the capture; ops other threads (other Node environments) queue run as usual. */
 class CpuBackend : public Backend {
@@ -163,6 +166,11 @@ class CpuBackend : public Backend {
   Worker& worker() { return worker_; }
   /** Queues an op on the CPU stream, or records it when this thread is capturing a graph. */
   void enqueue(const char* op, std::function<void()> fn);
+  /** The same for an op whose body holds no storage: `keep` holds what it touches until it has run
+   *  (recorded: as long as the graph lives, counted so that the capture sees which are dead). */
+  void enqueue(const char* op, std::function<void()> fn, std::vector<std::shared_ptr<Storage>> keep);
+  /** While this thread captures, reuses a dead storage of the capture of exactly `bytes`. */
+  std::shared_ptr<Storage> allocate(size_t bytes) override;
   ThreadPool& pool() { return pool_; }
 
   /** Starts recording the ops this thread queues. Throws when a capture is under way. */
@@ -188,9 +196,19 @@ class CpuBackend : public Backend {
   mutable std::mutex graphMu_;
   std::thread::id captureThread_;
   RecordedTasks recording_;
+  /** The storages the recorded ops hold (one entry per hold). */
+  std::vector<std::shared_ptr<Storage>> recordingKeep_;
+  /** The storages the capture allocated, and how many holds of recordingKeep_ are theirs: one whose
+   *  use count is that plus this entry's is held by nothing else, so it is dead. */
+  std::vector<std::pair<std::shared_ptr<Storage>, long>> captureAllocations_;
   std::string captureFailure_;  // the first refused call of the capture under way
   int nextGraph_ = 1;
-  std::map<int, std::shared_ptr<const RecordedTasks>> graphs_;
+  /** A graph: its ops and the storages they hold. */
+  struct Graph {
+    RecordedTasks tasks;
+    std::vector<std::shared_ptr<Storage>> keep;
+  };
+  std::map<int, std::shared_ptr<const Graph>> graphs_;
 };
 
 /** Backend of a device by id: throws a RangeError when the device does not exist here. */
