@@ -3,9 +3,9 @@
  * - a tiny op (`scale` of 16 f32) 1000 times: µs an op queued one by one from JavaScript (the
  *   N-API call, the output's allocation, the queue and the stream's wake-up), µs an op replayed in
  *   one graph launch, and on the CPU the µs the stream spent inside the op (`profile`);
- * - small-M FP8 linears as a decode step runs them (M = 1, a different weight each call so that
- *   they stream from memory, 1b-model shapes): GB/s of weight read, eager and replayed, against
- *   the read bandwidth measured in the same run.
+ * - small-M FP8 linears as a decode step runs them (M = 1, 1b-model shapes, a different weight each
+ *   call, 256 MB of weights in all so that they stream from memory): GB/s of weight read, eager and
+ *   replayed, against the read bandwidth measured in the same run, and µs a call in a graph.
  * Medians of 7 runs, eager and replayed interleaved. `npm run bench -- dispatch`.
  */
 import { ops, synchronize, type Tensor, tensor } from '../lib/index.js';
@@ -21,13 +21,15 @@ function median(a: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-/** Random E4M3 codes (no NaN codes). */
+/** E4M3 codes (no NaN codes): 64 KB of random ones, repeated. */
 function e4m3Codes(n: number): Uint8Array {
-  const u = new Uint8Array(n);
-  for (let i = 0; i < n; ++i) {
+  const tile = new Uint8Array(1 << 16);
+  for (let i = 0; i < tile.length; ++i) {
     const c = (Math.random() * 256) | 0;
-    u[i] = (c & 0x7f) === 0x7f ? 0x3f : c;
+    tile[i] = (c & 0x7f) === 0x7f ? 0x3f : c;
   }
+  const u = new Uint8Array(n);
+  for (let i = 0; i < n; i += tile.length) u.set(tile.subarray(0, Math.min(tile.length, n - i)), i);
   return u;
 }
 
@@ -80,8 +82,10 @@ export async function dispatchBenchmarks(roofline: Roofline, device: string): Pr
 
   const readGBps = device === 'cpu' ? roofline.cpuReadGBps : roofline.gpu?.device === device ? roofline.gpu.copyGBps : null;
   for (const [N, K] of [[384, 1024], [1536, 384], [1024, 1024]] as const) {
-    const count = 64; // a decode step of the 1b model runs 64 FP8 linears
+    // A decode step of the 1b model runs 64 FP8 linears of these shapes, reading each weight once:
+    // at least 64 of them, and 256 MB in all, so that the weights stream from memory, not a cache.
     const bytes = N * K + Math.ceil(N / 128) * (K / 128) * 4;
+    const count = Math.max(64, Math.ceil(256e6 / bytes));
     const weights: [Tensor, Tensor][] = Array.from({ length: count }, () => [
       tensor(e4m3Codes(N * K), { dtype: 'f8e4m3', shape: [N, K], device }),
       tensor(Float32Array.from({ length: Math.ceil(N / 128) * (K / 128) }, () => 1e-3 + Math.random() * 1e-3), { shape: [Math.ceil(N / 128), K / 128], device }),
