@@ -7,6 +7,8 @@
  * one; and the model's decode steps replayed as graphs give the eager steps' logits bit for bit
  * across a capacity change, with one graph task a step.
  */
+import { resolve } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 
 import { memoryStats, ops, synchronize, tensor } from '../../lib/index.js';
@@ -150,6 +152,62 @@ describe('DeviceGraph on the cpu', () => {
     graph.dispose(); // safe twice
     await synchronize();
     expect(memoryStats(DEV).inUseBytes).toBe(before);
+  });
+});
+
+describe('a capture and other threads', () => {
+  it('records only the capturing thread\'s ops: a worker_thread computing and reading meanwhile is neither recorded nor refused', async () => {
+    // The worker scales a tensor and reads it back in a loop until told to stop, counting its checks.
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      (async () => {
+        const { tensor, ops } = await import(workerData.lib);
+        let stop = false, checks = 0;
+        parentPort.on('message', () => (stop = true));
+        const x = tensor(Float32Array.from({ length: 4096 }, (_, i) => i));
+        parentPort.postMessage({ started: true });
+        while (!stop) {
+          const y = ops.scale(x, 3);
+          const v = await y.read();
+          y.dispose();
+          for (let i = 0; i < v.length; i += 511) if (v[i] !== 3 * i) throw new Error('wrong value at ' + i);
+          checks += 1;
+        }
+        parentPort.postMessage({ checks });
+      })().catch((e) => parentPort.postMessage({ error: e.message }));`;
+    const worker = new Worker(code, { eval: true, workerData: { lib: resolve(import.meta.dirname, '../../dist/lib/index.js') } });
+    try {
+      const messages: Record<string, unknown>[] = [];
+      const next = () => new Promise<Record<string, unknown>>((ok) => worker.once('message', ok));
+      messages.push(await next()); // started
+      using x = tensor([1, 2, 3]);
+      const before = performance.now();
+      let recorded = 0;
+      // A capture that lasts 300 ms while the worker runs: the JavaScript thread records without
+      // pause, so the worker's ops are queued by its own thread all along.
+      const { graph, result } = DeviceGraph.capture(DEV, () => {
+        let t = ops.scale(x, 1);
+        while (performance.now() - before < 300) {
+          const u = ops.add(t, x);
+          t.dispose();
+          t = u;
+          recorded += 1;
+        }
+        return t;
+      }, (t) => t.dispose());
+      using g = graph;
+      using out = result;
+      const done = next();
+      worker.postMessage('stop');
+      messages.push(await done);
+      expect(messages[1]).toEqual({ checks: expect.any(Number) });
+      console.log(`the worker checked ${messages[1].checks} results while ${recorded} adds were recorded`);
+      expect(messages[1].checks as number).toBeGreaterThan(0);
+      g.launch();
+      expect(Array.from((await out.read()) as Float32Array)).toEqual([1, 2, 3].map((v) => v * (recorded + 1)));
+    } finally {
+      await worker.terminate();
+    }
   });
 });
 
