@@ -77,34 +77,35 @@ describe('DeviceGraph on cuda:0', () => {
 });
 
 describe('DecodeGraphs when a capture fails', () => {
-  it('turns graphs off with a warning, queues nothing, and lets the caller run the step eagerly', async () => {
-    // A forward that cannot be captured (it copies from the host): what a driver refusing some call
-    // inside the capture would look like.
-    let calls = 0;
-    const transformer = { forward: () => (calls++, tensor([1, 2, 3], { device: DEV })) } as unknown as Transformer;
-    const graphs = new DecodeGraphs(transformer, {} as KvCache, {} as Rope, DEV, 128);
-    const pool = new BlockPool(4);
-    const seq = new Sequence(pool, 128);
-    seq.reserve(1);
-    const warnings: string[] = [];
-    const onWarning = (w: Error) => warnings.push(w.message);
-    process.on('warning', onWarning);
-    try {
-      expect(graphs.step([{ sequence: seq, tokens: [7] }])).toBeNull();
-      await new Promise((r) => setImmediate(r));
-      expect(graphs.disabled).toMatch(/cuda:0 is capturing a graph/);
-      expect(warnings.some((w) => w.includes('decode steps run eagerly from now on'))).toBe(true);
-      expect(graphs.step([{ sequence: seq, tokens: [7] }])).toBeNull(); // off for good: no second capture
-      expect(calls).toBe(1);
-      expect(graphs.size).toBe(0);
-      using x = tensor([1, 2], { device: DEV }); // the device is not left capturing
-      using y = ops.scale(x, 3);
-      expect(Array.from((await y.read()) as Float32Array)).toEqual([3, 6]);
-    } finally {
-      process.off('warning', onWarning);
-      seq.dispose();
-    }
-  });
+  for (const device of ['cpu', DEV])
+    it(`turns graphs off with a warning, queues nothing, and lets the caller run the step eagerly (${device})`, async () => {
+      // A forward that cannot be captured (it copies from the host): what a driver refusing some call
+      // inside the capture would look like.
+      let calls = 0;
+      const transformer = { forward: () => (calls++, tensor([1, 2, 3], { device })) } as unknown as Transformer;
+      const graphs = new DecodeGraphs(transformer, {} as KvCache, {} as Rope, device, 128);
+      const pool = new BlockPool(4);
+      const seq = new Sequence(pool, 128);
+      seq.reserve(1);
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => warnings.push(w.message);
+      process.on('warning', onWarning);
+      try {
+        expect(graphs.step([{ sequence: seq, tokens: [7] }])).toBeNull();
+        await new Promise((r) => setImmediate(r));
+        expect(graphs.disabled).toContain(`${device} is capturing a graph`);
+        expect(warnings.some((w) => w.includes('decode steps run eagerly from now on'))).toBe(true);
+        expect(graphs.step([{ sequence: seq, tokens: [7] }])).toBeNull(); // off for good: no second capture
+        expect(calls).toBe(1);
+        expect(graphs.size).toBe(0);
+        using x = tensor([1, 2], { device }); // the device is not left capturing
+        using y = ops.scale(x, 3);
+        expect(Array.from((await y.read()) as Float32Array)).toEqual([3, 6]);
+      } finally {
+        process.off('warning', onWarning);
+        seq.dispose();
+      }
+    });
 });
 
 describe('Tensor.write', () => {
