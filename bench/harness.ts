@@ -6,7 +6,7 @@ import { Bench } from 'tinybench';
 
 import type { Roofline } from './roofline.js';
 
-export type Unit = 'GB/s' | 'GFLOP/s' | 'TFLOP/s' | 'tokens/s' | 'MB' | 'ms' | 'launches';
+export type Unit = 'GB/s' | 'GFLOP/s' | 'TFLOP/s' | 'tokens/s' | 'MB' | 'ms' | 'launches' | '%' | 'µs';
 
 export type RooflineKind = 'cpuRead' | 'cpuFma' | 'gpuCopy' | 'gpuDatasheetRead' | 'gpuFp8Peak' | 'none';
 

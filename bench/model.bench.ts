@@ -5,9 +5,10 @@
  * BF16 weights + KV cache), divided by the read bandwidth measured in the same run. Also the first
  * forward after a load against the second, and the process's resident memory split into anonymous
  * pages (caches, activations, and any copy of the weights) and file-backed ones (the checkpoint's
- * mapped pages, shared with the page cache) after the load and after the first forward. On a GPU,
- * decode also at batch 64, each batch as CUDA graphs (the default) and eagerly, with the host time
- * and the ops queued per step.
+ * mapped pages, shared with the page cache) after the load and after the first forward. Decode
+ * runs each batch as device graphs (the default) and eagerly, interleaved, with the host time and
+ * the tasks queued per step, and on the CPU the fraction of a step spent inside ops; on a GPU also
+ * at batch 64.
  * DSN_BENCH_1B_DIR: where the checkpoint is kept (default bench/.cache/tiny-1b).
  */
 import { existsSync, mkdirSync, readFileSync, statSync, readdirSync } from 'node:fs';
@@ -113,31 +114,40 @@ async function decodeStepSeconds(model: Model, batch: number): Promise<number[]>
 }
 
 /**
- * A decode step on a CUDA device as the serving loop runs it (`forwardWith`, argmax on the device,
- * only the ids read back): the host time until every op of the step is queued (the step's launch
- * overhead; the device runs behind it), and the number of ops queued on the device's stream
- * (`profile`: kernel launches, or one graph launch, uploads of the step's indices, and the one read
- * at the end). The first step is left out: with decode graphs it is the capture.
+ * A decode step as the serving loop runs it (`forwardWith`, argmax on the device, only the ids read
+ * back): the host time until every op of the step is queued (the step's launch overhead; the device
+ * runs behind it), and the tasks queued on the device's stream (`profile`: kernel launches or CPU
+ * ops, or one graph launch, the writes of the step's indices, and the one read at the end). On the
+ * CPU also the step's wall time and the stream's time inside ops (`profile`'s ms of every op but the
+ * "graph" entry, the time between a launch's ops, and synchronize): the median over steps of the
+ * fraction of the step spent in kernels. The first step is left out: with decode graphs it is the capture.
  */
-async function decodeStepHostCost(model: Model, batch: number): Promise<{ hostMs: number; launches: number }> {
+async function decodeStepHostCost(model: Model, batch: number): Promise<{ hostMs: number; launches: number; stepMs: number; kernelMs: number | null; inKernels: number }> {
   const seqs = await prefilledSequences(model, batch, 3);
-  const host: number[] = [], launches: number[] = [];
-  for (let step = 0; step <= DECODE_STEPS; ++step) {
+  const host: number[] = [], launches: number[] = [], step: number[] = [], kernel: number[] = [];
+  for (let i = 0; i <= DECODE_STEPS; ++i) {
+    // The last step's read settles its promise from inside its stream task, before the task's time
+    // is counted: synchronize first, so that no time of the step before lands in this one's profile.
+    await synchronize(model.device);
     native().profile(true, model.device);
     const t0 = performance.now();
     let queuedMs = 0;
-    await model.forwardWith(seqs.map((sequence, i) => ({ sequence, tokens: [(step * 17 + i) % 1000] })), async (logits) => {
+    await model.forwardWith(seqs.map((sequence, j) => ({ sequence, tokens: [(i * 17 + j) % 1000] })), async (logits) => {
       queuedMs = performance.now() - t0;
       using ids = ops.argmax(logits);
       return ids.read();
     });
-    const queued = Object.values(native().profile(true, model.device)).reduce((n, e) => n + e.runs, 0);
-    if (step === 0) continue;
+    const stepMs = performance.now() - t0;
+    const profile = Object.entries(native().profile(true, model.device));
+    if (i === 0) continue;
     host.push(queuedMs);
-    launches.push(queued);
+    launches.push(profile.reduce((n, [, e]) => n + (e.queued ?? e.runs), 0));
+    step.push(stepMs);
+    kernel.push(profile.reduce((n, [op, e]) => n + (op === 'graph' || op === 'synchronize' ? 0 : e.ms ?? NaN), 0));
   }
   for (const s of seqs) s.dispose();
-  return { hostMs: median(host), launches: median(launches) };
+  const kernelMs = median(kernel);
+  return { hostMs: median(host), launches: median(launches), stepMs: median(step), kernelMs: Number.isNaN(kernelMs) ? null : kernelMs, inKernels: median(kernel.map((k, i) => k / step[i])) };
 }
 
 export async function modelBenchmarks(roofline: Roofline, device: string): Promise<BenchResult[]> {
@@ -184,28 +194,35 @@ export async function modelBenchmarks(roofline: Roofline, device: string): Promi
   results.push({ name: 'model load', shape, device, median: bytes / 1e9 / loadS, unit: 'GB/s', medianMs: loadS * 1e3, samples: 3, roofline: roofline.cpuReadGBps, ratio: bytes / 1e9 / loadS / roofline.cpuReadGBps });
   // Decode's memory roofline: the CPU's measured read bandwidth, or on a GPU its measured copy bandwidth.
   const readGBps = device === 'cpu' ? roofline.cpuReadGBps : roofline.gpu?.device === device ? roofline.gpu.copyGBps : null;
-  // On a GPU the decode steps run as CUDA graphs (the default) and, for comparison, eagerly (a
-  // second model with decodeGraphs: false); batch 64 as well, which the CPU would take minutes over.
+  // Decode steps run as device graphs (the default) and, for comparison, eagerly (a second model
+  // with decodeGraphs: false); on a GPU batch 64 as well, which the CPU would take minutes over.
   const gpu = device !== 'cpu';
-  const eager = gpu ? await loadModel(dir, { device, maxSequences: 64, maxContext: 256, decodeGraphs: false }) : null;
+  const graphs = gpu ? ' (CUDA graphs)' : ' (CPU graphs)';
+  const eager = await loadModel(dir, { device, maxSequences: gpu ? 64 : 8, maxContext: 256, decodeGraphs: false });
   try {
     for (const batch of gpu ? [1, 8, 64] : [1, 8]) {
       const pre = median(await prefillTokensPerSecond(m, batch));
       results.push({ name: `prefill batch ${batch}`, shape, device, median: (batch * PROMPT) / pre, unit: 'tokens/s', medianMs: pre * 1e3, samples: 3, roofline: null, ratio: null });
       const stepBytes = decodeBytesPerStep(m.config, batch, PROMPT + DECODE_STEPS / 2);
       const rooflineTokens = readGBps ? (readGBps * 1e9) / stepBytes * batch : null;
-      for (const [model, how] of [[m, gpu ? ' (CUDA graphs)' : ''], ...(eager ? [[eager, ' (eager)'] as const] : [])] as const) {
-        const step = median(await decodeStepSeconds(model, batch));
-        results.push({ name: `decode batch ${batch}${how}`, shape, device, median: batch / step, unit: 'tokens/s', medianMs: step * 1e3, samples: DECODE_STEPS, roofline: rooflineTokens, ratio: rooflineTokens ? batch / step / rooflineTokens : null });
-        if (!gpu) continue;
-        const { hostMs, launches } = await decodeStepHostCost(model, batch);
-        console.log(`decode batch ${batch}${how} on ${device}: ${launches} ops queued a step, ${hostMs.toFixed(2)} ms of host time a step (median of ${DECODE_STEPS})`);
+      // Interleaved (graphs, eager, graphs, eager) so that a change in the machine's speed hits both.
+      const times = new Map<Model, number[]>([[m, []], [eager, []]]);
+      for (let rep = 0; rep < 2; ++rep)
+        for (const model of [m, eager]) times.get(model)!.push(...(await decodeStepSeconds(model, batch)));
+      for (const [model, how] of [[m, graphs], [eager, ' (eager)']] as const) {
+        const step = median(times.get(model)!);
+        results.push({ name: `decode batch ${batch}${how}`, shape, device, median: batch / step, unit: 'tokens/s', medianMs: step * 1e3, samples: 2 * DECODE_STEPS, roofline: rooflineTokens, ratio: rooflineTokens ? batch / step / rooflineTokens : null });
+        const { hostMs, launches, stepMs, kernelMs, inKernels } = await decodeStepHostCost(model, batch);
+        const inside = kernelMs === null ? '' : `, ${kernelMs.toFixed(2)} of ${stepMs.toFixed(2)} ms a step inside ops (${(100 * inKernels).toFixed(1)} %)`;
+        console.log(`decode batch ${batch}${how} on ${device}: ${launches} tasks queued a step, ${hostMs.toFixed(2)} ms of host time a step${inside} (medians of ${DECODE_STEPS})`);
         results.push({ name: `decode batch ${batch}${how} host time`, shape, device, median: hostMs, unit: 'ms', medianMs: hostMs, samples: DECODE_STEPS, roofline: null, ratio: null });
         results.push({ name: `decode batch ${batch}${how} ops queued a step`, shape, device, median: launches, unit: 'launches', medianMs: 0, samples: DECODE_STEPS, roofline: null, ratio: null });
+        if (kernelMs !== null)
+          results.push({ name: `decode batch ${batch}${how} time inside ops`, shape, device, median: 100 * inKernels, unit: '%', medianMs: stepMs, samples: DECODE_STEPS, roofline: null, ratio: null });
       }
     }
   } finally {
-    await eager?.dispose();
+    await eager.dispose();
   }
   await m.dispose();
   return results;

@@ -2,7 +2,8 @@
  * `npm run bench [-- FILTER]`: runs the microbenchmarks whose name contains FILTER on every device
  * (`serve`: the OpenAI-compatible server under 1, 8 and 32 streaming clients, only when named;
  * `peers`: llama.cpp on the same synthetic model, C and node-llama-cpp, side by side with ours, only
- * when named: see bench/peers.bench.ts),
+ * when named: see bench/peers.bench.ts; `dispatch`: the fixed cost of an op, eager and replayed in a
+ * device graph, see bench/dispatch.bench.ts),
  * prints a table with the roofline measured in this run and the ratio, and writes
  * bench/results/latest.json: [{name, shape, device, median, unit, roofline, ratio, …}].
  */
@@ -14,6 +15,7 @@ import { MODEL_OPS } from '../lib/model/model.js';
 import { opsMissingOn } from '../lib/runtime/device.js';
 import { native, packageRoot } from '../lib/runtime/native.js';
 import { attentionCases } from './attention.bench.js';
+import { dispatchBenchmarks } from './dispatch.bench.js';
 import { type BenchCase, formatTable, runCases } from './harness.js';
 import { gemmCases } from './gemm.bench.js';
 import { moeCases } from './moe.bench.js';
@@ -62,6 +64,11 @@ async function main(): Promise<void> {
       results.push(...(await runCases(cases, roofline)));
     }
   }
+  // The fixed cost of an op, eager and in a graph (the emulated cuda:0 runs kernels as CPU fibers:
+  // no timing there).
+  if (filter ? /dispatch/.test(filter) : !only)
+    for (const device of deviceNames)
+      if (device === 'cpu' || !native().buildInfo().cudaEmulated) results.push(...(await dispatchBenchmarks(roofline, device)));
   // End to end, on each device whose backend runs every op of the model (the emulated cuda:0 runs
   // kernels as CPU fibers: no timing there).
   // The device check (BENCH_DEVICES set) asks for them in a step of their own (`run.js model`).

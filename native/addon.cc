@@ -220,8 +220,9 @@ Napi::Value SetSimdCap(const Napi::CallbackInfo& info) {
 }
 
 /**
- * profile(reset?, device = 'cpu') -> { op: { runs, ms? } }: on the CPU, the runs of each op and the
- * time the stream spent in it; on a CUDA device, how many times each op was launched on its stream
+ * profile(reset?, device = 'cpu') -> { op: { runs, ms?, queued? } }: on the CPU, the runs of each op,
+ * the time the stream spent in it and how many times it was queued on its own (an op inside a graph
+ * runs without being queued; "graph" counts the launches, its ms the time between their ops); on a CUDA device, how many times each op was launched on its stream
  * (kernel time is not measured there). reset starts the counts again after reading them.
  */
 Napi::Value Profile(const Napi::CallbackInfo& info) {
@@ -234,8 +235,9 @@ Napi::Value Profile(const Napi::CallbackInfo& info) {
     if (device.type == DeviceType::CPU) {
       for (auto& kv : CpuBackend::get().worker().profile(reset)) {
         Napi::Object e = Napi::Object::New(info.Env());
-        e.Set("runs", double(kv.second.first));
-        e.Set("ms", double(kv.second.second) / 1e6);
+        e.Set("runs", double(kv.second.runs));
+        e.Set("ms", double(kv.second.ns) / 1e6);
+        e.Set("queued", double(kv.second.queued));
         o.Set(kv.first, e);
       }
       return o;
@@ -251,25 +253,26 @@ Napi::Value Profile(const Napi::CallbackInfo& info) {
   });
 }
 
-/** The CUDA device named by argument 0 of a graph call; a TypeError for the CPU or a build without CUDA. */
-DeviceId graphDevice(const OpArgs& a, const char* what) {
+/** The device named by argument 0 of a graph call (a RangeError when it does not exist here). */
+DeviceId graphDevice(const OpArgs& a) {
   const DeviceId device = deviceArg(a, 0);
-  if (device.type != DeviceType::CUDA) throwType(what, ": graphs are captured on CUDA devices, not on ", device.name());
-  backendFor(device);  // a device that does not exist here is a RangeError
+  backendFor(device);
   return device;
 }
 
 /**
- * graphBegin(device): the ops queued on the CUDA device from now on are captured, not run, until
- * graphEnd(device) -> id. graphLaunch(device, id) replays them; graphDispose(device, id) frees the
- * graph and the memory its ops allocated. While capturing, host copies, reads and synchronize throw.
+ * graphBegin(device): the ops this thread queues on the device from now on are captured, not run,
+ * until graphEnd(device) -> id. graphLaunch(device, id) replays them; graphDispose(device, id) frees
+ * the graph and the memory its ops allocated. While capturing, host copies, reads and synchronize
+ * throw. On a CUDA device a CUDA graph; on the CPU the recorded closures, run by one stream task.
  */
 Napi::Value GraphBegin(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "graphBegin");
-    [[maybe_unused]] const DeviceId device = graphDevice(a, "graphBegin");
+    const DeviceId device = graphDevice(a);
+    if (device.type == DeviceType::CPU) CpuBackend::get().beginCapture();
 #ifdef DSN_WITH_CUDA
-    cudaBeginGraph(device);
+    else cudaBeginGraph(device);
 #endif
     return info.Env().Undefined();
   });
@@ -278,10 +281,11 @@ Napi::Value GraphBegin(const Napi::CallbackInfo& info) {
 Napi::Value GraphEnd(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "graphEnd");
-    [[maybe_unused]] const DeviceId device = graphDevice(a, "graphEnd");
+    const DeviceId device = graphDevice(a);
     int id = 0;
+    if (device.type == DeviceType::CPU) id = CpuBackend::get().endCapture();
 #ifdef DSN_WITH_CUDA
-    id = cudaEndGraph(device);
+    else id = cudaEndGraph(device);
 #endif
     return Napi::Number::New(info.Env(), id);
   });
@@ -290,10 +294,11 @@ Napi::Value GraphEnd(const Napi::CallbackInfo& info) {
 Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "graphLaunch");
-    [[maybe_unused]] const DeviceId device = graphDevice(a, "graphLaunch");
-    [[maybe_unused]] const int id = int(a.integer(1, "id", 1, INT32_MAX));
+    const DeviceId device = graphDevice(a);
+    const int id = int(a.integer(1, "id", 1, INT32_MAX));
+    if (device.type == DeviceType::CPU) CpuBackend::get().launchGraph(id);
 #ifdef DSN_WITH_CUDA
-    cudaLaunchGraph(device, id);
+    else cudaLaunchGraph(device, id);
 #endif
     return info.Env().Undefined();
   });
@@ -302,10 +307,11 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
 Napi::Value GraphDispose(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     OpArgs a(info, "graphDispose");
-    [[maybe_unused]] const DeviceId device = graphDevice(a, "graphDispose");
-    [[maybe_unused]] const int id = int(a.integer(1, "id", 1, INT32_MAX));
+    const DeviceId device = graphDevice(a);
+    const int id = int(a.integer(1, "id", 1, INT32_MAX));
+    if (device.type == DeviceType::CPU) CpuBackend::get().destroyGraph(id);
 #ifdef DSN_WITH_CUDA
-    cudaDestroyGraph(device, id);
+    else cudaDestroyGraph(device, id);
 #endif
     return info.Env().Undefined();
   });

@@ -1,5 +1,6 @@
 /**
- * Decode steps as CUDA graphs. A decode step of B sequences queues a few hundred kernels whose
+ * Decode steps as device graphs (lib/runtime/graph.ts: a CUDA graph on a GPU, the recorded ops run
+ * by one stream task on the CPU). A decode step of B sequences queues a few hundred kernels whose
  * shapes depend only on B and on the key capacity the step is laid out for (the block table's width,
  * the indexer's score rows); their data (positions, cache slots, block table, token ids) lives in
  * device tensors. So each (B, capacity) step is captured once and then replayed with one launch,
@@ -104,7 +105,7 @@ export class DecodeGraphs {
         // Nothing ran: the step runs eagerly, and so do the later ones (a driver that cannot capture
         // what these kernels queue would fail every capture).
         this.disabled = e instanceof Error ? e.message : String(e);
-        process.emitWarning(`decode steps run eagerly from now on: capturing a CUDA graph failed: ${this.disabled}`, 'DeepseekNativeWarning');
+        process.emitWarning(`decode steps run eagerly from now on: capturing a graph on ${this.device} failed: ${this.disabled}`, 'DeepseekNativeWarning');
         return null;
       }
       this.captures += 1;

@@ -46,9 +46,14 @@ export interface LoadOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Called with the names of checkpoint tensors the model does not use (default: a process warning). */
   onUnknownTensors?: (names: string[]) => void;
-  /** On a CUDA device, run decode steps (every item one token) as CUDA graphs: each batch size and
-   *  key capacity is captured once, then replayed with one launch (lib/model/decode-graph.ts).
-   *  Default true; ignored on the CPU. */
+  /** Run decode steps (every item one token) as device graphs: each batch size and key capacity is
+   *  captured once, then replayed with one launch (lib/model/decode-graph.ts): a CUDA graph on a
+   *  GPU; on the CPU one stream task that runs the recorded ops, so the JavaScript thread queues
+   *  a handful of tasks a step instead of a few hundred ops and leaves the cores to the kernels.
+   *  Default true (on the CPU 1.3× faster at batch 1 and 1.15× at batch 8 on the 1b model:
+   *  bench/README.md "Decode steps as CPU graphs"). Each graph keeps about the memory an eager
+   *  step peaks at, its logits included, until it is dropped (16 kept at most, least recently used
+   *  first). */
   decodeGraphs?: boolean;
 }
 
@@ -72,7 +77,7 @@ export interface ModelParts {
   transformer: Transformer;
   cache: KvCache;
   rope: Rope;
-  /** Decode steps as CUDA graphs, or null (the CPU, or decodeGraphs: false). */
+  /** Decode steps as device graphs, or null (decodeGraphs: false). */
   graphs: DecodeGraphs | null;
 }
 
@@ -110,7 +115,7 @@ export class Model {
     this.#graphs = parts.graphs;
   }
 
-  /** Decode steps captured as CUDA graphs and graph replays since load (0 and 0 without graphs);
+  /** Decode steps captured as device graphs and graph replays since load (0 and 0 without graphs);
    *  `disabled`: why graphs were turned off, when a capture failed (the steps then run eagerly). */
   get decodeGraphStats(): { graphs: number; captures: number; replays: number; disabled?: string } {
     const g = this.#graphs;
@@ -387,7 +392,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     if (numBlocks < 1)
       throw invalidArgument('loadModel', 'cacheBytes', `at least one cache block (${BLOCK_TOKENS * KvCache.bytesPerToken(config, act)} bytes)`, options.cacheBytes, true);
     cache = new KvCache(config, numBlocks, act, device);
-    const graphs = device !== 'cpu' && (options.decodeGraphs ?? true) ? new DecodeGraphs(transformer, cache, rope, device, maxContext) : null;
+    const graphs = (options.decodeGraphs ?? true) ? new DecodeGraphs(transformer, cache, rope, device, maxContext) : null;
     return new Model({ dir, config, device, activations: act, maxContext, maxSequences, checkpoint, transformer, cache, rope, graphs });
   } catch (e) {
     transformer?.dispose();

@@ -1,10 +1,14 @@
 /**
- * CUDA graphs: the ops a function queues on a CUDA device, captured once and replayed with one
- * launch. A replay runs the same kernels with the same arguments and addresses, so it reads its
+ * Device graphs: the ops a function queues on a device, captured once and replayed with one launch.
+ * On a CUDA device a CUDA graph; on the CPU the recorded ops themselves (their closures, arguments
+ * and storages), run in order by ONE task of the CPU stream, so a replay costs the JavaScript thread
+ * one call and the stream one wake-up instead of one per op. Only the ops the capturing thread
+ * queues are recorded (another worker_thread's ops run as usual). A replay runs the same kernels
+ * with the same arguments and addresses, so it reads its
  * inputs from the tensors the capture read (rewrite them with `Tensor.write` between replays) and
  * writes its outputs into the tensors the capture returned. What the captured ops allocated stays
- * the graph's until it is disposed (a private pool of the device's allocator), so no later tensor
- * shares memory that a replay writes.
+ * the graph's until it is disposed (CUDA: a private pool of the device's allocator; CPU: the
+ * recorded ops hold their storages), so no later tensor shares memory that a replay writes.
  *
  * While capturing, ops are recorded, not run: a host copy (`tensor()`), a read or a synchronize
  * throws, and so does the capture as a whole.
@@ -20,7 +24,7 @@ export class DeviceGraph {
   }
 
   /**
-   * Captures what `record` queues on `device` (a CUDA device) and returns the graph with what
+   * Captures what `record` queues on `device` ('cpu' or a CUDA device) and returns the graph with what
    * `record` returned; nothing has run yet. When `record` or the capture fails, `release` gets
    * `record`'s result (if there was one) to dispose it, and the error is rethrown.
    */
@@ -57,7 +61,8 @@ export class DeviceGraph {
     native().graphLaunch(this.device, this.#id);
   }
 
-  /** Frees the graph and its memory (replays already queued still run). Safe twice. */
+  /** Frees the graph and its memory (replays already queued still run; on the CPU the memory goes
+   *  back once they have). Safe twice. */
   dispose(): void {
     if (this.#id === undefined) return;
     native().graphDispose(this.device, this.#id);

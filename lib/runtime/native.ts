@@ -80,10 +80,12 @@ export interface NativeAddon {
   probe(kind: 'readBandwidth' | 'fmaPeak' | 'cudaCopyBandwidth', bytes?: number, device?: string): Promise<ArrayBuffer>;
   /** Caps the CPU SIMD path (tests); returns the path now in use. */
   setSimdCap(level: 'scalar' | 'avx2' | 'avx512'): string;
-  /** Time the CPU stream spent in each op since the start or the last reset. */
-  /** CPU: runs and stream time of each op; a CUDA device: launches of each op on its stream (no ms). */
-  profile(reset?: boolean, device?: string): Record<string, { runs: number; ms?: number }>;
-  /** CUDA graphs (see lib/runtime/graph.ts). */
+  /** Since the start or the last reset. CPU: runs and stream time of each op, and how many times it
+   *  was queued on its own (`queued`: 0 for runs inside a graph launch; the "graph" entry counts the
+   *  launches, its ms the time between their ops); a CUDA device: launches of each op on its stream
+   *  (no ms). */
+  profile(reset?: boolean, device?: string): Record<string, { runs: number; ms?: number; queued?: number }>;
+  /** Device graphs, CUDA or CPU (see lib/runtime/graph.ts). */
   graphBegin(device: string): void;
   graphEnd(device: string): number;
   graphLaunch(device: string, id: number): void;

@@ -21,10 +21,15 @@
 
 namespace dsn {
 
-/** Queues `fn(pool)` on the CPU stream; `keep` holds the storages alive until it has run. */
+/** Queues `fn(pool)` on the CPU stream (or records it in the graph being captured); the storages of
+ *  `keep` stay alive until it has run (recorded: while the graph lives). */
 template <typename Fn>
-void enqueueCpu(const char* op, std::vector<TensorRef> keep, Fn fn) {
-  CpuBackend::get().enqueue(op, [keep = std::move(keep), fn]() mutable { fn(CpuBackend::get().pool()); });
+void enqueueCpu(const char* op, const std::vector<TensorRef>& keep, Fn fn) {
+  std::vector<std::shared_ptr<Storage>> storages;
+  storages.reserve(keep.size());
+  for (const TensorRef& t : keep)
+    if (t) storages.push_back(t->storage);
+  CpuBackend::get().enqueue(op, [fn]() mutable { fn(CpuBackend::get().pool()); }, std::move(storages));
 }
 
 #ifdef DSN_WITH_CUDA

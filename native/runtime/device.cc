@@ -28,12 +28,52 @@ Worker::~Worker() {
 void Worker::push(const char* op, std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back({op, std::move(fn)});
+    queue_.push_back({op, std::move(fn), nullptr});
+    profile_[op].queued += 1;  // counted when queued: a sync point's count is in before it settles
   }
   cv_.notify_one();
 }
 
+void Worker::pushRecorded(std::shared_ptr<const RecordedTasks> tasks) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back({"graph", nullptr, std::move(tasks)});
+    profile_["graph"].queued += 1;
+  }
+  cv_.notify_one();
+}
+
+bool Worker::runOp(const char* op, const std::function<void()>& fn, StreamError* err) {
+  const uint64_t faults0 = io::guardedFaults();
+  io::takeFaultsReported();
+  try {
+    fn();
+  } catch (const Error& e) {
+    *err = {e.kind, std::string(op) + ": " + e.what()};
+    return false;
+  } catch (const std::exception& e) {
+    *err = {ErrorKind::Error, std::string(op) + ": " + e.what()};
+    return false;
+  } catch (...) {
+    *err = {ErrorKind::Error, std::string(op) + ": unknown error"};
+    return false;
+  }
+  if (io::guardedFaults() != faults0 && !io::takeFaultsReported()) {
+    // The op read a memory-mapped file that shrank on disk: it read zeros there, so it failed.
+    *err = {ErrorKind::Error, std::string(op) + ": " + io::faultReport()};
+    return false;
+  }
+  return true;
+}
+
+namespace {
+uint64_t nanosSince(std::chrono::steady_clock::time_point t0) {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+}
+}  // namespace
+
 void Worker::loop() {
+  std::vector<uint64_t> opNs;  // a graph launch's per-op times, merged into the profile at its end
   for (;;) {
     Task task;
     {
@@ -44,39 +84,46 @@ void Worker::loop() {
       queue_.pop_front();
       busy_ = true;
     }
-    StreamError err;
+    StreamError err, opErr;
     bool failed = false;
     const auto t0 = std::chrono::steady_clock::now();
-    const uint64_t faults0 = io::guardedFaults();
-    io::takeFaultsReported();
-    try {
-      task.fn();
-    } catch (const Error& e) {
-      failed = true;
-      err = {e.kind, std::string(task.op) + ": " + e.what()};
-    } catch (const std::exception& e) {
-      failed = true;
-      err = {ErrorKind::Error, std::string(task.op) + ": " + e.what()};
-    } catch (...) {
-      failed = true;
-      err = {ErrorKind::Error, std::string(task.op) + ": unknown error"};
+    uint64_t insideNs = 0;
+    if (task.recorded) {
+      opNs.assign(task.recorded->size(), 0);
+      for (size_t i = 0; i < task.recorded->size(); ++i) {
+        const StreamTask& op = (*task.recorded)[i];
+        const auto o0 = std::chrono::steady_clock::now();
+        if (!runOp(op.op, op.fn, &opErr) && !failed) {
+          failed = true;
+          err = opErr;
+        }
+        opNs[i] = nanosSince(o0);
+        insideNs += opNs[i];
+      }
+    } else {
+      failed = !runOp(task.op, task.fn, &err);
+      task.fn = nullptr;  // drop captured storage before reporting idle
     }
-    if (!failed && io::guardedFaults() != faults0 && !io::takeFaultsReported()) {
-      // The op read a memory-mapped file that shrank on disk: it read zeros there, so it failed.
-      failed = true;
-      err = {ErrorKind::Error, std::string(task.op) + ": " + io::faultReport()};
-    }
-    task.fn = nullptr;  // drop captured storage before reporting idle
-    const uint64_t ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+    const uint64_t ns = nanosSince(t0);
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto& entry = profile_[task.op];
-      entry.first += 1;
-      entry.second += ns;
+      entry.runs += 1;
+      entry.ns += ns > insideNs ? ns - insideNs : 0;
+      if (task.recorded)
+        for (size_t i = 0; i < opNs.size(); ++i) {
+          auto& e = profile_[(*task.recorded)[i].op];
+          e.runs += 1;
+          e.ns += opNs[i];
+        }
       if (failed && !hasError_) {
         hasError_ = true;
         error_ = err;
       }
+    }
+    task.recorded = nullptr;  // a disposed graph's storages go back before this reports idle
+    {
+      std::lock_guard<std::mutex> lock(mu_);
       busy_ = false;
       if (queue_.empty()) idle_.notify_all();
     }
@@ -91,9 +138,9 @@ bool Worker::takeError(StreamError* out) {
   return true;
 }
 
-std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>> Worker::profile(bool reset) {
+std::vector<std::pair<std::string, OpProfile>> Worker::profile(bool reset) {
   std::lock_guard<std::mutex> lock(mu_);
-  std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>> out(profile_.begin(), profile_.end());
+  std::vector<std::pair<std::string, OpProfile>> out(profile_.begin(), profile_.end());
   if (reset) profile_.clear();
   return out;
 }
@@ -152,13 +199,17 @@ CpuBackend& CpuBackend::get() {
 
 CachingAllocator& CpuBackend::allocator() { return cpuAllocator(); }
 
-void CpuBackend::copyFromHost(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+void CpuBackend::copyFromHost(void* dst, const void* src, size_t bytes) {
+  refuseWhileCapturing("tensor: a copy from the host");
+  std::memcpy(dst, src, bytes);
+}
 
 void CpuBackend::fill(std::shared_ptr<Storage> keep, void* dst, int value, size_t bytes) {
-  worker_.push("zeros", [keep, dst, value, bytes] { std::memset(dst, value, bytes); });
+  enqueue("zeros", [keep, dst, value, bytes] { std::memset(dst, value, bytes); });
 }
 
 void CpuBackend::writeFromHost(std::shared_ptr<Storage> keep, void* dst, const void* src, size_t bytes) {
+  refuseWhileCapturing("Tensor.write");
   auto copy = std::make_shared<std::vector<uint8_t>>(static_cast<const uint8_t*>(src), static_cast<const uint8_t*>(src) + bytes);
   worker_.push("write", [keep, dst, copy] { std::memcpy(dst, copy->data(), copy->size()); });
 }
@@ -177,6 +228,7 @@ bool takeHostAllocationFailure() {
 }
 
 void CpuBackend::readToHost(std::shared_ptr<Storage> keep, const void* src, size_t bytes, ReadDone done) {
+  refuseWhileCapturing("read");
   worker_.push("read", [this, keep, src, bytes, done] {
     StreamError err;
     if (worker_.takeError(&err)) {
@@ -205,11 +257,120 @@ void CpuBackend::readToHost(std::shared_ptr<Storage> keep, const void* src, size
 }
 
 void CpuBackend::synchronize(std::function<void(const StreamError*)> done) {
+  refuseWhileCapturing("synchronize");
   worker_.push("synchronize", [this, done] {
     StreamError err;
     bool failed = worker_.takeError(&err);
     done(failed ? &err : nullptr);
   });
+}
+
+void CpuBackend::enqueue(const char* op, std::function<void()> fn) { enqueue(op, std::move(fn), {}); }
+
+void CpuBackend::enqueue(const char* op, std::function<void()> fn, std::vector<std::shared_ptr<Storage>> keep) {
+  if (capturing_.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> lock(graphMu_);
+    if (capturing_.load(std::memory_order_relaxed) && captureThread_ == std::this_thread::get_id()) {
+      recording_.push_back({op, std::move(fn)});
+      for (auto& s : keep) {
+        if (!s) continue;
+        for (auto& a : captureAllocations_)
+          if (a.first == s) ++a.second;
+        recordingKeep_.push_back(std::move(s));
+      }
+      return;
+    }
+  }
+  if (keep.empty()) {
+    worker_.push(op, std::move(fn));
+    return;
+  }
+  worker_.push(op, [keep = std::move(keep), fn = std::move(fn)] { fn(); });
+}
+
+std::shared_ptr<Storage> CpuBackend::allocate(size_t bytes) {
+  if (capturing_.load(std::memory_order_acquire) && bytes > 0) {
+    std::lock_guard<std::mutex> lock(graphMu_);
+    if (capturing_.load(std::memory_order_relaxed) && captureThread_ == std::this_thread::get_id()) {
+      for (auto& a : captureAllocations_)
+        if (a.first->bytes == bytes && a.first.use_count() == a.second + 1) return a.first;  // dead: reuse
+      auto s = Backend::allocate(bytes);
+      captureAllocations_.emplace_back(s, 0);
+      return s;
+    }
+  }
+  return Backend::allocate(bytes);
+}
+
+bool CpuBackend::capturingHere() const {
+  if (!capturing_.load(std::memory_order_acquire)) return false;
+  std::lock_guard<std::mutex> lock(graphMu_);
+  return capturing_.load(std::memory_order_relaxed) && captureThread_ == std::this_thread::get_id();
+}
+
+void CpuBackend::refuseWhileCapturing(const char* what) {
+  if (!capturingHere()) return;
+  std::string message = cat(what, ": cpu is capturing a graph; a captured step may only queue kernels (no host copies, reads or synchronize)");
+  {
+    std::lock_guard<std::mutex> lock(graphMu_);
+    if (captureFailure_.empty()) captureFailure_ = message;
+  }
+  throwError(message);
+}
+
+void CpuBackend::beginCapture() {
+  std::lock_guard<std::mutex> lock(graphMu_);
+  if (capturing_.load()) throwError("graph: cpu is already capturing a graph");
+  recording_.clear();
+  recordingKeep_.clear();
+  captureAllocations_.clear();
+  captureFailure_.clear();
+  captureThread_ = std::this_thread::get_id();
+  capturing_.store(true, std::memory_order_release);
+}
+
+int CpuBackend::endCapture() {
+  auto graph = std::make_shared<Graph>();
+  std::string failure;
+  {
+    std::lock_guard<std::mutex> lock(graphMu_);
+    if (!capturing_.load() || captureThread_ != std::this_thread::get_id()) throwError("graph: cpu is not capturing a graph");
+    capturing_.store(false, std::memory_order_release);
+    graph->tasks.swap(recording_);
+    graph->keep.swap(recordingKeep_);
+    captureAllocations_.clear();
+    failure.swap(captureFailure_);
+  }
+  // A failed capture's closures (and the storages they hold) are dropped here: nothing ran.
+  if (!failure.empty()) throwError("graph: the capture on cpu failed: ", failure);
+  std::lock_guard<std::mutex> lock(graphMu_);
+  const int id = nextGraph_++;
+  graphs_[id] = std::move(graph);
+  return id;
+}
+
+void CpuBackend::launchGraph(int id) {
+  refuseWhileCapturing("graph launch");
+  std::shared_ptr<const RecordedTasks> tasks;
+  {
+    std::lock_guard<std::mutex> lock(graphMu_);
+    auto it = graphs_.find(id);
+    if (it == graphs_.end()) throwError("graph: no graph ", id, " on cpu (disposed?)");
+    tasks = std::shared_ptr<const RecordedTasks>(it->second, &it->second->tasks);  // holds the whole graph
+  }
+  worker_.pushRecorded(std::move(tasks));
+}
+
+void CpuBackend::destroyGraph(int id) {
+  std::shared_ptr<const Graph> graph;
+  {
+    std::lock_guard<std::mutex> lock(graphMu_);
+    auto it = graphs_.find(id);
+    if (it == graphs_.end()) return;
+    graph = std::move(it->second);
+    graphs_.erase(it);
+  }
+  // Dropped outside the lock: when no launch is queued, the storages go back to the allocator now.
 }
 
 std::string CpuBackend::description() const {

@@ -5,17 +5,16 @@
  * replayed as graphs, give the logits of the eager steps on tiny-sparse (DSA: the indexer and topK
  * inside the graph) across a capacity change, with one graph launch per step.
  */
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { loadModel, ops, tensor } from '../../lib/index.js';
+import { ops, tensor } from '../../lib/index.js';
 import { DecodeGraphs } from '../../lib/model/decode-graph.js';
 import { BlockPool, type KvCache, Sequence } from '../../lib/model/kv-cache.js';
 import type { Rope } from '../../lib/model/rope.js';
 import type { Transformer } from '../../lib/model/transformer.js';
 import { DeviceGraph } from '../../lib/runtime/graph.js';
 import { native } from '../../lib/runtime/native.js';
-import { GOLDEN } from '../golden-dir.js';
+import { decodeGraphedAndEager } from '../decode-steps.js';
 import { relL2, rng } from '../helpers.js';
 
 const DEV = 'cuda:0';
@@ -71,41 +70,42 @@ describe('DeviceGraph on cuda:0', () => {
     expect(() => graph.launch()).toThrow(/disposed/);
   });
 
-  it('graphs are a CUDA thing: the CPU refuses with a TypeError', () => {
-    expect(() => native().graphBegin('cpu')).toThrow(TypeError);
-    expect(() => native().graphLaunch('cuda:0', 123456)).toThrow(/no graph 123456/);
+  it('an unknown graph id is an error naming the device', () => {
+    expect(() => native().graphLaunch('cuda:0', 123456)).toThrow(/no graph 123456 on cuda:0/);
+    expect(() => native().graphLaunch('cuda:7', 1)).toThrow(RangeError);
   });
 });
 
 describe('DecodeGraphs when a capture fails', () => {
-  it('turns graphs off with a warning, queues nothing, and lets the caller run the step eagerly', async () => {
-    // A forward that cannot be captured (it copies from the host): what a driver refusing some call
-    // inside the capture would look like.
-    let calls = 0;
-    const transformer = { forward: () => (calls++, tensor([1, 2, 3], { device: DEV })) } as unknown as Transformer;
-    const graphs = new DecodeGraphs(transformer, {} as KvCache, {} as Rope, DEV, 128);
-    const pool = new BlockPool(4);
-    const seq = new Sequence(pool, 128);
-    seq.reserve(1);
-    const warnings: string[] = [];
-    const onWarning = (w: Error) => warnings.push(w.message);
-    process.on('warning', onWarning);
-    try {
-      expect(graphs.step([{ sequence: seq, tokens: [7] }])).toBeNull();
-      await new Promise((r) => setImmediate(r));
-      expect(graphs.disabled).toMatch(/cuda:0 is capturing a graph/);
-      expect(warnings.some((w) => w.includes('decode steps run eagerly from now on'))).toBe(true);
-      expect(graphs.step([{ sequence: seq, tokens: [7] }])).toBeNull(); // off for good: no second capture
-      expect(calls).toBe(1);
-      expect(graphs.size).toBe(0);
-      using x = tensor([1, 2], { device: DEV }); // the device is not left capturing
-      using y = ops.scale(x, 3);
-      expect(Array.from((await y.read()) as Float32Array)).toEqual([3, 6]);
-    } finally {
-      process.off('warning', onWarning);
-      seq.dispose();
-    }
-  });
+  for (const device of ['cpu', DEV])
+    it(`turns graphs off with a warning, queues nothing, and lets the caller run the step eagerly (${device})`, async () => {
+      // A forward that cannot be captured (it copies from the host): what a driver refusing some call
+      // inside the capture would look like.
+      let calls = 0;
+      const transformer = { forward: () => (calls++, tensor([1, 2, 3], { device })) } as unknown as Transformer;
+      const graphs = new DecodeGraphs(transformer, {} as KvCache, {} as Rope, device, 128);
+      const pool = new BlockPool(4);
+      const seq = new Sequence(pool, 128);
+      seq.reserve(1);
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => warnings.push(w.message);
+      process.on('warning', onWarning);
+      try {
+        expect(graphs.step([{ sequence: seq, tokens: [7] }])).toBeNull();
+        await new Promise((r) => setImmediate(r));
+        expect(graphs.disabled).toContain(`${device} is capturing a graph`);
+        expect(warnings.some((w) => w.includes('decode steps run eagerly from now on'))).toBe(true);
+        expect(graphs.step([{ sequence: seq, tokens: [7] }])).toBeNull(); // off for good: no second capture
+        expect(calls).toBe(1);
+        expect(graphs.size).toBe(0);
+        using x = tensor([1, 2], { device }); // the device is not left capturing
+        using y = ops.scale(x, 3);
+        expect(Array.from((await y.read()) as Float32Array)).toEqual([3, 6]);
+      } finally {
+        process.off('warning', onWarning);
+        seq.dispose();
+      }
+    });
 });
 
 describe('Tensor.write', () => {
@@ -125,39 +125,18 @@ describe('Tensor.write', () => {
 
 describe('decode steps as CUDA graphs (tiny-sparse, f32)', () => {
   it('replayed steps give the eager steps\' logits, one graph launch a step, across a capacity change', async () => {
-    const dir = join(GOLDEN, 'tiny-sparse');
-    const opts = { device: DEV, activations: 'f32' as const, maxSequences: 2, maxContext: 256 };
-    await using graphed = await loadModel(dir, opts);
-    await using eager = await loadModel(dir, { ...opts, decodeGraphs: false });
-    const r = rng();
-    console.log(`seed ${r.seed}`);
-    const V = graphed.config.vocabSize;
-    const prompts = [Array.from({ length: 57 }, () => r.int(0, V)), Array.from({ length: 12 }, () => r.int(0, V))];
-    const gs = prompts.map(() => graphed.createSequence());
-    const es = prompts.map(() => eager.createSequence());
-    await graphed.forward(prompts.map((tokens, i) => ({ sequence: gs[i], tokens })));
-    await eager.forward(prompts.map((tokens, i) => ({ sequence: es[i], tokens })));
     let worst = 0;
-    // 57 + 10 steps: the longer sequence passes 64 keys, so the step moves to the 128-key graph.
-    for (let step = 0; step < 10; ++step) {
-      const tokens = prompts.map(() => r.int(0, V));
-      native().profile(true, DEV);
-      const g = await graphed.forward(gs.map((sequence, i) => ({ sequence, tokens: [tokens[i]] })));
-      const prof = native().profile(true, DEV);
-      const e = await eager.forward(es.map((sequence, i) => ({ sequence, tokens: [tokens[i]] })));
-      for (let i = 0; i < 2; ++i) worst = Math.max(worst, relL2(g[i], e[i]));
-      const captured = step === 0 || gs[0].length === 65;
-      if (!captured) {
-        // A replay: the five input writes, one graph launch, the logits read; no op launched alone.
-        expect(prof.graph?.runs).toBe(1);
-        expect(prof.tensor?.runs).toBe(5);
-        expect(prof.read?.runs).toBe(1);
-        expect(Object.keys(prof).sort()).toEqual(['graph', 'read', 'tensor']);
-      }
-    }
-    console.log(`graph vs eager decode logits: worst rel L2 ${worst.toExponential(2)}; stats ${JSON.stringify(graphed.decodeGraphStats)}`);
+    const stats = await decodeGraphedAndEager(DEV, 'f32', ({ graphed, eager, profile, captured }) => {
+      for (let i = 0; i < 2; ++i) worst = Math.max(worst, relL2(graphed[i], eager[i]));
+      if (captured) return;
+      // A replay: the five input writes, one graph launch, the logits read; no op launched alone.
+      expect(profile.graph?.runs).toBe(1);
+      expect(profile.tensor?.runs).toBe(5);
+      expect(profile.read?.runs).toBe(1);
+      expect(Object.keys(profile).sort()).toEqual(['graph', 'read', 'tensor']);
+    });
+    console.log(`graph vs eager decode logits: worst rel L2 ${worst.toExponential(2)}; stats ${JSON.stringify(stats.graphed)}`);
     expect(worst).toBeLessThan(1e-5);
-    expect(graphed.decodeGraphStats).toEqual({ graphs: 2, captures: 2, replays: 10 });
-    expect(eager.decodeGraphStats).toEqual({ graphs: 0, captures: 0, replays: 0 });
+    expect(stats).toEqual({ graphed: { graphs: 2, captures: 2, replays: 10 }, eager: { graphs: 0, captures: 0, replays: 0 } });
   }, 600_000);
 });
