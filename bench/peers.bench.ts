@@ -13,9 +13,11 @@
  * f32 on the same tokens. Then, in interleaved rounds (ours, C, Node; ours, C, Node; …): prefill of
  * 512 tokens, and decode (a 64-token prompt, then 128 greedy steps, batch 1 and 8), all with the
  * same threads. Prints the medians, the ratios, and decode's memory roofline from the same run.
- * DSN_PEERS_ROUNDS: rounds (default 3).
+ * DSN_PEERS_ROUNDS: rounds (default 3). With our SIMD path capped (DEEPSEEK_NATIVE_SIMD=avx2), the C
+ * driver is given only ggml's matching CPU variant (haswell: AVX2 + FMA + F16C), so both sides run
+ * AVX2 kernels on this machine; node-llama-cpp picks its variant itself, so it sits that run out.
  */
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -139,6 +141,23 @@ async function ensureGguf(dir: string): Promise<string> {
   return path;
 }
 
+/** ggml's CPU variant for a capped SIMD path of ours: the same instruction sets. */
+const GGML_CPU_VARIANT: Record<string, string> = { avx2: 'haswell', scalar: 'sse42' };
+
+/** A folder holding only ggml's CPU variant for `simd` (the C driver loads every variant it finds
+ *  in its backend folder and keeps the best this CPU runs), or the full folder when `simd` is our
+ *  best path. */
+function ggmlBackendDir(libDir: string, simd: string): { dir: string; variant: string } {
+  const variant = GGML_CPU_VARIANT[simd];
+  if (!variant) return { dir: libDir, variant: 'its best for this CPU' };
+  const lib = `libggml-cpu-${variant}.so`;
+  if (!existsSync(join(libDir, lib))) throw new PeerUnavailableError(`no ${lib} in ${libDir} for a ${simd} comparison`);
+  const dir = join(libDir, '..', '..', `cpu-${variant}-only`);
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(join(libDir, lib), join(dir, lib));
+  return { dir, variant };
+}
+
 export interface PeersRun {
   results: BenchResult[];
   /** The side-by-side table (markdown), '' when the peer was unavailable. */
@@ -146,31 +165,36 @@ export interface PeersRun {
 }
 
 export async function peersBenchmarks(roofline: Roofline): Promise<PeersRun> {
-  const threads = native().buildInfo().threads;
-  let peer;
+  const { threads, simd } = native().buildInfo();
+  let peer, backend;
   try {
     peer = setUpLlamaPeer();
+    backend = ggmlBackendDir(peer.libDir, simd);
   } catch (e) {
     if (!(e instanceof PeerUnavailableError)) throw e;
     console.log(`peers: llama.cpp peer unavailable: ${e.message}\npeers: nothing timed (the peer needs npm with registry access, git and a C compiler)`);
     process.exitCode = 1;
     return { results: [], table: '' };
   }
-  console.log(`peers: node-llama-cpp ${peer.packageDir}, llama.cpp ${peer.commit.slice(0, 12)}, ${threads} threads on every side`);
+  const withNode = backend.dir === peer.libDir;
+  console.log(`peers: node-llama-cpp ${peer.packageDir}, llama.cpp ${peer.commit.slice(0, 12)}, ${threads} threads on every side; ` +
+    `ours on ${simd}, llama.cpp's CPU variant: ${backend.variant}` + (withNode ? '' : ' (node-llama-cpp chooses its own variant: not timed in this run)'));
   const dir = await ensureCheckpoint();
   const gguf = await ensureGguf(dir);
   const nSeq = Math.max(...BATCHES);
   const nCtx = nSeq * 1024;
   const started: DriverProcess[] = [];
   try {
-    const c = await DriverProcess.start('llama.cpp C driver', peer.driver, [gguf, String(threads), String(nCtx), String(nSeq), peer.libDir]);
+    const c = await DriverProcess.start('llama.cpp C driver', peer.driver, [gguf, String(threads), String(nCtx), String(nSeq), backend.dir]);
     started.push(c.driver);
     const vocab = Number(c.ready.vocab);
     console.log(`peers: C driver ready (${String(c.ready.system).trim()})`);
     await checkAgreement(dir, c.driver, vocab);
-    const node = await DriverProcess.start('node-llama-cpp driver', process.execPath, [
-      join(packageRoot(), 'bench', 'peers', 'node-llama-driver.mjs'), peer.packageDir, gguf, String(threads), String(nCtx), String(nSeq)]);
-    started.push(node.driver);
+    const node = withNode
+      ? await DriverProcess.start('node-llama-cpp driver', process.execPath, [
+        join(packageRoot(), 'bench', 'peers', 'node-llama-driver.mjs'), peer.packageDir, gguf, String(threads), String(nCtx), String(nSeq)])
+      : null;
+    if (node) started.push(node.driver);
 
     await using model = await loadModel(dir, { maxSequences: nSeq, maxContext: PREFILL + 64 });
     await oursPrefill(model, 99); // the first forward pays the page faults of the weights
@@ -186,14 +210,14 @@ export async function peersBenchmarks(roofline: Roofline): Promise<PeersRun> {
       const prefill = `prefill ${PREFILL}`;
       add(prefill, 'ours', await oursPrefill(model, r));
       add(prefill, 'c', tps(await c.driver.send(`prefill ${PREFILL} ${r}`)));
-      add(prefill, 'node', tps(await node.driver.send(`prefill ${PREFILL} ${r}`)));
+      if (node) add(prefill, 'node', tps(await node.driver.send(`prefill ${PREFILL} ${r}`)));
       for (const b of BATCHES) {
         const decode = `decode batch ${b}`;
         add(decode, 'ours', await oursDecode(model, b, r));
         add(decode, 'c', tps(await c.driver.send(`decode ${b} ${PROMPT} ${STEPS} ${r}`)));
-        add(decode, 'node', tps(await node.driver.send(`decode ${b} ${PROMPT} ${STEPS} ${r}`)));
+        if (node) add(decode, 'node', tps(await node.driver.send(`decode ${b} ${PROMPT} ${STEPS} ${r}`)));
       }
-      console.log(`peers: round ${r + 1}/${rounds}: ` + [...runs].map(([m, s]) => `${m} ${s.ours.at(-1)!.toFixed(1)}/${s.c.at(-1)!.toFixed(1)}/${s.node.at(-1)!.toFixed(1)}`).join(', ') + ' tokens/s (ours/C/Node)');
+      console.log(`peers: round ${r + 1}/${rounds}: ` + [...runs].map(([m, s]) => `${m} ${s.ours.at(-1)!.toFixed(1)}/${s.c.at(-1)!.toFixed(1)}/${s.node.at(-1)?.toFixed(1) ?? '-'}`).join(', ') + ' tokens/s (ours/C/Node)');
     }
 
     // Decode's memory roofline: the bytes a step of ours reads (weights + cache) at the read bandwidth
@@ -209,16 +233,16 @@ export async function peersBenchmarks(roofline: Roofline): Promise<PeersRun> {
     for (const [measure, sides] of runs) {
       const batch = /decode batch (\d+)/.exec(measure);
       const roof = batch ? (roofline.cpuReadGBps * 1e9 * Number(batch[1])) / decodeBytesPerStep(model.config, Number(batch[1]), PROMPT + STEPS / 2) : null;
-      const m = { ours: median(sides.ours), c: median(sides.c), node: median(sides.node) };
-      for (const side of ['ours', 'c', 'node'] as const)
+      const m = { ours: median(sides.ours), c: median(sides.c), node: node ? median(sides.node) : NaN };
+      for (const side of node ? (['ours', 'c', 'node'] as const) : (['ours', 'c'] as const))
         // time: of one prefill, or of one decode step of the batch
         results.push({ name: `${measure} (${names[side]})`, shape, device: 'cpu', median: m[side], unit: 'tokens/s', medianMs: (1e3 * (batch ? Number(batch[1]) : PREFILL)) / m[side], samples: sides[side].length,
           roofline: roof, ratio: roof ? m[side] / roof : null });
       const pct = (x: number) => (roof ? `${((x / roof) * 100).toFixed(0)} %` : '-');
-      lines.push(`| ${measure} | ${m.ours.toFixed(1)} | ${m.c.toFixed(1)} | ${m.node.toFixed(1)} | ${(m.ours / m.c).toFixed(2)}× | ${(m.ours / m.node).toFixed(2)}× | ` +
+      lines.push(`| ${measure} | ${m.ours.toFixed(1)} | ${m.c.toFixed(1)} | ${node ? m.node.toFixed(1) : '-'} | ${(m.ours / m.c).toFixed(2)}× | ${node ? `${(m.ours / m.node).toFixed(2)}×` : '-'} | ` +
         `${roof ? roof.toFixed(1) : '-'} | ${pct(m.ours)} | ${pct(m.c)} |`);
     }
-    return { results, table: `peers: medians of ${rounds} interleaved rounds, tokens/s (simd ${native().buildInfo().simd})\n${lines.join('\n')}` };
+    return { results, table: `peers: medians of ${rounds} interleaved rounds, tokens/s (ours: simd ${simd}; llama.cpp: ${backend.variant})\n${lines.join('\n')}` };
   } finally {
     for (const d of started) d.dispose();
   }

@@ -37,6 +37,7 @@
 
 #include "../native/cpu/latent_cache.h"
 #include "attention.cuh"
+#include "block_sort.cuh"
 #include "convert.cuh"
 #include "device_error.cuh"
 #include "launch_check.cuh"
@@ -116,20 +117,7 @@ __device__ int64_t sortedVisibleList(const int32_t* row, int64_t topk, int pad, 
     list[i] = s < 0 || s > pos ? INT_MAX : s;
   }
   __syncthreads();
-  for (int k = 2; k <= pad; k <<= 1)
-    for (int j = k >> 1; j > 0; j >>= 1) {
-      for (int i = tid; i < pad; i += threads) {
-        const int o = i ^ j;
-        if (o > i) {
-          const int x = list[i], y = list[o];
-          if ((x > y) == ((i & k) == 0)) {
-            list[i] = y;
-            list[o] = x;
-          }
-        }
-      }
-      __syncthreads();
-    }
+  blockBitonicSort</*Descending=*/false>(list, pad);
   if (tid == 0) *visible = 0;
   __syncthreads();
   for (int i = tid; i < pad; i += threads)

@@ -1,6 +1,7 @@
 // topK on CUDA: radix select, then a gather that takes the lowest indices among ties (cuda/topk.cuh).
 #include <cuda_runtime.h>
 
+#include "block_sort.cuh"
 #include "device_error.cuh"
 #include "launch_check.cuh"
 #include "topk.cuh"
@@ -101,20 +102,7 @@ __global__ void __launch_bounds__(kThreads) topKKernel(TopKParams p, int pad, De
       // List them: bitonic sort, descending.
       for (int i = int(take) + tid; i < pad; i += kThreads) chosen[i] = 0;
       __syncthreads();
-      for (int k = 2; k <= pad; k <<= 1)
-        for (int j = k >> 1; j > 0; j >>= 1) {
-          for (int i = tid; i < pad; i += kThreads) {
-            const int o = i ^ j;
-            if (o > i) {
-              const unsigned long long x = chosen[i], y = chosen[o];
-              if ((x < y) == ((i & k) == 0)) {
-                chosen[i] = y;
-                chosen[o] = x;
-              }
-            }
-          }
-          __syncthreads();
-        }
+      blockBitonicSort</*Descending=*/true>(chosen, pad);
       for (int64_t j = tid; j < take; j += kThreads) out[j] = int32_t(0xffffffffu - uint32_t(chosen[j] & 0xffffffffu));
     }
     for (int64_t j = take + tid; j < p.k; j += kThreads) out[j] = -1;
