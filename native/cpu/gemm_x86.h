@@ -16,9 +16,6 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
-#define DSN_TARGET_AVX512BF16 \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,avx2,fma,f16c")))
-
 namespace dsn::cpu::gemmk {
 
 inline float f32FromAny(const void* base, DType t, int64_t i) {

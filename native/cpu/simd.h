@@ -16,5 +16,7 @@ Simd setSimdCap(Simd cap);
 // Function attributes for per-ISA kernels (no -march flags in what ships).
 #define DSN_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define DSN_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define DSN_TARGET_AVX512BF16 \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,avx2,fma,f16c")))
 
 }  // namespace dsn::cpu
