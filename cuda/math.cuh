@@ -1,4 +1,4 @@
-// Device f32 math bit-identical to the CPU kernels' (native/cpu/convert.h, namespace sc): the same
+// Device f32 math bit-identical to the CPU kernels' (native/cpu/vec.h, namespace sc): the same
 // exp polynomial with the same fused multiply-adds and roundings, so sigmoid/silu/softmax give the
 // same bits on cuda as on every CPU path. Every product that feeds a sum is either an explicit fmaf
 // or an __fmul_rn (nvcc would otherwise fuse a*b + c).

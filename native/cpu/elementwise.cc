@@ -44,16 +44,12 @@ void unary(const UnaryParams& p, ThreadPool& pool) {
 }
 
 namespace {
-DSN_TARGET_AVX2 void streamCopyAvx2(char* d, const char* s, int64_t n) {
-  for (int64_t i = 0; i < n; i += 64) {
-    __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)), b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 32));
-    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i), a);
-    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i + 32), b);
-  }
-  _mm_sfence();
-}
-DSN_TARGET_AVX512 void streamCopyAvx512(char* d, const char* s, int64_t n) {
-  for (int64_t i = 0; i < n; i += 64) _mm512_stream_si512(reinterpret_cast<__m512i*>(d + i), _mm512_loadu_si512(s + i));
+/** n bytes (a multiple of 64) to a 64-byte-aligned d with non-temporal stores. SSE2, which every x86-64
+ *  has: the write-combining buffers fill a line at a time whatever the store width. */
+void streamCopy(char* d, const char* s, int64_t n) {
+  for (int64_t i = 0; i < n; i += 64)
+    for (int j = 0; j < 64; j += 16)
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + j), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + j)));
   _mm_sfence();
 }
 }  // namespace
@@ -61,13 +57,11 @@ DSN_TARGET_AVX512 void streamCopyAvx512(char* d, const char* s, int64_t n) {
 void copyBytes(void* dst, const void* src, int64_t bytes, bool stream) {
   auto* d = static_cast<char*>(dst);
   auto* s = static_cast<const char*>(src);
-  const Simd level = simdLevel();
-  if (stream && level != Simd::Scalar && bytes >= 256) {
+  if (stream && bytes >= 256) {
     const int64_t head = (64 - int64_t(reinterpret_cast<uintptr_t>(d) & 63)) & 63;
     const int64_t body = (bytes - head) / 64 * 64;
     std::memcpy(d, s, size_t(head));
-    if (level == Simd::Avx512) streamCopyAvx512(d + head, s + head, body);
-    else streamCopyAvx2(d + head, s + head, body);
+    streamCopy(d + head, s + head, body);
     std::memcpy(d + head + body, s + head + body, size_t(bytes - head - body));
     return;
   }

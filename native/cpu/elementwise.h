@@ -1,9 +1,8 @@
 // CPU element-wise kernels (add, mul, silu, scale, swiglu's product) and copies (slice, concat,
 // row gathers). Math in f32, inputs and outputs f32 or bf16, the same bits on every SIMD path.
 //
-// The map drivers below apply a functor to one or two input streams: the functor has one
-// operator() per path (float, __m256 under DSN_TARGET_AVX2, __m512 under DSN_TARGET_AVX512),
-// and each path keeps to the determinism rule of convert.h.
+// The map drivers below apply a functor to one or two input streams: the functor's apply<V> is
+// written once for every path's vector type (vec.h) and keeps to vec.h's determinism rule.
 #pragma once
 #include <cstdint>
 #include <limits>
@@ -15,107 +14,66 @@
 
 namespace dsn::cpu {
 
-// ---------------- functors ----------------
+// ---------------- functors: one operator() for every path's vector type ----------------
 struct AddOp {
-  float operator()(float a, float b) const { return a + b; }
-  DSN_TARGET_AVX2 __m256 operator()(__m256 a, __m256 b) const { return _mm256_add_ps(a, b); }
-  DSN_TARGET_AVX512 __m512 operator()(__m512 a, __m512 b) const { return _mm512_add_ps(a, b); }
+  template <class V> typename V::F apply(typename V::F a, typename V::F b) const { return a + b; }
 };
 struct MulOp {
-  float operator()(float a, float b) const { return a * b; }
-  DSN_TARGET_AVX2 __m256 operator()(__m256 a, __m256 b) const { return _mm256_mul_ps(a, b); }
-  DSN_TARGET_AVX512 __m512 operator()(__m512 a, __m512 b) const { return _mm512_mul_ps(a, b); }
+  template <class V> typename V::F apply(typename V::F a, typename V::F b) const { return a * b; }
 };
 /** silu(g)·u = g / (1 + e^−g) · u */
 struct SwigluOp {
-  float operator()(float g, float u) const { return sc::silu(g) * u; }
-  DSN_TARGET_AVX2 __m256 operator()(__m256 g, __m256 u) const { return _mm256_mul_ps(x256::silu(g), u); }
-  DSN_TARGET_AVX512 __m512 operator()(__m512 g, __m512 u) const { return _mm512_mul_ps(x512::silu(g), u); }
+  template <class V> typename V::F apply(typename V::F g, typename V::F u) const { return V::silu(g) * u; }
 };
 struct SiluOp {
-  float operator()(float x) const { return sc::silu(x); }
-  DSN_TARGET_AVX2 __m256 operator()(__m256 x) const { return x256::silu(x); }
-  DSN_TARGET_AVX512 __m512 operator()(__m512 x) const { return x512::silu(x); }
+  template <class V> typename V::F apply(typename V::F x) const { return V::silu(x); }
 };
 struct ScaleOp {
   float s;
-  float operator()(float x) const { return x * s; }
-  DSN_TARGET_AVX2 __m256 operator()(__m256 x) const { return _mm256_mul_ps(x, _mm256_set1_ps(s)); }
-  DSN_TARGET_AVX512 __m512 operator()(__m512 x) const { return _mm512_mul_ps(x, _mm512_set1_ps(s)); }
+  template <class V> typename V::F apply(typename V::F x) const { return x * V::set1(s); }
 };
 
 // ---------------- drivers: out[i] = op(a[i]) or op(a[i], b[i]) for i < n ----------------
 namespace detail {
 
-template <DType TA, DType TO, class Op>
-void map1Scalar(const void* a, void* out, int64_t n, const Op& op) {
-  for (int64_t i = 0; i < n; ++i) sc::store<TO>(out, i, op(sc::load<TA>(a, i)));
-}
-template <DType TA, DType TO, class Op>
-DSN_TARGET_AVX2 void map1Avx2(const void* a, void* out, int64_t n, const Op& op, bool stream) {
+/** out[i] = op(in(i)) for i < n, `in` giving kLanes (or the first k) elements at i. */
+template <class V, DType TO, class In, class Op>
+inline void mapLanes(void* out, int64_t n, bool stream, In&& in, const Op& op) {
+  constexpr int L = V::kLanes;
   int64_t i = 0;
-  if (stream && reinterpret_cast<uintptr_t>(out) % dtypeSize(TO) == 0) {
+  if (stream && L > 1 && reinterpret_cast<uintptr_t>(out) % dtypeSize(TO) == 0) {
     for (const int64_t head = headToAlign(out, dtypeSize(TO), n); i < head;) {
-      const int64_t k = head - i < 8 ? head - i : 8;
-      x256::storePart<TO>(out, i, op(x256::loadPart<TA>(a, i, k)), k);
+      const int64_t k = head - i < L ? head - i : L;
+      storePart<V, TO>(out, i, in(i, k), k);
       i += k;
     }
-    for (; i + 8 <= n; i += 8) x256::storeStream<TO>(out, i, op(x256::load<TA>(a, i)));
-    _mm_sfence();
+    for (; i + L <= n; i += L) storeStream<V, TO>(out, i, in(i, L));
+    V::streamFence();
   }
-  for (; i + 8 <= n; i += 8) x256::store<TO>(out, i, op(x256::load<TA>(a, i)));
-  if (i < n) x256::storePart<TO>(out, i, op(x256::loadPart<TA>(a, i, n - i)), n - i);
-}
-template <DType TA, DType TO, class Op>
-DSN_TARGET_AVX512 void map1Avx512(const void* a, void* out, int64_t n, const Op& op, bool stream) {
-  int64_t i = 0;
-  if (stream && reinterpret_cast<uintptr_t>(out) % dtypeSize(TO) == 0) {
-    for (const int64_t head = headToAlign(out, dtypeSize(TO), n); i < head;) {
-      const int64_t k = head - i < 16 ? head - i : 16;
-      x512::storePart<TO>(out, i, op(x512::loadPart<TA>(a, i, k)), k);
-      i += k;
-    }
-    for (; i + 16 <= n; i += 16) x512::storeStream<TO>(out, i, op(x512::load<TA>(a, i)));
-    _mm_sfence();
-  }
-  for (; i + 16 <= n; i += 16) x512::store<TO>(out, i, op(x512::load<TA>(a, i)));
-  if (i < n) x512::storePart<TO>(out, i, op(x512::loadPart<TA>(a, i, n - i)), n - i);
+  for (; i + L <= n; i += L) store<V, TO>(out, i, in(i, L));
+  if (i < n) storePart<V, TO>(out, i, in(i, n - i), n - i);
 }
 
-template <DType TA, DType TB, DType TO, class Op>
-void map2Scalar(const void* a, const void* b, void* out, int64_t n, const Op& op) {
-  for (int64_t i = 0; i < n; ++i) sc::store<TO>(out, i, op(sc::load<TA>(a, i), sc::load<TB>(b, i)));
-}
-template <DType TA, DType TB, DType TO, class Op>
-DSN_TARGET_AVX2 void map2Avx2(const void* a, const void* b, void* out, int64_t n, const Op& op, bool stream) {
-  int64_t i = 0;
-  if (stream && reinterpret_cast<uintptr_t>(out) % dtypeSize(TO) == 0) {
-    for (const int64_t head = headToAlign(out, dtypeSize(TO), n); i < head;) {
-      const int64_t k = head - i < 8 ? head - i : 8;
-      x256::storePart<TO>(out, i, op(x256::loadPart<TA>(a, i, k), x256::loadPart<TB>(b, i, k)), k);
-      i += k;
-    }
-    for (; i + 8 <= n; i += 8) x256::storeStream<TO>(out, i, op(x256::load<TA>(a, i), x256::load<TB>(b, i)));
-    _mm_sfence();
+template <DType TA, DType TO, class Op>
+struct Map1Kernel {
+  template <class V>
+  static void run(const void* a, void* out, int64_t n, const Op& op, bool stream) {
+    mapLanes<V, TO>(out, n, stream, [&](int64_t i, int64_t k) {
+      return op.template apply<V>(k == V::kLanes ? load<V, TA>(a, i) : loadPart<V, TA>(a, i, k));
+    }, op);
   }
-  for (; i + 8 <= n; i += 8) x256::store<TO>(out, i, op(x256::load<TA>(a, i), x256::load<TB>(b, i)));
-  if (i < n) x256::storePart<TO>(out, i, op(x256::loadPart<TA>(a, i, n - i), x256::loadPart<TB>(b, i, n - i)), n - i);
-}
+};
+
 template <DType TA, DType TB, DType TO, class Op>
-DSN_TARGET_AVX512 void map2Avx512(const void* a, const void* b, void* out, int64_t n, const Op& op, bool stream) {
-  int64_t i = 0;
-  if (stream && reinterpret_cast<uintptr_t>(out) % dtypeSize(TO) == 0) {
-    for (const int64_t head = headToAlign(out, dtypeSize(TO), n); i < head;) {
-      const int64_t k = head - i < 16 ? head - i : 16;
-      x512::storePart<TO>(out, i, op(x512::loadPart<TA>(a, i, k), x512::loadPart<TB>(b, i, k)), k);
-      i += k;
-    }
-    for (; i + 16 <= n; i += 16) x512::storeStream<TO>(out, i, op(x512::load<TA>(a, i), x512::load<TB>(b, i)));
-    _mm_sfence();
+struct Map2Kernel {
+  template <class V>
+  static void run(const void* a, const void* b, void* out, int64_t n, const Op& op, bool stream) {
+    mapLanes<V, TO>(out, n, stream, [&](int64_t i, int64_t k) {
+      const bool full = k == V::kLanes;
+      return op.template apply<V>(full ? load<V, TA>(a, i) : loadPart<V, TA>(a, i, k), full ? load<V, TB>(b, i) : loadPart<V, TB>(b, i, k));
+    }, op);
   }
-  for (; i + 16 <= n; i += 16) x512::store<TO>(out, i, op(x512::load<TA>(a, i), x512::load<TB>(b, i)));
-  if (i < n) x512::storePart<TO>(out, i, op(x512::loadPart<TA>(a, i, n - i), x512::loadPart<TB>(b, i, n - i)), n - i);
-}
+};
 
 }  // namespace detail
 
@@ -131,13 +89,10 @@ inline void withActType(DType t, F&& f) {
 template <class Op>
 void map1(const void* a, DType ta, void* out, DType to, int64_t n, const Op& op, bool stream = false) {
   if (n <= 0) return;
-  Simd level = simdLevel();
+  const Simd level = simdLevel();
   withActType(ta, [&](auto A) {
     withActType(to, [&](auto O) {
-      constexpr DType TA = decltype(A)::value, TO = decltype(O)::value;
-      if (level == Simd::Avx512) detail::map1Avx512<TA, TO>(a, out, n, op, stream);
-      else if (level == Simd::Avx2) detail::map1Avx2<TA, TO>(a, out, n, op, stream);
-      else detail::map1Scalar<TA, TO>(a, out, n, op);
+      runOn<detail::Map1Kernel<decltype(A)::value, decltype(O)::value, Op>>(level, a, out, n, op, stream);
     });
   });
 }
@@ -146,14 +101,11 @@ void map1(const void* a, DType ta, void* out, DType to, int64_t n, const Op& op,
 template <class Op>
 void map2(const void* a, DType ta, const void* b, DType tb, void* out, DType to, int64_t n, const Op& op, bool stream = false) {
   if (n <= 0) return;
-  Simd level = simdLevel();
+  const Simd level = simdLevel();
   withActType(ta, [&](auto A) {
     withActType(tb, [&](auto B) {
       withActType(to, [&](auto O) {
-        constexpr DType TA = decltype(A)::value, TB = decltype(B)::value, TO = decltype(O)::value;
-        if (level == Simd::Avx512) detail::map2Avx512<TA, TB, TO>(a, b, out, n, op, stream);
-        else if (level == Simd::Avx2) detail::map2Avx2<TA, TB, TO>(a, b, out, n, op, stream);
-        else detail::map2Scalar<TA, TB, TO>(a, b, out, n, op);
+        runOn<detail::Map2Kernel<decltype(A)::value, decltype(B)::value, decltype(O)::value, Op>>(level, a, b, out, n, op, stream);
       });
     });
   });
@@ -167,64 +119,48 @@ inline float foldSum16(float* s) {
     for (int l = 0; l < w; ++l) s[l] = s[l] + s[l + w];
   return s[0];
 }
-inline float sumScalar(const float* x, int64_t n) {
-  float s[16] = {};
-  for (int64_t i = 0; i < n; ++i) s[i % 16] = s[i % 16] + x[i];
-  return foldSum16(s);
-}
-DSN_TARGET_AVX2 inline float sumAvx2(const float* x, int64_t n) {
-  __m256 a = _mm256_setzero_ps(), b = a;
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    a = _mm256_add_ps(a, _mm256_loadu_ps(x + i));
-    b = _mm256_add_ps(b, _mm256_loadu_ps(x + i + 8));
+struct SumKernel {
+  /** x[i] into partial sum i mod 16 (16 / kLanes vectors), then foldSum16. */
+  template <class V>
+  static float run(const float* x, int64_t n) {
+    constexpr int L = V::kLanes, NV = 16 / L;
+    typename V::F acc[NV];
+    for (auto& a : acc) a = V::zero();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+      for (int q = 0; q < NV; ++q) acc[q] = acc[q] + load<V, DType::f32>(x, i + q * L);
+    for (int q = 0; q < NV && i + q * L < n; ++q) {
+      const int64_t j = i + q * L, k = n - j < L ? n - j : L;
+      acc[q] = acc[q] + (k == L ? load<V, DType::f32>(x, j) : loadPart<V, DType::f32>(x, j, k));
+    }
+    alignas(64) float s[16];
+    for (int q = 0; q < NV; ++q) V::toArray(s + q * L, acc[q]);
+    return foldSum16(s);
   }
-  if (i < n) {
-    a = _mm256_add_ps(a, n - i >= 8 ? _mm256_loadu_ps(x + i) : x256::loadPart<DType::f32>(x, i, n - i));
-    if (n - i > 8) b = _mm256_add_ps(b, x256::loadPart<DType::f32>(x, i + 8, n - i - 8));
+};
+struct MaxKernel {
+  /** max is exact, so any order gives the same value; NaN elements never win (maxps keeps m). */
+  template <class V>
+  static float run(const float* x, int64_t n) {
+    constexpr int L = V::kLanes;
+    typename V::F m = V::set1(-std::numeric_limits<float>::infinity());
+    int64_t i = 0;
+    for (; i + L <= n; i += L) m = V::max(load<V, DType::f32>(x, i), m);
+    alignas(64) float s[L];
+    V::toArray(s, m);
+    float r = -std::numeric_limits<float>::infinity();
+    for (int l = 0; l < L; ++l) r = s[l] > r ? s[l] : r;
+    for (; i < n; ++i) r = x[i] > r ? x[i] : r;
+    return r;
   }
-  alignas(32) float s[16];
-  _mm256_store_ps(s, a);
-  _mm256_store_ps(s + 8, b);
-  return foldSum16(s);
-}
-DSN_TARGET_AVX512 inline float sumAvx512(const float* x, int64_t n) {
-  __m512 a = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) a = _mm512_add_ps(a, _mm512_loadu_ps(x + i));
-  if (i < n) a = _mm512_add_ps(a, x512::loadPart<DType::f32>(x, i, n - i));
-  alignas(64) float s[16];
-  _mm512_store_ps(s, a);
-  return foldSum16(s);
-}
-inline float maxScalar(const float* x, int64_t n) {
-  float m = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
-  return m;
-}
-DSN_TARGET_AVX512 inline float maxAvx512(const float* x, int64_t n) {
-  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  __m512 m = ninf;
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) m = _mm512_max_ps(_mm512_loadu_ps(x + i), m);  // a NaN element keeps m
-  if (i < n) m = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, x512::firstLanes(n - i), x + i), m);
-  return _mm512_reduce_max_ps(m);
-}
+};
 }  // namespace detail
 
 /** Σ x[i] in f32: x[i] goes to partial sum i mod 16, then a fixed fold; the same bits on every path. */
-inline float sumF32(const float* x, int64_t n) {
-  switch (simdLevel()) {
-    case Simd::Avx512: return detail::sumAvx512(x, n);
-    case Simd::Avx2: return detail::sumAvx2(x, n);
-    default: return detail::sumScalar(x, n);
-  }
-}
+inline float sumF32(const float* x, int64_t n) { return runOn<detail::SumKernel>(simdLevel(), x, n); }
 
 /** The largest non-NaN x[i] (−inf when there is none); exact, so the same on every path. */
-inline float maxF32(const float* x, int64_t n) {
-  return simdLevel() == Simd::Avx512 ? detail::maxAvx512(x, n) : detail::maxScalar(x, n);
-}
+inline float maxF32(const float* x, int64_t n) { return runOn<detail::MaxKernel>(simdLevel(), x, n); }
 
 // ---------------- ops ----------------
 // The params (native/params/elementwise.h) are the ones cuda/elementwise.cu takes.

@@ -15,31 +15,19 @@ namespace dsn::cpu {
 namespace {
 
 struct SigmoidOp {
-  float operator()(float x) const { return sc::sigmoid(x); }
-  DSN_TARGET_AVX2 __m256 operator()(__m256 x) const { return x256::sigmoid(x); }
-  DSN_TARGET_AVX512 __m512 operator()(__m512 x) const { return x512::sigmoid(x); }
+  template <class V> typename V::F apply(typename V::F x) const { return V::sigmoid(x); }
 };
-/** The choosing score: a + b, a NaN as −inf (it never wins), −0 as +0. */
+/** The choosing score: a + b, a NaN as −inf (it never wins: max returns its second operand for a
+ *  NaN), −0 as +0. */
 struct ChooseOp {
-  float operator()(float a, float b) const {
-    const float c = a + b;
-    return (c == c ? c : -std::numeric_limits<float>::infinity()) + 0.0f;
-  }
-  DSN_TARGET_AVX2 __m256 operator()(__m256 a, __m256 b) const {
-    const __m256 c = _mm256_add_ps(a, b);
-    return _mm256_add_ps(_mm256_blendv_ps(c, _mm256_set1_ps(-std::numeric_limits<float>::infinity()), _mm256_cmp_ps(c, c, _CMP_UNORD_Q)), _mm256_setzero_ps());
-  }
-  DSN_TARGET_AVX512 __m512 operator()(__m512 a, __m512 b) const {
-    const __m512 c = _mm512_add_ps(a, b);
-    return _mm512_add_ps(_mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q), c, _mm512_set1_ps(-std::numeric_limits<float>::infinity())), _mm512_setzero_ps());
+  template <class V> typename V::F apply(typename V::F a, typename V::F b) const {
+    return V::max(a + b, V::set1(-std::numeric_limits<float>::infinity())) + V::zero();
   }
 };
 /** e^(x − shift) */
 struct ExpShiftOp {
   float shift;
-  float operator()(float x) const { return sc::exp(x - shift); }
-  DSN_TARGET_AVX2 __m256 operator()(__m256 x) const { return x256::exp(_mm256_sub_ps(x, _mm256_set1_ps(shift))); }
-  DSN_TARGET_AVX512 __m512 operator()(__m512 x) const { return x512::exp(_mm512_sub_ps(x, _mm512_set1_ps(shift))); }
+  template <class V> typename V::F apply(typename V::F x) const { return V::exp(x - V::set1(shift)); }
 };
 
 /** Keeps the `cap` largest values seen, descending; a later equal value ranks after (lower index first). */
@@ -86,7 +74,7 @@ DSN_TARGET_AVX512 void groupScoresAvx512(const float* c, int64_t G, int64_t gs, 
     const float* x = c + g * gs;
     __m512 a = ninf, b = ninf;  // per lane: the top two of the lane's elements
     for (int64_t e = 0; e < gs; e += 16) {
-      const __m512 v = gs - e >= 16 ? _mm512_loadu_ps(x + e) : _mm512_mask_loadu_ps(ninf, x512::firstLanes(gs - e), x + e);
+      const __m512 v = gs - e >= 16 ? _mm512_loadu_ps(x + e) : _mm512_mask_loadu_ps(ninf, Avx512::firstLanes(gs - e), x + e);
       b = _mm512_max_ps(b, _mm512_min_ps(a, v));
       a = _mm512_max_ps(a, v);
     }
@@ -142,7 +130,7 @@ DSN_TARGET_AVX512 void selectAvx512(const float* c, int64_t E, int64_t G, int64_
   if (nv <= 16) {
     // Up to 256 experts: the per-vector maxima live in one register, updated in place (a scalar
     // store followed by a vector load of the same line would stall on store forwarding).
-    const __mmask16 m = x512::firstLanes(nv);
+    const __mmask16 m = Avx512::firstLanes(nv);
     __m512i vm = _mm512_mask_loadu_epi32(none, m, vmax);
     for (int j = 0; j < k; ++j) {
       const int32_t best = _mm512_reduce_max_epi32(vm);
@@ -160,7 +148,7 @@ DSN_TARGET_AVX512 void selectAvx512(const float* c, int64_t E, int64_t G, int64_
     int32_t best = std::numeric_limits<int32_t>::min();
     int64_t bv = 0;
     for (int64_t w = 0; w < nv; w += 16) {
-      const __mmask16 m = x512::firstLanes(std::min<int64_t>(16, nv - w));
+      const __mmask16 m = Avx512::firstLanes(std::min<int64_t>(16, nv - w));
       const __m512i x = _mm512_mask_loadu_epi32(none, m, vmax + w);
       const int32_t top = _mm512_reduce_max_epi32(x);
       if (top > best || w == 0) {
@@ -322,116 +310,49 @@ inline void sumOrder(const int32_t* ids, int64_t k, int* order) {
 // fusing the multiply into the add (it may in FMA-enabled code).
 
 template <DType ET, DType ST, DType OT>
-void combineScalar(const MoeCombineParams& p, int64_t t0, int64_t t1, float* acc) {
-  const int64_t D = p.dim, k = p.k;
-  std::vector<int> order(static_cast<size_t>(k));
-  for (int64_t t = t0; t < t1; ++t) {
-    sumOrder(p.ids + t * k, k, order.data());
-    for (int64_t i = 0; i < D; ++i) acc[i] = 0.0f;
-    for (int64_t jj = 0; jj < k; ++jj) {
-      const int j = order[jj];
-      const float w = p.weights[t * k + j];
-      const void* row = at(p.expertOut, ET, int64_t(p.rowOfSlot[t * k + j]) * D);
-      for (int64_t i = 0; i < D; ++i) acc[i] = acc[i] + opaque(w * sc::load<ET>(row, i));
-    }
-    for (int64_t i = 0; i < D; ++i) {
-      float v = p.shared ? acc[i] + sc::load<ST>(p.shared, t * D + i) : acc[i];
-      sc::store<OT>(p.out, t * D + i, v);
-    }
-  }
-}
-
-template <DType ET, DType ST, DType OT>
-DSN_TARGET_AVX2 void combineAvx2(const MoeCombineParams& p, int64_t t0, int64_t t1, float*, bool stream) {
-  using namespace x256;
-  const int64_t D = p.dim, k = p.k;
-  std::vector<int> order(static_cast<size_t>(k));
-  std::vector<const void*> rows(static_cast<size_t>(k));
-  std::vector<float> ws(static_cast<size_t>(k));
-  for (int64_t t = t0; t < t1; ++t) {
-    sumOrder(p.ids + t * k, k, order.data());
-    for (int64_t jj = 0; jj < k; ++jj) {
-      const int j = order[jj];
-      ws[jj] = p.weights[t * k + j];
-      rows[jj] = at(p.expertOut, ET, int64_t(p.rowOfSlot[t * k + j]) * D);
-    }
-    const void* shared = p.shared ? at(p.shared, ST, t * D) : nullptr;
-    void* out = at(p.out, OT, t * D);
-    const bool rowStream = stream && (reinterpret_cast<uintptr_t>(out) & 63) == 0;
-    for (int64_t i = 0; i < D; i += 8) {
-      const int64_t n = D - i < 8 ? D - i : 8;
-      __m256 acc = _mm256_setzero_ps();
+struct CombineKernel {
+  template <class V>
+  static void run(const MoeCombineParams& p, int64_t t0, int64_t t1, bool stream) {
+    using F = typename V::F;
+    constexpr int L = V::kLanes, kBlock = 4 * L;  // four accumulators stay in registers across the k rows
+    const int64_t D = p.dim, k = p.k, full = D / kBlock * kBlock;
+    std::vector<int> order(static_cast<size_t>(k));
+    std::vector<const void*> rows(static_cast<size_t>(k));
+    std::vector<float> ws(static_cast<size_t>(k));
+    for (int64_t t = t0; t < t1; ++t) {
+      sumOrder(p.ids + t * k, k, order.data());
       for (int64_t jj = 0; jj < k; ++jj) {
-        __m256 e = n == 8 ? load<ET>(rows[jj], i) : loadPart<ET>(rows[jj], i, n);
-        acc = _mm256_add_ps(acc, opaque(_mm256_mul_ps(_mm256_set1_ps(ws[jj]), e)));
+        const int j = order[jj];
+        ws[jj] = p.weights[t * k + j];
+        rows[jj] = at(p.expertOut, ET, int64_t(p.rowOfSlot[t * k + j]) * D);
       }
-      if (shared) acc = _mm256_add_ps(acc, n == 8 ? load<ST>(shared, i) : loadPart<ST>(shared, i, n));
-      if (n == 8 && rowStream) storeStream<OT>(out, i, acc);
-      else if (n == 8) store<OT>(out, i, acc);
-      else storePart<OT>(out, i, acc, n);
+      const void* shared = p.shared ? at(p.shared, ST, t * D) : nullptr;
+      void* out = at(p.out, OT, t * D);
+      const bool rowStream = stream && (reinterpret_cast<uintptr_t>(out) & 63) == 0;
+      for (int64_t i = 0; i < full; i += kBlock) {
+        F acc[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+        for (int64_t jj = 0; jj < k; ++jj) {
+          const F w = V::set1(ws[jj]);
+          for (int q = 0; q < 4; ++q) acc[q] = acc[q] + opaque(w * load<V, ET>(rows[jj], i + q * L));
+        }
+        if (shared)
+          for (int q = 0; q < 4; ++q) acc[q] = acc[q] + load<V, ST>(shared, i + q * L);
+        for (int q = 0; q < 4; ++q) {
+          if (rowStream) storeStream<V, OT>(out, i + q * L, acc[q]);
+          else store<V, OT>(out, i + q * L, acc[q]);
+        }
+      }
+      for (int64_t i = full; i < D; i += L) {
+        const int64_t n = D - i < L ? D - i : L;
+        F acc = V::zero();
+        for (int64_t jj = 0; jj < k; ++jj) acc = acc + opaque(V::set1(ws[jj]) * loadPart<V, ET>(rows[jj], i, n));
+        if (shared) acc = acc + loadPart<V, ST>(shared, i, n);
+        storePart<V, OT>(out, i, acc, n);
+      }
     }
+    if (stream) V::streamFence();
   }
-}
-
-template <DType ET, DType ST, DType OT>
-DSN_TARGET_AVX512 void combineAvx512(const MoeCombineParams& p, int64_t t0, int64_t t1, float*, bool stream) {
-  using namespace x512;
-  const int64_t D = p.dim, k = p.k;
-  std::vector<int> order(static_cast<size_t>(k));
-  std::vector<const void*> rows(static_cast<size_t>(k));
-  std::vector<float> ws(static_cast<size_t>(k));
-  const int64_t full = D / 64 * 64;
-  for (int64_t t = t0; t < t1; ++t) {
-    sumOrder(p.ids + t * k, k, order.data());
-    for (int64_t jj = 0; jj < k; ++jj) {
-      const int j = order[jj];
-      ws[jj] = p.weights[t * k + j];
-      rows[jj] = at(p.expertOut, ET, int64_t(p.rowOfSlot[t * k + j]) * D);
-    }
-    const void* shared = p.shared ? at(p.shared, ST, t * D) : nullptr;
-    void* out = at(p.out, OT, t * D);
-    const bool rowStream = stream && (reinterpret_cast<uintptr_t>(out) & 63) == 0;
-    // Blocks of 64 columns: four accumulators stay in registers across the k rows.
-    for (int64_t i = 0; i < full; i += 64) {
-      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (int64_t jj = 0; jj < k; ++jj) {
-        const __m512 w = _mm512_set1_ps(ws[jj]);
-        __m512 p0 = _mm512_mul_ps(w, load<ET>(rows[jj], i)), p1 = _mm512_mul_ps(w, load<ET>(rows[jj], i + 16));
-        __m512 p2 = _mm512_mul_ps(w, load<ET>(rows[jj], i + 32)), p3 = _mm512_mul_ps(w, load<ET>(rows[jj], i + 48));
-        a0 = _mm512_add_ps(a0, opaque(p0));
-        a1 = _mm512_add_ps(a1, opaque(p1));
-        a2 = _mm512_add_ps(a2, opaque(p2));
-        a3 = _mm512_add_ps(a3, opaque(p3));
-      }
-      if (shared) {
-        a0 = _mm512_add_ps(a0, load<ST>(shared, i));
-        a1 = _mm512_add_ps(a1, load<ST>(shared, i + 16));
-        a2 = _mm512_add_ps(a2, load<ST>(shared, i + 32));
-        a3 = _mm512_add_ps(a3, load<ST>(shared, i + 48));
-      }
-      if (rowStream) {
-        storeStream<OT>(out, i, a0);
-        storeStream<OT>(out, i + 16, a1);
-        storeStream<OT>(out, i + 32, a2);
-        storeStream<OT>(out, i + 48, a3);
-      } else {
-        store<OT>(out, i, a0);
-        store<OT>(out, i + 16, a1);
-        store<OT>(out, i + 32, a2);
-        store<OT>(out, i + 48, a3);
-      }
-    }
-    for (int64_t i = full; i < D; i += 16) {
-      const int64_t n = D - i < 16 ? D - i : 16;
-      __m512 acc = _mm512_setzero_ps();
-      for (int64_t jj = 0; jj < k; ++jj) {
-        acc = _mm512_add_ps(acc, opaque(_mm512_mul_ps(_mm512_set1_ps(ws[jj]), loadPart<ET>(rows[jj], i, n))));
-      }
-      if (shared) acc = _mm512_add_ps(acc, loadPart<ST>(shared, i, n));
-      storePart<OT>(out, i, acc, n);
-    }
-  }
-}
+};
 
 }  // namespace
 
@@ -445,15 +366,10 @@ void moeCombine(const MoeCombineParams& p, ThreadPool& pool) {
   const DType sType = p.shared ? p.sType : p.eType;
   const bool stream = p.tokens * p.dim * int64_t(dtypeSize(p.outType)) >= kStreamBytes;
   pool.parallelFor(p.tokens, [&](int64_t t0, int64_t t1) {
-    std::vector<float> acc(level == Simd::Scalar ? size_t(p.dim) : 0);
     withActType(p.eType, [&](auto E) {
       withActType(sType, [&](auto S) {
         withActType(p.outType, [&](auto O) {
-          constexpr DType ET = decltype(E)::value, ST = decltype(S)::value, OT = decltype(O)::value;
-          if (level == Simd::Avx512) combineAvx512<ET, ST, OT>(p, t0, t1, acc.data(), stream);
-          else if (level == Simd::Avx2) combineAvx2<ET, ST, OT>(p, t0, t1, acc.data(), stream);
-          else combineScalar<ET, ST, OT>(p, t0, t1, acc.data());
-          if (stream) _mm_sfence();
+          runOn<CombineKernel<decltype(E)::value, decltype(S)::value, decltype(O)::value>>(level, p, t0, t1, stream);
         });
       });
     });

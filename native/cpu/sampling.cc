@@ -13,88 +13,46 @@ namespace dsn::cpu {
 namespace {
 
 // ---------------- argmax of one row: first index of the largest non-NaN value ----------------
-int32_t argmaxRowScalar(const float* x, int64_t n) {
-  float best = -std::numeric_limits<float>::infinity();
-  int64_t at = 0;
-  for (int64_t i = 0; i < n; ++i)
-    if (x[i] > best) { best = x[i]; at = i; }
-  return int32_t(at);
-}
-
-/** Lanes keep their own first best; the lane results are merged by (value desc, index asc). */
-int32_t mergeLanes(const float* vals, const int32_t* idx, int lanes, float best, int64_t at) {
-  for (int l = 0; l < lanes; ++l)
-    if (vals[l] > best || (vals[l] == best && idx[l] < at)) { best = vals[l]; at = idx[l]; }
-  return int32_t(at);
-}
-
-DSN_TARGET_AVX2 int32_t argmaxRowAvx2(const float* x, int64_t n) {
-  __m256 best = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  __m256i bestIdx = _mm256_setzero_si256(), idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i step = _mm256_set1_epi32(8);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m256 v = _mm256_loadu_ps(x + i);
-    __m256 gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
-    best = _mm256_blendv_ps(best, v, gt);
-    bestIdx = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(bestIdx), _mm256_castsi256_ps(idx), gt));
-    idx = _mm256_add_epi32(idx, step);
+struct ArgmaxKernel {
+  /** Lanes keep their own first best (lane indices as f32, exact below 2^24: hence chunks of 2^23);
+   *  the lanes' results are merged by (value desc, index asc), then the tail, which comes after. */
+  template <class V>
+  static int32_t run(const float* x, int64_t n) {
+    using F = typename V::F;
+    constexpr int L = V::kLanes;
+    constexpr int64_t kChunk = int64_t(1) << 23;
+    float best = -std::numeric_limits<float>::infinity();
+    int64_t at = 0;
+    const int64_t full = n / L * L;
+    for (int64_t c0 = 0; c0 < full; c0 += kChunk) {
+      const int64_t c1 = full - c0 < kChunk ? full : c0 + kChunk;
+      F lane = V::set1(-std::numeric_limits<float>::infinity()), laneAt = V::zero(), idx = V::iota();
+      for (int64_t i = c0; i < c1; i += L) {
+        const F v = load<V, DType::f32>(x, i);
+        laneAt = V::selectGreater(v, lane, idx, laneAt);
+        lane = V::selectGreater(v, lane, v, lane);
+        idx = idx + V::set1(float(L));
+      }
+      alignas(64) float vals[L], ids[L];
+      V::toArray(vals, lane);
+      V::toArray(ids, laneAt);
+      for (int l = 0; l < L; ++l) {
+        const int64_t i = c0 + int64_t(ids[l]);
+        if (vals[l] > best || (vals[l] == best && i < at)) { best = vals[l]; at = i; }
+      }
+    }
+    for (int64_t i = full; i < n; ++i)
+      if (x[i] > best) { best = x[i]; at = i; }
+    return int32_t(at);
   }
-  alignas(32) float vals[8];
-  alignas(32) int32_t ids[8];
-  _mm256_store_ps(vals, best);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(ids), bestIdx);
-  float tailBest = -std::numeric_limits<float>::infinity();
-  int64_t tailAt = n;  // after every lane index: loses ties
-  for (int64_t j = i; j < n; ++j)
-    if (x[j] > tailBest) { tailBest = x[j]; tailAt = j; }
-  int32_t r = mergeLanes(vals, ids, 8, tailBest, tailAt);
-  return r >= n ? 0 : r;
-}
+};
 
-DSN_TARGET_AVX512 int32_t argmaxRowAvx512(const float* x, int64_t n) {
-  __m512 best = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  __m512i bestIdx = _mm512_setzero_si512(), idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i step = _mm512_set1_epi32(16);
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    __m512 v = _mm512_loadu_ps(x + i);
-    __mmask16 gt = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
-    best = _mm512_mask_blend_ps(gt, best, v);
-    bestIdx = _mm512_mask_blend_epi32(gt, bestIdx, idx);
-    idx = _mm512_add_epi32(idx, step);
-  }
-  if (i < n) {
-    // Masked-off lanes read as −inf and never win.
-    __mmask16 m = x512::firstLanes(n - i);
-    __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-std::numeric_limits<float>::infinity()), m, x + i);
-    __mmask16 gt = _mm512_mask_cmp_ps_mask(m, v, best, _CMP_GT_OQ);
-    best = _mm512_mask_blend_ps(gt, best, v);
-    bestIdx = _mm512_mask_blend_epi32(gt, bestIdx, idx);
-  }
-  alignas(64) float vals[16];
-  alignas(64) int32_t ids[16];
-  _mm512_store_ps(vals, best);
-  _mm512_store_si512(ids, bestIdx);
-  return mergeLanes(vals, ids, 16, -std::numeric_limits<float>::infinity(), 0);
-}
-
-int32_t argmaxRow(const float* x, int64_t n, Simd level) {
-  if (level == Simd::Avx512) return argmaxRowAvx512(x, n);
-  if (level == Simd::Avx2) return argmaxRowAvx2(x, n);
-  return argmaxRowScalar(x, n);
-}
+int32_t argmaxRow(const float* x, int64_t n, Simd level) { return runOn<ArgmaxKernel>(level, x, n); }
 
 /** e^((x − shift)/t)-style weights: e^(x/t − m), x/t rounded to f32 first. */
 struct TempExpOp {
   float temperature, shift;
-  float operator()(float x) const { return sc::exp(x / temperature - shift); }
-  DSN_TARGET_AVX2 __m256 operator()(__m256 x) const {
-    return x256::exp(_mm256_sub_ps(_mm256_div_ps(x, _mm256_set1_ps(temperature)), _mm256_set1_ps(shift)));
-  }
-  DSN_TARGET_AVX512 __m512 operator()(__m512 x) const {
-    return x512::exp(_mm512_sub_ps(_mm512_div_ps(x, _mm512_set1_ps(temperature)), _mm512_set1_ps(shift)));
-  }
+  template <class V> typename V::F apply(typename V::F x) const { return V::exp(x / V::set1(temperature) - V::set1(shift)); }
 };
 
 }  // namespace
