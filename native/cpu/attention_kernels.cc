@@ -15,8 +15,6 @@
 
 namespace dsn::cpu::attn {
 
-#define DSN_INLINE inline __attribute__((always_inline))
-
 namespace {
 
 using vec::Vec16;
@@ -193,15 +191,12 @@ DSN_TARGET_AVX512 void attendPortableAvx512(const Problem& p, const Lanes& L, co
 DSN_TARGET_AVX2 void attendPortableAvx2(const Problem& p, const Lanes& L, const Keys& K) { attendPortableBody<Vec8, 6, 6>(p, L, K); }
 void attendPortableScalar(const Problem& p, const Lanes& L, const Keys& K) { attendPortableBody<Vec4, 3, 3>(p, L, K); }
 
-
 // ---- the AVX-512 BF16 path: vdpbf16ps multiplies pairs of bf16 exactly and adds them into f32 ----
 //
 // Scores: lanes hold queries' pairs of dims (q[2j], q[2j+1]) side by side; a key's pair (k[2j],
 // k[2j+1]) is one 32-bit broadcast straight from the cache row. P·V: lanes hold the pairs
 // (P[2i], P[2i+1]) of two keys; a value pair (v[2i][c], v[2i+1][c]) is one 32-bit broadcast from
 // a buffer interleaving the two keys' rows.
-
-#define DSN_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")))
 
 /** Keys per score tile and value columns per P·V tile, by lane groups (accumulators fill 24-28 registers). */
 template <int G> struct Tiles;
@@ -213,9 +208,9 @@ template <> struct Tiles<4> { static constexpr int kKeys = 6, kCols = 6; };
 /** Key pairs per P·V step (the interleaved values of 64 keys: 64 KiB at dv = 512). */
 constexpr int64_t kPvPairs = 32;
 
-DSN_TARGET_BF16 DSN_INLINE __m512bh asBh(__m512i v) { return (__m512bh)v; }
+DSN_TARGET_AVX512BF16 DSN_INLINE __m512bh asBh(__m512i v) { return (__m512bh)v; }
 
-DSN_TARGET_BF16 DSN_INLINE uint32_t load32(const uint16_t* p) {
+DSN_TARGET_AVX512BF16 DSN_INLINE uint32_t load32(const uint16_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
   return v;
@@ -223,7 +218,7 @@ DSN_TARGET_BF16 DSN_INLINE uint32_t load32(const uint16_t* p) {
 
 /** One key segment (full pairs, then an odd last element) into the accumulators. */
 template <int G, int KN>
-DSN_TARGET_BF16 DSN_INLINE const uint16_t* scoreSegment(__m512 (&acc)[KN][G], const uint16_t* q, int64_t stride, int64_t len,
+DSN_TARGET_AVX512BF16 DSN_INLINE const uint16_t* scoreSegment(__m512 (&acc)[KN][G], const uint16_t* q, int64_t stride, int64_t len,
                                                        const uint16_t* const (&rows)[KN]) {
   const int64_t full = len / 2;
   for (int64_t j = 0; j < full; ++j, q += stride) {
@@ -249,7 +244,7 @@ DSN_TARGET_BF16 DSN_INLINE const uint16_t* scoreSegment(__m512 (&acc)[KN][G], co
 /** Scores of KN keys for every lane: S[k][lane] = (q . key) * scale, or -inf where the lane does
  *  not see the key; mx[lane] keeps the running maximum. */
 template <int G>
-DSN_TARGET_BF16 void scoreTile(const Problem& p, const uint16_t* qp, int LP, const Keys& K, int64_t k0, int nb, float* S, float* mx) {
+DSN_TARGET_AVX512BF16 void scoreTile(const Problem& p, const uint16_t* qp, int LP, const Keys& K, int64_t k0, int nb, float* S, float* mx) {
   constexpr int KN = Tiles<G>::kKeys;
   const uint16_t* ra[KN];
   const uint16_t* rb[KN];
@@ -285,7 +280,7 @@ DSN_TARGET_BF16 void scoreTile(const Problem& p, const uint16_t* qp, int LP, con
 }
 
 /** e^x for x <= 0, 16 lanes (the reduction and polynomial of expNonPositiveV, with fma). */
-DSN_TARGET_BF16 DSN_INLINE __m512 expNonPositive16(__m512 x) {
+DSN_TARGET_AVX512BF16 DSN_INLINE __m512 expNonPositive16(__m512 x) {
   const __m512 lo = _mm512_set1_ps(-87.0f);
   const __mmask16 live = _mm512_cmp_ps_mask(x, lo, _CMP_GT_OQ);
   const __m512 xc = _mm512_max_ps(x, lo);
@@ -305,7 +300,7 @@ DSN_TARGET_BF16 DSN_INLINE __m512 expNonPositive16(__m512 x) {
 /** Softmax down each lane of S [nk][LP] given the lanes' maxima; writes the probabilities,
  *  rounded to bf16, as key pairs pp [(nk + 1) / 2][LP][2]. A lane that sees no key gets zeros. */
 template <int G>
-DSN_TARGET_BF16 void softmaxToPairs(float* S, int64_t nk, const float* mx, uint16_t* pp) {
+DSN_TARGET_AVX512BF16 void softmaxToPairs(float* S, int64_t nk, const float* mx, uint16_t* pp) {
   constexpr int LP = G * kGroup;
   const __m512 negInf = _mm512_set1_ps(kNegInf), zero = _mm512_setzero_ps();
   __m512 m[G], sum[G];
@@ -336,7 +331,7 @@ DSN_TARGET_BF16 void softmaxToPairs(float* S, int64_t nk, const float* mx, uint1
 
 /** O[c][lanes] += Σ_pairs P-pair · value-pair for CB columns from c0 (vp rows vpStride apart). */
 template <int G, int CB>
-DSN_TARGET_BF16 void pvTile(const uint16_t* pp, int LP, const uint32_t* vp, int64_t vpStride, int64_t pairs, int64_t c0, float* O) {
+DSN_TARGET_AVX512BF16 void pvTile(const uint16_t* pp, int LP, const uint32_t* vp, int64_t vpStride, int64_t pairs, int64_t c0, float* O) {
   __m512 acc[CB][G];
   for (int cb = 0; cb < CB; ++cb)
     for (int g = 0; g < G; ++g) acc[cb][g] = _mm512_loadu_ps(O + (c0 + cb) * LP + 16 * g);
@@ -354,7 +349,7 @@ DSN_TARGET_BF16 void pvTile(const uint16_t* pp, int LP, const uint32_t* vp, int6
 }
 
 /** vp[j][c] = (v[key 2j + 1][c] << 16) | v[key 2j][c] for the key pairs [j0, j0 + pairs). */
-DSN_TARGET_BF16 void interleaveValues(const Problem& p, const Keys& K, int64_t j0, int64_t pairs, uint32_t* vp, int64_t vpStride) {
+DSN_TARGET_AVX512BF16 void interleaveValues(const Problem& p, const Keys& K, int64_t j0, int64_t pairs, uint32_t* vp, int64_t vpStride) {
   const int64_t nk = int64_t(K.rows.size()), dv = p.dv;
   const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
                                       39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
@@ -382,7 +377,7 @@ DSN_TARGET_BF16 void interleaveValues(const Problem& p, const Keys& K, int64_t j
 }
 
 template <int G>
-DSN_TARGET_BF16 void attendBf16Groups(const Problem& p, const Lanes& L, const Keys& K) {
+DSN_TARGET_AVX512BF16 void attendBf16Groups(const Problem& p, const Lanes& L, const Keys& K) {
   constexpr int LP = G * kGroup;
   Scratch& sc = scratch();
   const int64_t nk = int64_t(K.rows.size()), dv = p.dv;

@@ -11,8 +11,6 @@
 
 namespace dsn::cpu::vec {
 
-#define DSN_VEC_INLINE inline __attribute__((always_inline))
-
 /** Lanes in a group: kernels keep 16 heads (or queries) side by side. */
 constexpr int kGroup = 16;
 
@@ -31,15 +29,15 @@ struct Vec {
   static constexpr int kWidth = int(sizeof(F) / 4);
   static constexpr int kN = kGroup / kWidth;
   // Unaligned: lanes of the buffers start anywhere.
-  static DSN_VEC_INLINE F load(const float* p) {
+  static DSN_INLINE F load(const float* p) {
     F v;
     __builtin_memcpy(&v, p, sizeof(F));
     return v;
   }
-  static DSN_VEC_INLINE void store(float* p, F v) { __builtin_memcpy(p, &v, sizeof(F)); }
-  static DSN_VEC_INLINE F splat(float x) { return F{} + x; }
+  static DSN_INLINE void store(float* p, F v) { __builtin_memcpy(p, &v, sizeof(F)); }
+  static DSN_INLINE F splat(float x) { return F{} + x; }
   /** e^x for x <= 0 (Cody-Waite reduction, Cephes polynomial, about 1 ulp; 0 below -87). */
-  static DSN_VEC_INLINE F expNonPositive(F x) {
+  static DSN_INLINE F expNonPositive(F x) {
     const F xc = x > -87.0f ? x : splat(-87.0f);
     const F big = splat(12582912.0f);  // 1.5 * 2^23: adding and subtracting rounds to an integer
     const F n = (xc * 1.44269504088896341f + big) - big;
@@ -56,7 +54,7 @@ struct Vec {
     return x > -87.0f ? y * (F)bits : splat(0.0f);  // (F) reinterprets the bits
   }
   /** Rounds finite, non-negative values to bf16 (nearest even), kept as f32. */
-  static DSN_VEC_INLINE F roundBf16(F v) {
+  static DSN_INLINE F roundBf16(F v) {
     I u = (I)v;
     u = (u + 0x7fff + ((u >> 16) & 1)) & int32_t(0xffff0000u);
     return (F)u;
@@ -67,16 +65,6 @@ using Vec8 = Vec<v8f, v8i>;
 using Vec4 = Vec<v4f, v4i>;
 
 /** True when the CPU has AVX-512 BF16 dot products (vdpbf16ps) and the SIMD cap allows AVX-512. */
-inline bool bf16DotAvailable() {
-  static const bool has = [] {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512bf16") != 0;
-#else
-    return false;
-#endif
-  }();
-  return has && simdLevel() == Simd::Avx512;
-}
+inline bool bf16DotAvailable() { return bf16DotAllowed(); }
 
 }  // namespace dsn::cpu::vec

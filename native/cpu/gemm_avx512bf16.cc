@@ -31,12 +31,12 @@ const Fp8Bf16Tables kFp8Bf16;
 
 struct Fp8Decoder {
   __m512i hi0, hi1, lo0, lo1, signBit;
-  DSN_TARGET_AVX512BF16 Fp8Decoder()
+  DSN_TARGET_AVX512BF16_VBMI Fp8Decoder()
       : hi0(_mm512_load_si512(kFp8Bf16.hi)), hi1(_mm512_load_si512(kFp8Bf16.hi + 64)),
         lo0(_mm512_load_si512(kFp8Bf16.lo)), lo1(_mm512_load_si512(kFp8Bf16.lo + 64)), signBit(_mm512_set1_epi8(char(0x80))) {}
   /** 64 E4M3 codes → 64 bf16 as two vectors of k-pairs. Within 128-bit lane L, `even` holds the
    *  pairs of codes 16L…16L+7 and `odd` those of 16L+8…16L+15 (the order of vpunpck{l,h}bw). */
-  DSN_TARGET_AVX512BF16 void decode(__m512i codes, __m512i& even, __m512i& odd) const {
+  DSN_TARGET_AVX512BF16_VBMI void decode(__m512i codes, __m512i& even, __m512i& odd) const {
     __m512i h = _mm512_permutex2var_epi8(hi0, codes, hi1);   // index bits 0-6: the magnitude
     h = _mm512_ternarylogic_epi32(h, codes, signBit, 0xF8);  // h | (codes & 0x80)
     __m512i l = _mm512_permutex2var_epi8(lo0, codes, lo1);
@@ -44,7 +44,7 @@ struct Fp8Decoder {
     odd = _mm512_unpackhi_epi8(l, h);
   }
   /** The same 64 bf16 in k order: pairs 0…15 and 16…31. */
-  DSN_TARGET_AVX512BF16 void decodeInOrder(__m512i codes, __m512i& first, __m512i& second) const {
+  DSN_TARGET_AVX512BF16_VBMI void decodeInOrder(__m512i codes, __m512i& first, __m512i& second) const {
     __m512i e, o;
     decode(codes, e, o);
     first = _mm512_permutex2var_epi64(e, _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), o);
@@ -53,7 +53,7 @@ struct Fp8Decoder {
 };
 
 /** A rows → [group][i][64 pairs]: each row's 128 codes decoded in k order. */
-DSN_TARGET_AVX512BF16 void packABf16Fp8(const Problem& p, int64_t m0, int64_t rows, int64_t k0, uint32_t* dst) {
+DSN_TARGET_AVX512BF16_VBMI void packABf16Fp8(const Problem& p, int64_t m0, int64_t rows, int64_t k0, uint32_t* dst) {
   const Fp8Decoder dec;
   const int64_t padded = (rows + kMr - 1) / kMr * kMr;
   const uint8_t* a = static_cast<const uint8_t*>(p.a);
@@ -75,7 +75,7 @@ DSN_TARGET_AVX512BF16 void packABf16Fp8(const Problem& p, int64_t m0, int64_t ro
 }
 
 /** bf16 A rows → pairs: a row's bf16 in k order already are the pairs (odd tail padded with 0). */
-DSN_TARGET_AVX512BF16 void packABf16Bf16(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst) {
+DSN_TARGET_AVX512BF16_VBMI void packABf16Bf16(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t klen, uint32_t* dst) {
   const int64_t slots = (klen + 1) / 2, padded = (rows + kMr - 1) / kMr * kMr;
   const uint16_t* a = static_cast<const uint16_t*>(p.a);
   for (int64_t r = 0; r < padded; ++r) {
@@ -100,7 +100,7 @@ void packABf16(const Problem& p, int64_t m0, int64_t rows, int64_t k0, int64_t k
 }
 
 /** W panel of 64 rows, FP8 [N, K] → [64 pairs][64 columns]: rows decoded, then 16 × 16 transposes. */
-DSN_TARGET_AVX512BF16 void packWBf16Fp8(const Problem& p, int64_t n0, int64_t k0, uint32_t* dst) {
+DSN_TARGET_AVX512BF16_VBMI void packWBf16Fp8(const Problem& p, int64_t n0, int64_t k0, uint32_t* dst) {
   const Fp8Decoder dec;
   const uint8_t* w = static_cast<const uint8_t*>(p.w);
   for (int g = 0; g < 4; ++g) {
@@ -120,9 +120,9 @@ DSN_TARGET_AVX512BF16 void packWBf16Fp8(const Problem& p, int64_t n0, int64_t k0
     for (int h = 0; h < 2; ++h) {
       // Column c of an even vector is pair 8(c/4) + c%4 of the half; of an odd vector, 8(c/4) + 4 + c%4.
       __m512i cols[16];
-      transpose16(ev[h], cols);
+      Avx512::transpose16(ev[h], cols);
       for (int c = 0; c < 16; ++c) _mm512_store_si512(base + (32 * h + 8 * (c >> 2) + (c & 3)) * kNr, cols[c]);
-      transpose16(od[h], cols);
+      Avx512::transpose16(od[h], cols);
       for (int c = 0; c < 16; ++c) _mm512_store_si512(base + (32 * h + 8 * (c >> 2) + 4 + (c & 3)) * kNr, cols[c]);
     }
   }
@@ -130,7 +130,7 @@ DSN_TARGET_AVX512BF16 void packWBf16Fp8(const Problem& p, int64_t n0, int64_t k0
 
 /** bf16 W panel → [pair][64 columns]: from [N, K] the pairs are a row's dwords (16 × 16 transposes);
  *  from [K, N] rows k and k+1 interleave. */
-DSN_TARGET_AVX512BF16 void packWBf16Bf16(const Problem& p, int64_t n0, int64_t k0, int64_t klen, uint32_t* dst) {
+DSN_TARGET_AVX512BF16_VBMI void packWBf16Bf16(const Problem& p, int64_t n0, int64_t k0, int64_t klen, uint32_t* dst) {
   const uint16_t* w = static_cast<const uint16_t*>(p.w);
   const int64_t slots = (klen + 1) / 2;
   if (p.wKN) {
@@ -159,7 +159,7 @@ DSN_TARGET_AVX512BF16 void packWBf16Bf16(const Problem& p, int64_t n0, int64_t k
         int64_t n = n0 + 16 * g + i;
         rowsv[i] = n < p.N ? _mm512_maskz_loadu_epi16(mask, w + n * p.ldw + k0 + 2 * s) : _mm512_setzero_si512();
       }
-      transpose16(rowsv, cols);
+      Avx512::transpose16(rowsv, cols);
       for (int c = 0; c < 16 && s + c < slots; ++c) _mm512_store_si512(dst + (s + c) * kNr + 16 * g, cols[c]);
     }
 }
@@ -170,9 +170,9 @@ void packWBf16(const Problem& p, int64_t n0, int64_t k0, int64_t klen, uint32_t*
   packWGeneric(p, n0, k0, klen, kNr, true, dst);
 }
 
-DSN_TARGET_AVX512BF16 inline __m512bh asBh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
+DSN_TARGET_AVX512BF16_VBMI inline __m512bh asBh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
 
-DSN_TARGET_AVX512BF16 void microBf16(int64_t slots, const uint32_t* ap, const uint32_t* wp, const float* scale, float* c, int64_t ldc) {
+DSN_TARGET_AVX512BF16_VBMI void microBf16(int64_t slots, const uint32_t* ap, const uint32_t* wp, const float* scale, float* c, int64_t ldc) {
   // The C tile is read back at the end: fetch it into L1 while the products run.
   for (int i = 0; i < kMr; ++i)
     for (int v = 0; v < 4; ++v) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * v), _MM_HINT_T0);
@@ -210,7 +210,7 @@ DSN_TARGET_AVX512BF16 void microBf16(int64_t slots, const uint32_t* ap, const ui
 
 /** A zero vector from its own zeroing idiom (vpxord, free at rename) rather than a copy of one
  *  shared zero register, which costs an execution slot per use. */
-DSN_TARGET_AVX512BF16 inline __m512 freshZero() {
+DSN_TARGET_AVX512BF16_VBMI inline __m512 freshZero() {
   __m512 z;
   asm volatile("vpxord %0, %0, %0" : "=v"(z));
   return z;
@@ -219,7 +219,7 @@ DSN_TARGET_AVX512BF16 inline __m512 freshZero() {
 /** Rows [n, n + NR) of W (NR = 1 or 2; rows in the same 128-row scale block) against MG rows of A
  *  over k-blocks [kb0, kb1). scales[kb · scaleStride + m] = sa·sw of A row m of the group. */
 template <int MG, int NR>
-DSN_TARGET_AVX512BF16 inline void smallMBf16Step(const Fp8Decoder& dec, const uint8_t* row, int64_t ldw, const uint8_t* ahead,
+DSN_TARGET_AVX512BF16_VBMI inline void smallMBf16Step(const Fp8Decoder& dec, const uint8_t* row, int64_t ldw, const uint8_t* ahead,
                                                  const uint32_t* ap, int64_t halfK, const float* scales, int64_t scaleStride,
                                                  int64_t kb0, int64_t kb1, __m512 (&acc)[NR][MG]) {
   for (int64_t kb = kb0; kb < kb1; ++kb) {
@@ -255,7 +255,7 @@ DSN_TARGET_AVX512BF16 inline void smallMBf16Step(const Fp8Decoder& dec, const ui
 /** One group of A rows [mOff, mOff + MG) of an M-row product against W rows [n, n + NR): accumulators
  *  from / to cbufRow ([NR][M]) between K chunks, the horizontal sums into y after the last. */
 template <int M, int MG, int NR>
-DSN_TARGET_AVX512BF16 inline void smallMBf16Group(const Problem& p, const Fp8Decoder& dec, int64_t n, const uint8_t* ahead,
+DSN_TARGET_AVX512BF16_VBMI inline void smallMBf16Group(const Problem& p, const Fp8Decoder& dec, int64_t n, const uint8_t* ahead,
                                                   const uint32_t* ap, int64_t halfK, const float* scales, int mOff,
                                                   int64_t kb0, int64_t kb1, __m512* cbufRow) {
   const int64_t KB = p.K / kBlockK;
@@ -278,7 +278,7 @@ DSN_TARGET_AVX512BF16 inline void smallMBf16Group(const Problem& p, const Fp8Dec
 }
 
 template <int M>
-DSN_TARGET_AVX512BF16 void smallMBf16Rows(const Problem& p, int64_t n0, int64_t n1) {
+DSN_TARGET_AVX512BF16_VBMI void smallMBf16Rows(const Problem& p, int64_t n0, int64_t n1) {
   // All M rows of A against each decoded W row (W decoded once): M ≤ 4 takes two W rows at a time
   // (2·M block sums + 2·M accumulators + 8 decoded vectors), M > 4 one (M + M + 4, in 32 registers).
   // Two groups of ≤ 4 rows sharing two W rows (each group decoding them again) measured 4–19 % slower
@@ -337,7 +337,7 @@ DSN_TARGET_AVX512BF16 void smallMBf16Rows(const Problem& p, int64_t n0, int64_t 
 // chunks that keep A's rows in L1, the per-row accumulators parked between chunks.
 
 template <int M, int NR>
-DSN_TARGET_AVX512BF16 inline void smallMBf16WStep(const uint16_t* row, int64_t ldw, int64_t K, const uint16_t* ahead,
+DSN_TARGET_AVX512BF16_VBMI inline void smallMBf16WStep(const uint16_t* row, int64_t ldw, int64_t K, const uint16_t* ahead,
                                                   const uint16_t* ap, int64_t Kp, int64_t c0, int64_t c1, __m512 (&acc)[NR][M]) {
   int64_t k = c0;
   if constexpr (M * NR <= 4) {
@@ -394,7 +394,7 @@ DSN_TARGET_AVX512BF16 inline void smallMBf16WStep(const uint16_t* row, int64_t l
 }
 
 template <int M, int NR>
-DSN_TARGET_AVX512BF16 inline void smallMBf16WGroup(const Problem& p, int64_t n, int64_t Kp, const uint16_t* ap,
+DSN_TARGET_AVX512BF16_VBMI inline void smallMBf16WGroup(const Problem& p, int64_t n, int64_t Kp, const uint16_t* ap,
                                                    const uint16_t* ahead, int64_t c0, int64_t c1, __m512* cb) {
   __m512 acc[NR][M];
   for (int r = 0; r < NR; ++r)
@@ -416,7 +416,7 @@ DSN_TARGET_AVX512BF16 inline void smallMBf16WGroup(const Problem& p, int64_t n, 
 
 /** NR rows of W at a time (M·NR accumulators ≤ 16). */
 template <int M, int NR>
-DSN_TARGET_AVX512BF16 void smallMBf16WRows(const Problem& p, int64_t n0, int64_t n1) {
+DSN_TARGET_AVX512BF16_VBMI void smallMBf16WRows(const Problem& p, int64_t n0, int64_t n1) {
   const int64_t K = p.K, Kp = (K + 31) / 32 * 32;
   uint16_t* ap = tlsSmallA.get<uint16_t>(size_t(M * Kp));
   const uint16_t* a = static_cast<const uint16_t*>(p.a);
@@ -429,22 +429,10 @@ DSN_TARGET_AVX512BF16 void smallMBf16WRows(const Problem& p, int64_t n0, int64_t
   const int64_t chunk = std::max<int64_t>(32, (8192 / M) / 32 * 32);
   const int64_t rowsPerPass = std::max<int64_t>(NR, 256 / M / NR * NR);
   __m512* cbuf = tlsSmallC.get<__m512>(size_t(rowsPerPass * M));
-  for (int64_t r0 = n0; r0 < n1; r0 += rowsPerPass) {
-    const int64_t r1 = std::min(n1, r0 + rowsPerPass);
-    for (int64_t c0 = 0; c0 < Kp; c0 += chunk) {
-      const int64_t c1 = std::min(Kp, c0 + chunk);
-      int64_t n = r0;
-      for (; n + NR <= r1; n += NR) {
-        const uint16_t* row = static_cast<const uint16_t*>(p.w) + n * p.ldw;
-        const uint16_t* ahead = n + 3 * NR <= r1 ? row + 2 * NR * p.ldw : row;
-        smallMBf16WGroup<M, NR>(p, n, Kp, ap, ahead, c0, c1, cbuf + (n - r0) * M);
-      }
-      for (; n < r1; ++n) {
-        const uint16_t* row = static_cast<const uint16_t*>(p.w) + n * p.ldw;
-        smallMBf16WGroup<M, 1>(p, n, Kp, ap, row, c0, c1, cbuf + (n - r0) * M);
-      }
-    }
-  }
+  forRowGroups<NR>(static_cast<const uint16_t*>(p.w), p.ldw, n0, n1, rowsPerPass, Kp, chunk,
+                   [&](auto rows, int64_t n, const uint16_t* ahead, int64_t c0, int64_t c1, int64_t slot) {
+                     smallMBf16WGroup<M, decltype(rows)::value>(p, n, Kp, ap, ahead, c0, c1, cbuf + slot * M);
+                   });
 }
 
 /** Long rows (≥ 4 KB): NR rows side by side share each A load. Short rows are read one at a time:
@@ -466,17 +454,11 @@ bool smallMBf16(const Problem& p, int64_t n0, int64_t n1) {
   return dispatchSmallM(p.M, [&](auto m) { smallMBf16Rows<decltype(m)::value>(p, n0, n1); });
 }
 
-bool cpuHasBf16Dot() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16") &&
-         __builtin_cpu_supports("avx512vbmi");
-}
-
 }  // namespace
 
 const KernelSet* avx512Bf16Set() {
   static const KernelSet set = {"avx512bf16", kMr, kNr, true, packABf16, packWBf16, microBf16, smallMBf16};
-  static const bool has = cpuHasBf16Dot();
+  static const bool has = cpuFeatures().hasAvx512Path() && cpuFeatures().avx512bf16 && cpuFeatures().avx512vbmi;
   return has ? &set : nullptr;
 }
 

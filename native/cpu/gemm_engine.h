@@ -99,7 +99,8 @@ class Scratch {
   size_t cap_ = 0;
 };
 
-// ---- kernel sets (gemm_engine.cc: scalar; gemm_avx2.cc, gemm_avx512.cc, gemm_avx512bf16.cc) ----
+// ---- kernel sets (gemm_engine.cc: scalar; gemm_vec.cc: AVX2 and AVX-512 f32, one body each over vec.h;
+//      gemm_fp8_avx2.cc: the few-rows FP8 kernel both use; gemm_avx512bf16.cc: vdpbf16ps) ----
 
 /** Packed operands are 32-bit slots: one f32 (k) or, with bf16Pairs, two bf16 (k, k+1). */
 struct KernelSet {

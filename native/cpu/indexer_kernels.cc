@@ -16,8 +16,6 @@
 
 namespace dsn::cpu::indexer {
 
-#define DSN_INLINE inline __attribute__((always_inline))
-
 namespace {
 
 using vec::kGroup;
@@ -109,10 +107,7 @@ void scorePortableScalar(const IndexerScoresParams& p, int64_t t, int64_t s0, in
   scorePortableBody<vec::Vec4, 3>(p, t, s0, s1, out);
 }
 
-
 // ---- the AVX-512 BF16 path ----
-
-#define DSN_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")))
 
 /** E4M3 code -> bf16 bits (exact; NaN codes give a quiet NaN). */
 struct Bf16Table {
@@ -128,7 +123,7 @@ const Bf16Table& bf16Table() {
 
 /** n (<= 32) E4M3 codes -> bf16 bits, 32 lanes: normal codes by moving the fields (exponent bias
  *  7 -> 127), subnormal ones from a table, the sign copied. */
-DSN_TARGET_BF16 inline __m512i widenF8(const uint8_t* src, int n) {
+DSN_TARGET_AVX512BF16 inline __m512i widenF8(const uint8_t* src, int n) {
   const __mmask32 m = n >= 32 ? ~__mmask32(0) : __mmask32((uint32_t(1) << n) - 1);
   const __m512i x = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, src));
   const __m512i mag = _mm512_and_si512(x, _mm512_set1_epi16(0x7f));
@@ -141,7 +136,7 @@ DSN_TARGET_BF16 inline __m512i widenF8(const uint8_t* src, int n) {
   return _mm512_or_si512(r, _mm512_slli_epi16(_mm512_and_si512(x, _mm512_set1_epi16(0x80)), 8));
 }
 
-DSN_TARGET_BF16 inline __m512bh asBh(__m512i v) { return (__m512bh)v; }
+DSN_TARGET_AVX512BF16 inline __m512bh asBh(__m512i v) { return (__m512bh)v; }
 
 template <int G> struct Tiles;
 template <> struct Tiles<1> { static constexpr int kKeys = 12; };
@@ -151,7 +146,7 @@ template <> struct Tiles<4> { static constexpr int kKeys = 6; };
 
 /** Adds Σ_h w[h] relu(q[h] . k[s]) over one chunk of up to 64 heads into total[s - s0]. */
 template <int G>
-DSN_TARGET_BF16 void scoreHeadsBf16(const IndexerScoresParams& p, int64_t t, int64_t h0, int64_t s0, int64_t s1, float* total) {
+DSN_TARGET_AVX512BF16 void scoreHeadsBf16(const IndexerScoresParams& p, int64_t t, int64_t h0, int64_t s0, int64_t s1, float* total) {
   constexpr int LP = G * kGroup, KN = Tiles<G>::kKeys;
   const uint16_t* lut = bf16Table().v;
   Scratch& sc = scratch();

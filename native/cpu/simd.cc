@@ -6,15 +6,31 @@
 
 namespace dsn::cpu {
 
-static Simd detect() {
-  Simd best = Simd::Scalar;
+static CpuFeatures readFeatures() {
+  CpuFeatures f;
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Simd::Avx2;
-  if (best == Simd::Avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-    best = Simd::Avx512;
+  f.avx2 = __builtin_cpu_supports("avx2");
+  f.fma = __builtin_cpu_supports("fma");
+  f.f16c = __builtin_cpu_supports("f16c");
+  f.avx512f = __builtin_cpu_supports("avx512f");
+  f.avx512bw = __builtin_cpu_supports("avx512bw");
+  f.avx512vl = __builtin_cpu_supports("avx512vl");
+  f.avx512dq = __builtin_cpu_supports("avx512dq");
+  f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
+  f.avx512vbmi = __builtin_cpu_supports("avx512vbmi");
 #endif
+  return f;
+}
+
+const CpuFeatures& cpuFeatures() {
+  static const CpuFeatures features = readFeatures();
+  return features;
+}
+
+static Simd detect() {
+  const CpuFeatures& f = cpuFeatures();
+  Simd best = f.hasAvx512Path() ? Simd::Avx512 : f.hasAvx2Path() ? Simd::Avx2 : Simd::Scalar;
   if (const char* env = std::getenv("DEEPSEEK_NATIVE_SIMD")) {
     Simd cap = best;
     if (!std::strcmp(env, "scalar")) cap = Simd::Scalar;

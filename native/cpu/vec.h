@@ -4,12 +4,15 @@
 //   Avx2    8 lanes (__m256), AVX2 + FMA + F16C
 //   Avx512  16 lanes (__m512), AVX-512 F/BW/VL/DQ
 // Each has the conversions between storage dtypes and f32 (rounding as dtype.h, bit for bit: ties to
-// even, f8 saturating, NaN patterns included), exp/sigmoid/silu with identical results, and the few
-// lane operations the kernels need; plain arithmetic is written with operators (+, *, /), which GCC
+// even, f8 saturating, NaN patterns included; E4M3 widened exactly through f16 and F16C), exp/sigmoid/
+// silu with identical results, and the few lane operations the kernels need (reduceAdd, transpose,
+// deinterleave, the bf16 pair split the GEMM streams W with; kRegisters, by which kernels size their
+// register tiles); plain arithmetic is written with operators (+, *, /), which GCC
 // accepts on its vector types. A kernel is a struct with `template <class V> static R run(args)`;
 // runOn<Kernel>(simdLevel(), args) calls it through OnTarget<V>, whose `run` carries the path's
 // target attribute and `flatten`, so the body and every helper it calls are inlined and compiled
-// for that target (no -march flags; nothing built for AVX2 runs on a CPU without it).
+// for that target (no -march flags; nothing built for AVX2 runs on a CPU without it). A kernel with
+// fixed entry points (the GEMM engine's kernel sets) calls OnTarget<V>::run<Kernel> directly.
 //
 // Determinism rule for every kernel built on this header: where a product feeds a sum, either write
 // an explicit fused multiply-add (V::fma) or pass the product through opaque() on every path. The
@@ -128,6 +131,8 @@ inline float silu(float x) { return x / (1.0f + exp(-x)); }
 struct Scalar {
   using F = float;
   static constexpr int kLanes = 1;
+  /** Vector registers the ISA has (kernels size their register tiles by it). */
+  static constexpr int kRegisters = 16;
   static constexpr Simd kLevel = Simd::Scalar;
   static F zero() { return 0.0f; }
   static F set1(float x) { return x; }
@@ -150,6 +155,14 @@ struct Scalar {
   template <DType T> static void storePart(void* base, int64_t i, F v, int64_t) { sc::store<T>(base, i, v); }
   template <DType T> static void storeStream(void* base, int64_t i, F v) { sc::store<T>(base, i, v); }
   static void streamFence() {}
+  /** The sum of the lanes. */
+  static float reduceAdd(F v) { return v; }
+  /** Splits 2·kLanes consecutive values x0, x1 into the even- and odd-indexed ones. */
+  static void deinterleave(F x0, F x1, F& even, F& odd) { even = x0, odd = x1; }
+  /** 2·kLanes bf16 from p, split as deinterleave does (even k, odd k), widened to f32. */
+  static void loadBf16Pairs(const uint16_t* p, F& even, F& odd) { even = bf16ToF32(p[0]), odd = bf16ToF32(p[1]); }
+  /** Transposes kLanes vectors in place: r[c] lane i = old r[i] lane c. */
+  static void transpose(F*) {}
   static F exp(F x) { return sc::exp(x); }
   static F sigmoid(F x) { return sc::sigmoid(x); }
   static F silu(F x) { return sc::silu(x); }
@@ -159,6 +172,7 @@ struct Scalar {
 struct Avx2 {
   using F = __m256;
   static constexpr int kLanes = 8;
+  static constexpr int kRegisters = 16;
   static constexpr Simd kLevel = Simd::Avx2;
   DSN_TARGET_AVX2 static F zero() { return _mm256_setzero_ps(); }
   DSN_TARGET_AVX2 static F set1(float x) { return _mm256_set1_ps(x); }
@@ -170,6 +184,40 @@ struct Avx2 {
   DSN_TARGET_AVX2 static F iota() { return _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7); }
   DSN_TARGET_AVX2 static void toArray(float* dst, F v) { _mm256_storeu_ps(dst, v); }
   DSN_TARGET_AVX2 static void streamFence() { _mm_sfence(); }
+  /** ((v0+v4) + (v2+v6)) + ((v1+v5) + (v3+v7)). */
+  DSN_TARGET_AVX2 static float reduceAdd(F v) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
+  }
+  DSN_TARGET_AVX2 static void deinterleave(F x0, F x1, F& even, F& odd) {
+    // shuffle_ps works per 128-bit half: [x0 0 2, x1 0 2 | x0 4 6, x1 4 6]; the 64-bit permute orders it.
+    even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(x0, x1, 0x88)), 0xd8));
+    odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(x0, x1, 0xdd)), 0xd8));
+  }
+  /** 16 bf16 read as 8 dwords: dword << 16 is the even k's f32, dword & 0xffff0000 the odd k's. */
+  DSN_TARGET_AVX2 static void loadBf16Pairs(const uint16_t* p, F& even, F& odd) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    even = floats(_mm256_slli_epi32(w, 16));
+    odd = floats(_mm256_and_si256(w, _mm256_set1_epi32(int(0xffff0000u))));
+  }
+  DSN_TARGET_AVX2 static void transpose(F* r) {
+    F t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 8; g += 4) {
+      u[g] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
+      u[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xee);
+      u[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+      u[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xee);
+    }
+    for (int c = 0; c < 4; ++c) {
+      r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+      r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+  }
 
 
 
@@ -196,18 +244,21 @@ struct Avx2 {
                                         _mm256_or_si256(_mm256_set1_epi32(0x7f800000), _mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x3ff)), 13)));
       return _mm256_blendv_ps(v, floats(nanBits), floats(nan));
     } else {
-      __m128i c8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i));
-      __m256i c = _mm256_cvtepu8_epi32(c8);
-      __m256i mag = _mm256_and_si256(c, _mm256_set1_epi32(0x7f));
-      __m256i sign = _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24);
-      __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(mag, 20), _mm256_set1_epi32(120 << 23));
-      __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(1.0f / 512.0f));  // exact: man · 2^-9
-      __m256i isSub = _mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag);
-      __m256i isNan = _mm256_cmpeq_epi32(mag, _mm256_set1_epi32(0x7f));
-      __m256i r = _mm256_blendv_epi8(normal, bits(sub), isSub);
-      r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7fc00000), isNan);
-      return floats(_mm256_or_si256(r, sign));
+      return decodeF8(_mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i))));
     }
+  }
+
+  /** 8 E4M3 codes, sign-extended to 16-bit lanes, as f32, exactly through f16: the code's magnitude
+   *  shifted into an f16's exponent and mantissa fields is 2^-8 times its value (subnormals
+   *  included), vcvtph2ps widens it and × 2^8 restores it; a few instructions, no table, never an
+   *  f32 subnormal (a microcode assist per operation on Intel cores). NaN codes, ±480 by then, give
+   *  dtype.h's ±quiet NaN. */
+  DSN_TARGET_AVX2 static __m256 decodeF8(__m128i x16) {
+    const __m128i h = _mm_and_si128(_mm_slli_epi16(x16, 7), _mm_set1_epi16(int16_t(0xbf80)));
+    const __m256 v = _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
+    const __m256 nan = _mm256_cmp_ps(abs(v), _mm256_set1_ps(480.0f), _CMP_EQ_OQ);
+    const __m256 quiet = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), floats(_mm256_set1_epi32(0x7fc00000)));
+    return _mm256_blendv_ps(v, quiet, nan);
   }
 
   /** Packs 8 int32 lanes holding values in [0, 65535] into 8 uint16. */
@@ -320,6 +371,7 @@ struct Avx2 {
 struct Avx512 {
   using F = __m512;
   static constexpr int kLanes = 16;
+  static constexpr int kRegisters = 32;
   static constexpr Simd kLevel = Simd::Avx512;
   DSN_TARGET_AVX512 static F zero() { return _mm512_setzero_ps(); }
   DSN_TARGET_AVX512 static F set1(float x) { return _mm512_set1_ps(x); }
@@ -331,6 +383,47 @@ struct Avx512 {
   DSN_TARGET_AVX512 static F iota() { return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
   DSN_TARGET_AVX512 static void toArray(float* dst, F v) { _mm512_storeu_ps(dst, v); }
   DSN_TARGET_AVX512 static void streamFence() { _mm_sfence(); }
+  /** GCC's _mm512_reduce_add_ps: halves added down to one lane. */
+  DSN_TARGET_AVX512 static float reduceAdd(F v) { return _mm512_reduce_add_ps(v); }
+  DSN_TARGET_AVX512 static void deinterleave(F x0, F x1, F& even, F& odd) {
+    even = _mm512_permutex2var_ps(x0, _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30), x1);
+    odd = _mm512_permutex2var_ps(x0, _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31), x1);
+  }
+  /** 32 bf16 read as 16 dwords: dword << 16 is the even k's f32, dword & 0xffff0000 the odd k's. */
+  DSN_TARGET_AVX512 static void loadBf16Pairs(const uint16_t* p, F& even, F& odd) {
+    const __m512i w = _mm512_loadu_si512(p);
+    even = floats(_mm512_slli_epi32(w, 16));
+    odd = floats(_mm512_and_si512(w, _mm512_set1_epi32(int(0xffff0000u))));
+  }
+  /** Transposes 16 vectors of 16 dwords: out[c] lane i = r[i] lane c. */
+  DSN_TARGET_AVX512 static void transpose16(const __m512i* r, __m512i* out) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    // u[4g + q]: rows 4g…4g+3 of column 4L + q in 128-bit lane L.
+    for (int g = 0; g < 4; ++g) {
+      u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+      u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+      u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+      u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    for (int q = 0; q < 4; ++q) {
+      const __m512i v0 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0x88), v1 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0xdd);
+      const __m512i v2 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0x88), v3 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0xdd);
+      out[q] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+      out[8 + q] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
+      out[4 + q] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+      out[12 + q] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
+    }
+  }
+  DSN_TARGET_AVX512 static void transpose(F* r) {
+    __m512i in[16], out[16];
+    for (int i = 0; i < 16; ++i) in[i] = bits(r[i]);
+    transpose16(in, out);
+    for (int i = 0; i < 16; ++i) r[i] = floats(out[i]);
+  }
 
 
 
@@ -354,15 +447,13 @@ struct Avx512 {
                                         _mm512_or_si512(_mm512_set1_epi32(0x7f800000), _mm512_slli_epi32(_mm512_and_si512(w, _mm512_set1_epi32(0x3ff)), 13)));
       return _mm512_mask_blend_ps(nan, v, floats(nanBits));
     } else {
+      // E4M3 exactly through f16, as Avx2::decodeF8.
       (void)h16;
-      __m512i c = _mm512_cvtepu8_epi32(c8);
-      __m512i mag = _mm512_and_si512(c, _mm512_set1_epi32(0x7f));
-      __m512i sign = _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24);
-      __m512i r = _mm512_add_epi32(_mm512_slli_epi32(mag, 20), _mm512_set1_epi32(120 << 23));
-      __m512 sub = _mm512_mul_ps(_mm512_cvtepi32_ps(mag), _mm512_set1_ps(1.0f / 512.0f));
-      r = _mm512_mask_blend_epi32(_mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(8)), r, bits(sub));
-      r = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7f)), r, _mm512_set1_epi32(0x7fc00000));
-      return floats(_mm512_or_si512(r, sign));
+      const __m256i h = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(c8), 7), _mm256_set1_epi16(int16_t(0xbf80)));
+      const __m512 v = _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+      const __mmask16 nan = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(480.0f), _CMP_EQ_OQ);
+      const __m512 quiet = _mm512_or_ps(_mm512_and_ps(v, _mm512_set1_ps(-0.0f)), floats(_mm512_set1_epi32(0x7fc00000)));
+      return _mm512_mask_mov_ps(v, nan, quiet);
     }
   }
 

@@ -453,6 +453,44 @@ describe('gemm on cpu', () => {
   });
 });
 
+describe('the f32 kernel sets are one body (native/cpu/gemm_vec.cc)', () => {
+  // The packed tile sums each output in one fused multiply-add chain in k order on both paths, so
+  // AVX2 and AVX-512 (f32 set, BF16 dot off) give the same bits; more than 8 rows take the tiles.
+  const r = rng();
+  afterAll(restorePaths);
+  const avx2 = PATHS[2], avx512 = PATHS[1];
+  const why = missing(avx512) || missing(avx2);
+  it.skipIf(why)(`fp8Gemm, gemm and bmmHeads tiles: AVX2 and AVX-512 give the same bits${skipNote(why)} (seed ${r.seed})`, async () => {
+    const M = 21, N = 200, K = 384;
+    const a = randomCodes(r, M * K), w = randomCodes(r, N * K);
+    const sa = randomScales(r, M * (K / 128)), sw = randomScales(r, Math.ceil(N / 128) * (K / 128));
+    const xs = randomValues(r, M * 300, 'bf16'), ws = randomValues(r, 70 * 300, 'f32');
+    const hx = randomValues(r, 12 * 2 * 150, 'f32'), hw = randomValues(r, 2 * 150 * 90, 'bf16');
+    const outputs: Uint32Array[][] = [];
+    for (const path of [avx2, avx512]) {
+      await usePath(path);
+      using at = tensor(a.codes, { shape: [M, K], dtype: 'f8e4m3' });
+      using st = tensor(sa, { shape: [M, K / 128] });
+      using wt = tensor(w.codes, { shape: [N, K], dtype: 'f8e4m3' });
+      using swt = tensor(sw, { shape: [Math.ceil(N / 128), K / 128] });
+      using x = makeTensor(xs, [M, 300], 'bf16');
+      using wf = makeTensor(ws, [70, 300], 'f32');
+      using bx = makeTensor(hx, [12, 2, 150], 'f32');
+      using bw = makeTensor(hw, [2, 150, 90], 'bf16');
+      using y1 = ops.fp8Gemm(at, st, wt, swt, 'f32');
+      using y2 = ops.gemm(x, wf, 'f32');
+      using y3 = ops.bmmHeads(bx, bw, 'f32');
+      const bits: Uint32Array[] = [];
+      for (const y of [y1, y2, y3]) bits.push(new Uint32Array((await y.toFloat32Array()).buffer));
+      outputs.push(bits);
+    }
+    for (let i = 0; i < 3; ++i) {
+      const differ = outputs[0][i].findIndex((v, j) => v !== outputs[1][i][j]);
+      expect({ output: i, firstDifference: differ }).toEqual({ output: i, firstDifference: -1 });
+    }
+  });
+});
+
 describe('bmmHeads on cpu', () => {
   const r = rng();
   afterAll(restorePaths);
@@ -461,6 +499,7 @@ describe('bmmHeads on cpu', () => {
     [1, 1, 1, 1],
     [1, 3, 5, 7],
     [4, 2, 128, 33],
+    [3, 2, 300, 45],
     [17, 5, 64, 130],
   ];
   for (const path of PATHS) {
