@@ -14,8 +14,8 @@ namespace {
  *  4 exponent + 3 mantissa bits at bits 13…7, where an f16 with 5 exponent bits (bias 15 against
  *  E4M3's 7) reads them as 2^-8 times the E4M3 value, subnormals included. The mask clears bit 14
  *  and the low bits. NaN codes (magnitude 0x7f) give ±1.875, a finite value: callers check. */
-DSN_TARGET_AVX2 inline __m128i fp8HiToF16Scaled(__m128i hi) {
-  return _mm_and_si128(_mm_srai_epi16(hi, 1), _mm_set1_epi16(int16_t(0xbf80)));
+DSN_TARGET_AVX2 inline __m256i fp8HiToF16Scaled(__m256i hi) {
+  return _mm256_and_si256(_mm256_srai_epi16(hi, 1), _mm256_set1_epi16(int16_t(0xbf80)));
 }
 
 /** 8 elements of an A row of dtype t (f32 | bf16 | f8e4m3) from element i, as f32. */
@@ -27,21 +27,27 @@ DSN_TARGET_AVX2 inline __m256 load8Any(const void* base, DType t, int64_t i) {
   }
 }
 
-// ---- AVX2, few rows of A against an FP8 W: 16 codes a load, decoded through f16 ----
+// ---- AVX2, few rows of A against an FP8 W: 32 codes a load, decoded through f16 ----
 //
-// Each 16-byte load of a W row is read as 8 words: the even codes are the low bytes (shifted up), the
+// Each 32-byte load of a W row is read as 16 words: the even codes are the low bytes (shifted up), the
 // odd codes the high bytes, so the decode is shifts and masks on whole words (no byte shuffles, which
-// share one port with vcvtph2ps on Intel cores) and two vcvtph2ps; A is packed in the same order (per
-// 16 k: the 8 even, then the 8 odd elements), scaled by nothing: the 2^-8 of the f16 decode goes into
+// share one port with vcvtph2ps on Intel cores), then one vcvtph2ps per 8 codes; the same load feeds
+// the NaN check. A is packed in the decode's order (per 16 k: the 8 even, then the 8 odd elements), scaled by nothing: the 2^-8 of the f16 decode goes into
 // the block scale, exactly. NR rows of W run together so that, with S chains a (row, A row), at least
 // 8 independent FMA chains are in flight; each 128-k block's sum is multiplied by its scale and added
 // to the row's total, as the packed kernels do.
 
-/** Even and odd codes of 16 bytes of W as f32 (2^-8 times the values; NaN codes give ±1.875). */
-DSN_TARGET_AVX2 inline void fp8x16EvenOdd(const uint8_t* src, __m256& even, __m256& odd) {
-  const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
-  even = _mm256_cvtph_ps(fp8HiToF16Scaled(_mm_slli_epi16(w, 8)));
-  odd = _mm256_cvtph_ps(fp8HiToF16Scaled(w));
+/** 32 codes of W (one 256-bit load) as 16 words each way: `even` holds the f16 bits of the even codes
+ *  (the low bytes, shifted up), `odd` those of the odd codes; in each 128-bit half, the codes of that
+ *  half's 16 bytes (2^-8 times the values; NaN codes give ±1.875). */
+DSN_TARGET_AVX2 inline void fp8x32EvenOddF16(__m256i w, __m256i& even, __m256i& odd) {
+  even = fp8HiToF16Scaled(_mm256_slli_epi16(w, 8));
+  odd = fp8HiToF16Scaled(w);
+}
+
+/** Half h (0: low, 1: high 128 bits) of eight f16 as f32. */
+DSN_TARGET_AVX2 inline __m256 f16HalfToF32(__m256i v, int h) {
+  return _mm256_cvtph_ps(h ? _mm256_extracti128_si256(v, 1) : _mm256_castsi256_si128(v));
 }
 
 /** Whether any of the 128 codes at src is a NaN code (magnitude 0x7f). */
@@ -78,17 +84,18 @@ DSN_TARGET_AVX2 inline void smallMFp8Group(const Problem& p, int64_t n, const fl
 #pragma GCC unroll 1
     for (int64_t k = k0; k < k0 + kBlockK; k += 32) {
 #pragma GCC unroll 4
-      for (int r = 0; r < NR; ++r)
-        nanMax = _mm256_max_epu8(nanMax, _mm256_or_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + r * ldw + k)), top));
+      for (int r = 0; r < NR; ++r) {
+        // One load of 32 codes: the NaN check and both halves' decode (half h: codes k + 16h …).
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + r * ldw + k));
+        nanMax = _mm256_max_epu8(nanMax, _mm256_or_si256(w, top));
+        __m256i even16, odd16;
+        fp8x32EvenOddF16(w, even16, odd16);
 #pragma GCC unroll 2
-      for (int h = 0; h < 32; h += 16) {
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; ++r) {
-          __m256 we, wo;
-          fp8x16EvenOdd(row + r * ldw + k + h, we, wo);
+        for (int h = 0; h < 2; ++h) {
+          const __m256 we = f16HalfToF32(even16, h), wo = f16HalfToF32(odd16, h);
 #pragma GCC unroll 8
           for (int m = 0; m < M; ++m) {
-            const float* a = ap + m * K + k + h;
+            const float* a = ap + m * K + k + 16 * h;
             const __m256 ae = _mm256_load_ps(a), ao = _mm256_load_ps(a + 8);
             if constexpr (S == 2) {
               bs[r][m][0] = _mm256_fmadd_ps(ae, we, bs[r][m][0]);
@@ -120,7 +127,7 @@ DSN_TARGET_AVX2 void smallMFp8Rows(const Problem& p, int64_t n0, int64_t n1) {
   static_assert(kBlockK % 16 == 0 && 128 % NR == 0, "row groups stay inside one 128-row scale block");
   const int64_t K = p.K, KB = K / kBlockK;
   float* ap = tlsSmallA.get<float>(size_t(M * K));
-  // Per 16 k: the 8 even, then the 8 odd elements (the order fp8x16EvenOdd gives W in).
+  // Per 16 k: the 8 even, then the 8 odd elements (the order fp8x32EvenOddF16 gives W in, per half).
   for (int m = 0; m < M; ++m)
     for (int64_t k = 0; k < K; k += 16) {
       alignas(32) float t[16];
