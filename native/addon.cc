@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <utility>
 
 #include "cpu/probe.h"
 #include "cpu/simd.h"
@@ -163,6 +164,16 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 #endif
   o.Set("backends", backends);
   o.Set("simd", cpu::simdName(cpu::simdLevel()));
+  // The x86 features the CPU kernels look for, of those this CPU has (simd.h's CpuFeatures).
+  const cpu::CpuFeatures& f = cpu::cpuFeatures();
+  const std::pair<const char*, bool> features[] = {{"avx2", f.avx2},         {"fma", f.fma},         {"f16c", f.f16c},
+                                                   {"avx512f", f.avx512f},   {"avx512bw", f.avx512bw}, {"avx512vl", f.avx512vl},
+                                                   {"avx512dq", f.avx512dq}, {"avx512bf16", f.avx512bf16}, {"avx512vbmi", f.avx512vbmi}};
+  Napi::Array has = Napi::Array::New(env);
+  uint32_t count = 0;
+  for (const auto& [name, present] : features)
+    if (present) has[count++] = name;
+  o.Set("cpuFeatures", has);
   o.Set("threads", CpuBackend::get().pool().threads());
   return o;
 }

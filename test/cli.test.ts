@@ -10,7 +10,17 @@ const cli = resolve(root, 'dist/lib/cli.js');
 describe('deepseek-native CLI', () => {
   it('info prints one JSON object describing the runtime', () => {
     const info = JSON.parse(execFileSync(process.execPath, [cli, 'info'], { encoding: 'utf8' }));
-    expect(Object.keys(info).sort()).toEqual(['addon', 'backends', 'cuda', 'cudaArchitectures', 'cudaOps', 'devices', 'simd', 'threads', 'version'].sort());
+    expect(Object.keys(info).sort()).toEqual(['addon', 'backends', 'cpuFeatures', 'cuda', 'cudaArchitectures', 'cudaOps', 'devices', 'simd', 'threads', 'version'].sort());
+    // The path follows from the features: avx2 needs AVX2 + FMA + F16C, avx512 also F/BW/VL/DQ.
+    const known = ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'avx512bf16', 'avx512vbmi'];
+    expect(info.cpuFeatures.filter((f: string) => !known.includes(f))).toEqual([]);
+    const avx2 = ['avx2', 'fma', 'f16c'].every((f) => info.cpuFeatures.includes(f));
+    const avx512 = avx2 && ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq'].every((f) => info.cpuFeatures.includes(f));
+    const best = avx512 ? 'avx512' : avx2 ? 'avx2' : 'scalar';
+    const rank = { scalar: 0, avx2: 1, avx512: 2 } as Record<string, number>;
+    // DEEPSEEK_NATIVE_SIMD may cap the path below the best the features allow, never above it.
+    expect(rank[info.simd]).toBeLessThanOrEqual(rank[best]);
+    if (!process.env.DEEPSEEK_NATIVE_SIMD) expect(info.simd).toBe(best);
     expect(info.addon).toMatch(/\.node$/);
     expect(info.devices[0]).toMatchObject({ name: 'cpu', kind: 'cpu' });
   });

@@ -16,7 +16,11 @@ export interface RuntimeInfo {
   devices: DeviceInfo[];
   /** The ops with a CUDA kernel in this build. */
   cudaOps: string[];
+  /** The CPU SIMD path in use: 'avx512' (F/BW/VL/DQ), 'avx2' (AVX2 + FMA + F16C) or 'scalar'. */
   simd: string;
+  /** The x86 features the CPU kernels look for that this CPU has; with 'avx512bf16' (and 'avx512vbmi'
+   *  for the GEMM) the BF16 dot-product kernels run on the avx512 path. */
+  cpuFeatures: string[];
   threads: number;
 }
 
@@ -33,6 +37,7 @@ export function runtimeInfo(): RuntimeInfo {
     devices: addon.devices(),
     cudaOps: Object.entries(opDevices()).filter(([, d]) => d.includes('cuda')).map(([op]) => op),
     simd: build.simd,
+    cpuFeatures: build.cpuFeatures,
     threads: build.threads,
   };
 }

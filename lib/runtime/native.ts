@@ -63,6 +63,9 @@ export interface NativeBuildInfo {
   cudaEmulated?: boolean;
   cuda?: NativeCudaStatus;
   simd: string;
+  /** The x86 features the CPU kernels look for that this CPU has ('avx2', 'fma', 'f16c', 'avx512f',
+   *  'avx512bw', 'avx512vl', 'avx512dq', 'avx512bf16', 'avx512vbmi'). */
+  cpuFeatures: string[];
   threads: number;
 }
 
