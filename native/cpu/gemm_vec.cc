@@ -7,8 +7,9 @@
 //                    bits), lanes along n for [K, N] weights (bmmHeads)
 // An FP8 W with few rows of A goes to the AVX2 even/odd kernel (gemm_fp8_avx2.cc) on both paths.
 // Operands are widened exactly (vec.h's loads), so each kernel's sums depend only on its order of
-// operations, which is the same on both paths wherever the lane count does not enter it (the packed
-// tile: bit-identical results on AVX2 and AVX-512).
+// operations, which is the same on both paths wherever the lane count does not enter it: the packed
+// tile and the [K, N] few-rows kernel give the same bits on AVX2 and AVX-512 (test/ops/gemm.test.ts);
+// the lanes-along-k few-rows kernels sum in lane-count-dependent order.
 #include "gemm_x86.h"
 
 namespace dsn::cpu::gemmk {
