@@ -453,7 +453,7 @@ void attendBf16(const Problem& p, const Lanes& L, const Keys& K) {
 
 void attend(const Problem& p, const Lanes& L, const Keys& K) {
   // The reference's bf16 score rounding is done by the portable path only.
-  if (p.type == DType::bf16 && p.scoreRounding == ScoreRounding::none && vec::bf16DotAvailable()) {
+  if (p.type == DType::bf16 && p.scoreRounding == ScoreRounding::none && bf16DotAllowed()) {
     attendBf16(p, L, K);
   } else {
     switch (simdLevel()) {

@@ -64,7 +64,4 @@ using Vec16 = Vec<v16f, v16i>;
 using Vec8 = Vec<v8f, v8i>;
 using Vec4 = Vec<v4f, v4i>;
 
-/** True when the CPU has AVX-512 BF16 dot products (vdpbf16ps) and the SIMD cap allows AVX-512. */
-inline bool bf16DotAvailable() { return bf16DotAllowed(); }
-
 }  // namespace dsn::cpu::vec

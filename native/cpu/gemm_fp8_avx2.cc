@@ -18,15 +18,6 @@ DSN_TARGET_AVX2 inline __m256i fp8HiToF16Scaled(__m256i hi) {
   return _mm256_and_si256(_mm256_srai_epi16(hi, 1), _mm256_set1_epi16(int16_t(0xbf80)));
 }
 
-/** 8 elements of an A row of dtype t (f32 | bf16 | f8e4m3) from element i, as f32. */
-DSN_TARGET_AVX2 inline __m256 load8Any(const void* base, DType t, int64_t i) {
-  switch (t) {
-    case DType::f32: return Avx2::load<DType::f32>(base, i);
-    case DType::bf16: return Avx2::load<DType::bf16>(base, i);
-    default: return Avx2::load<DType::f8e4m3>(base, i);
-  }
-}
-
 // ---- AVX2, few rows of A against an FP8 W: 32 codes a load, decoded through f16 ----
 //
 // Each 32-byte load of a W row is read as 16 words: the even codes are the low bytes (shifted up), the
@@ -127,17 +118,7 @@ DSN_TARGET_AVX2 void smallMFp8Rows(const Problem& p, int64_t n0, int64_t n1) {
   static_assert(kBlockK % 16 == 0 && 128 % NR == 0, "row groups stay inside one 128-row scale block");
   const int64_t K = p.K, KB = K / kBlockK;
   float* ap = tlsSmallA.get<float>(size_t(M * K));
-  // Per 16 k: the 8 even, then the 8 odd elements (the order fp8x32EvenOddF16 gives W in, per half).
-  for (int m = 0; m < M; ++m)
-    for (int64_t k = 0; k < K; k += 16) {
-      alignas(32) float t[16];
-      _mm256_store_ps(t, load8Any(p.a, p.aType, m * p.lda + k));
-      _mm256_store_ps(t + 8, load8Any(p.a, p.aType, m * p.lda + k + 8));
-      for (int j = 0; j < 8; ++j) {
-        ap[m * K + k + j] = t[2 * j];
-        ap[m * K + k + 8 + j] = t[2 * j + 1];
-      }
-    }
+  OnTarget<Avx2>::run<PackAEvenOdd>(p, M, K, ap);  // per 16 k: the 8 even, then the 8 odd elements
   // K in chunks whose A rows stay in L1 (16 KB); rows in passes whose totals stay in cb.
   const int64_t chunkBlocks = std::max<int64_t>(1, 4096 / M / kBlockK);
   const int64_t rowsPerPass = M == 1 ? 128 : M == 2 ? 64 : M <= 4 ? 32 : 16;  // divides 128

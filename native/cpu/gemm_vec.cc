@@ -160,8 +160,7 @@ struct SmallMF32 {
     using F = typename V::F;
     const int64_t K = p.K, Kp = (K + L - 1) / L * L;
     float* ap = tlsSmallA.get<float>(size_t(M * Kp));
-    for (int m = 0; m < M; ++m)
-      for (int64_t k = 0; k < Kp; k += L) store<V, DType::f32>(ap, m * Kp + k, loadAnyUpTo<V>(p.a, p.aType, m * p.lda + k, K - k));
+    loadARows<V>(p, M, Kp, ap);
     // A chunk in L1 (≤ 16 KB, a multiple of 128 elements); accumulators of rowsPerPass rows.
     const int64_t chunk = std::max<int64_t>(kBlockK, (4096 / M) / kBlockK * kBlockK);
     const int64_t rowsPerPass = 128 / M;
@@ -238,15 +237,7 @@ inline void bf16WRows(const Problem& p, int64_t n0, int64_t n1) {
   using F = typename V::F;
   const int64_t K = p.K, Kp = (K + 2 * L - 1) / (2 * L) * (2 * L);
   float* ap = tlsSmallA.get<float>(size_t(M * Kp));
-  for (int m = 0; m < M; ++m)
-    for (int64_t k = 0; k < Kp; k += 2 * L) {
-      const F x0 = loadAnyUpTo<V>(p.a, p.aType, m * p.lda + k, K - k);
-      const F x1 = loadAnyUpTo<V>(p.a, p.aType, m * p.lda + k + L, K - k - L);
-      F even, odd;
-      V::deinterleave(x0, x1, even, odd);
-      store<V, DType::f32>(ap, m * Kp + k, even);
-      store<V, DType::f32>(ap, m * Kp + k + L, odd);
-    }
+  PackAEvenOdd::run<V>(p, M, Kp, ap);
   // A chunk in L1: M rows × chunk f32 ≤ 16 KB; parked accumulators of rowsPerPass rows. One or two
   // rows of A are read whole (from L2 when long): measured 1.1 × faster at K = 7168 than chunks.
   const int64_t chunk = M <= 2 ? Kp : std::max<int64_t>(2 * L, (4096 / M) / (2 * L) * (2 * L));
@@ -277,9 +268,9 @@ struct SmallMKN {
     constexpr int L = V::kLanes;
     constexpr int NV = std::min(4, V::kRegisters * 3 / 4 / M);  // M · NV accumulators: 3/4 of the registers
     using F = typename V::F;
-    float* ap = tlsSmallA.get<float>(size_t(M * p.K));
-    for (int m = 0; m < M; ++m)
-      for (int64_t k = 0; k < p.K; ++k) ap[m * p.K + k] = f32FromAny(p.a, p.aType, m * p.lda + k);
+    const int64_t Kp = (p.K + L - 1) / L * L;
+    float* ap = tlsSmallA.get<float>(size_t(M * Kp));
+    loadARows<V>(p, M, Kp, ap);
     const int64_t es = int64_t(dtypeSize(p.wType));
     for (int64_t c = n0; c < n1; c += L * NV) {
       int64_t have[NV];
@@ -297,7 +288,7 @@ struct SmallMKN {
         for (int v = 0; v < NV; ++v) wv[v] = loadAnyUpTo<V>(p.w, p.wType, base + L * v, have[v]);
 #pragma GCC unroll 8
         for (int m = 0; m < M; ++m) {
-          const F a = V::set1(ap[m * p.K + k]);
+          const F a = V::set1(ap[m * Kp + k]);
 #pragma GCC unroll 4
           for (int v = 0; v < NV; ++v) acc[m][v] = V::fma(a, wv[v], acc[m][v]);
         }

@@ -1,6 +1,7 @@
 // Shared pieces of the SIMD kernel sets of the GEMM engine (gemm_vec.cc: the f32 sets, one body per
 // kernel over vec.h's V; gemm_fp8_avx2.cc; gemm_avx512bf16.cc): element loads of a row of any operand
-// dtype as f32 vectors, and the per-thread scratch of the few-rows kernels. Internal to native/cpu.
+// dtype as f32 vectors, the few-rows kernels' A packers, row walk and per-thread scratch. Internal to
+// native/cpu.
 #pragma once
 #include <algorithm>
 #include <cstring>
@@ -15,14 +16,6 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace dsn::cpu::gemmk {
-
-inline float f32FromAny(const void* base, DType t, int64_t i) {
-  switch (t) {
-    case DType::f32: return static_cast<const float*>(base)[i];
-    case DType::bf16: return bf16ToF32(static_cast<const uint16_t*>(base)[i]);
-    default: return f8e4m3ToF32(static_cast<const uint8_t*>(base)[i]);
-  }
-}
 
 /** kLanes elements of a row of operand dtype t (f32 | bf16 | f8e4m3) from element i, as f32. */
 template <class V>
@@ -47,11 +40,38 @@ inline typename V::F loadAnyUpTo(const void* base, DType t, int64_t i, int64_t n
   }
 }
 
+/** A's M rows as f32 for the few-rows kernels: ap[m · Kp + k], zero from K up to Kp (a multiple of
+ *  kLanes). Call inside a kernel body (OnTarget<V>). */
+template <class V>
+inline void loadARows(const Problem& p, int M, int64_t Kp, float* ap) {
+  for (int m = 0; m < M; ++m)
+    for (int64_t k = 0; k < Kp; k += V::kLanes) store<V, DType::f32>(ap, m * Kp + k, loadAnyUpTo<V>(p.a, p.aType, m * p.lda + k, p.K - k));
+}
+
+/** loadARows in the order the few-rows kernels decode W in: per 2·kLanes k, the even-indexed elements,
+ *  then the odd ones; Kp a multiple of 2·kLanes. */
+struct PackAEvenOdd {
+  template <class V>
+  static void run(const Problem& p, int M, int64_t Kp, float* ap) {
+    constexpr int L = V::kLanes;
+    for (int m = 0; m < M; ++m)
+      for (int64_t k = 0; k < Kp; k += 2 * L) {
+        const typename V::F x0 = loadAnyUpTo<V>(p.a, p.aType, m * p.lda + k, p.K - k);
+        const typename V::F x1 = loadAnyUpTo<V>(p.a, p.aType, m * p.lda + k + L, p.K - k - L);
+        typename V::F even, odd;
+        V::deinterleave(x0, x1, even, odd);
+        store<V, DType::f32>(ap, m * Kp + k, even);
+        store<V, DType::f32>(ap, m * Kp + k + L, odd);
+      }
+  }
+};
+
 /** The walk of a few-rows kernel over W rows [n0, n1) (W[n] = w + n · ldw): passes of rowsPerPass
  *  rows, whose accumulators wait between K chunks; each pass walks K in chunks [c0, c1) of `chunk`,
  *  up to kEnd, its rows in groups of NR and then one at a time:
  *  group(std::integral_constant<int, R>, n, ahead, c0, c1, slot) for R = NR or 1, where ahead is the
- *  row to prefetch (2·R rows on while those exist) and slot = n − the pass's first row. */
+ *  row to prefetch (a group: 2·NR rows on while those exist; a row left over: itself) and slot = n −
+ *  the pass's first row. */
 template <int NR, class T, class Group>
 inline void forRowGroups(const T* w, int64_t ldw, int64_t n0, int64_t n1, int64_t rowsPerPass, int64_t kEnd, int64_t chunk,
                          Group&& group) {
@@ -66,7 +86,7 @@ inline void forRowGroups(const T* w, int64_t ldw, int64_t n0, int64_t n1, int64_
       }
       for (; n < r1; ++n) {
         const T* row = w + n * ldw;
-        group(std::integral_constant<int, 1>{}, n, NR == 1 && n + 3 <= r1 ? row + 2 * ldw : row, c0, c1, n - r0);
+        group(std::integral_constant<int, 1>{}, n, row, c0, c1, n - r0);
       }
     }
   }

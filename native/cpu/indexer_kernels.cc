@@ -219,7 +219,7 @@ void scoreKeysBf16(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t 
 }  // namespace
 
 void scoreKeys(const IndexerScoresParams& p, int64_t t, int64_t s0, int64_t s1, float* out) {
-  if (vec::bf16DotAvailable()) return scoreKeysBf16(p, t, s0, s1, out);
+  if (bf16DotAllowed()) return scoreKeysBf16(p, t, s0, s1, out);
   switch (simdLevel()) {
     case Simd::Avx512: return scorePortableAvx512(p, t, s0, s1, out);
     case Simd::Avx2: return scorePortableAvx2(p, t, s0, s1, out);
